@@ -1,0 +1,102 @@
+using System.CommandLine;
+using System.Diagnostics;
+using Leuko.Core.Imaging;
+using Leuko.Core.Segmentation;
+using OpenCvSharp;
+
+namespace Leuko.Cli.Commands;
+
+/// <summary><c>leuko bench</c>: throughput figures, printed (never asserted in tests: machines are shared and noisy).</summary>
+internal static class BenchCommand
+{
+    public static Command Create() =>
+        new("bench", "Measure throughput on this machine.")
+        {
+            CreateSegmentation(),
+        };
+
+    private static Command CreateSegmentation()
+    {
+        var images = new Argument<string[]>("images")
+        {
+            Description = "Images or folders to segment (e.g. samples/ or BCCD JPEGImages/).",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        var seconds = new Option<double>("--seconds") { Description = "Minimum time to measure each configuration.", DefaultValueFactory = _ => 5 };
+        var command = new Command("segmentation", "Images per second of decode + segmentation, on one thread and on all cores.")
+        {
+            images, seconds,
+        };
+        command.SetAction(parse => Run(parse.GetRequiredValue(images), parse.GetValue(seconds), Console.Out, Console.Error));
+        return command;
+    }
+
+    private static int Run(string[] paths, double seconds, TextWriter stdout, TextWriter stderr)
+    {
+        if (!NativeDependencies.Check(stderr))
+        {
+            return ExitCodes.MissingDependency;
+        }
+
+        var encoded = InputFiles.Expand(paths).Select(f => File.ReadAllBytes(f.Path)).ToArray();
+        if (encoded.Length == 0)
+        {
+            stderr.WriteLine("error: no images to measure");
+            return ExitCodes.BadUsage;
+        }
+
+        using (var first = ImageDecoder.Decode(encoded[0]))
+        {
+            stdout.WriteLine($"Segmentation benchmark: {encoded.Length} images (first {first.Width}x{first.Height}), {Environment.ProcessorCount} cores");
+        }
+
+        var segmenter = new LeukocyteSegmenter();
+        var decodeTimes = new List<double>();
+        var segmentTimes = new List<double>();
+        for (int i = 0; i < Math.Min(encoded.Length, 5); i++)
+        {
+            SegmentOnce(segmenter, encoded[i], null, null); // warm-up: JIT, OpenCV's lazy initialisation
+        }
+
+        var clock = Stopwatch.StartNew();
+        int count = 0;
+        while (clock.Elapsed.TotalSeconds < seconds || count < encoded.Length)
+        {
+            SegmentOnce(segmenter, encoded[count % encoded.Length], decodeTimes, segmentTimes);
+            count++;
+        }
+
+        double serial = count / clock.Elapsed.TotalSeconds;
+        clock.Restart();
+        int parallelCount = 0;
+        while (clock.Elapsed.TotalSeconds < seconds)
+        {
+            Parallel.For(0, encoded.Length, i => SegmentOnce(segmenter, encoded[i], null, null));
+            parallelCount += encoded.Length;
+        }
+
+        double parallel = parallelCount / clock.Elapsed.TotalSeconds;
+        stdout.WriteLine($"  one thread:   {serial,7:0.0} images/s  (decode median {Median(decodeTimes):0.00} ms, segment median {Median(segmentTimes):0.00} ms, p95 {Percentile(segmentTimes, 0.95):0.00} ms)");
+        stdout.WriteLine($"  all cores:    {parallel,7:0.0} images/s");
+        return ExitCodes.Success;
+    }
+
+    private static void SegmentOnce(LeukocyteSegmenter segmenter, byte[] data, List<double>? decodeTimes, List<double>? segmentTimes)
+    {
+        long t0 = Stopwatch.GetTimestamp();
+        using Mat image = ImageDecoder.Decode(data);
+        long t1 = Stopwatch.GetTimestamp();
+        using var result = segmenter.Segment(image);
+        long t2 = Stopwatch.GetTimestamp();
+        decodeTimes?.Add(Stopwatch.GetElapsedTime(t0, t1).TotalMilliseconds);
+        segmentTimes?.Add(Stopwatch.GetElapsedTime(t1, t2).TotalMilliseconds);
+    }
+
+    private static double Median(List<double> values) => Percentile(values, 0.5);
+
+    private static double Percentile(List<double> values, double q)
+    {
+        var sorted = values.Order().ToList();
+        return sorted.Count == 0 ? 0 : sorted[(int)Math.Round(q * (sorted.Count - 1))];
+    }
+}

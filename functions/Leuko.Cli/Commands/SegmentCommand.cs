@@ -1,0 +1,146 @@
+using System.CommandLine;
+using System.Text.Json;
+using Leuko.Core.Imaging;
+using Leuko.Core.Segmentation;
+using OpenCvSharp;
+
+namespace Leuko.Cli.Commands;
+
+/// <summary><c>leuko segment</c>: cut every leukocyte out of images, with the masks and a JSON summary.</summary>
+internal static class SegmentCommand
+{
+    /// <summary>Version of the segmentation.json layout; raised on any incompatible change.</summary>
+    public const int SchemaVersion = 1;
+
+    public static Command Create()
+    {
+        var inputs = new Argument<string[]>("inputs")
+        {
+            Description = "Image files (JPEG, PNG, BMP, TIFF) and folders (searched recursively).",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Folder for crops/, masks/ and segmentation.json.", Required = true };
+        var masks = new Option<bool>("--masks") { Description = "Also write the background, erythrocyte and leukocyte masks of each image." };
+        var command = new Command("segment", "Find the leukocytes in images and write a square crop of each, with segmentation.json.")
+        {
+            inputs, output, masks,
+        };
+        command.SetAction((parse, cancellationToken) => RunAsync(
+            parse.GetRequiredValue(inputs), parse.GetRequiredValue(output), parse.GetValue(masks), Console.Out, Console.Error, cancellationToken));
+        return command;
+    }
+
+    internal static Task<int> RunAsync(
+        string[] inputPaths, DirectoryInfo output, bool writeMasks, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+    {
+        if (!NativeDependencies.Check(stderr))
+        {
+            return Task.FromResult(ExitCodes.MissingDependency);
+        }
+
+        IReadOnlyList<InputFile> files;
+        try
+        {
+            files = InputFiles.Expand(inputPaths);
+        }
+        catch (FileNotFoundException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return Task.FromResult(ExitCodes.BadUsage);
+        }
+
+        var segmenter = new LeukocyteSegmenter();
+        var records = new ImageRecord[files.Count];
+        var progress = new Progress("segment", files.Count, stderr);
+        Directory.CreateDirectory(output.FullName);
+        Parallel.For(0, files.Count, new ParallelOptions { CancellationToken = cancellationToken }, i =>
+        {
+            records[i] = SegmentOne(segmenter, files[i], output.FullName, writeMasks);
+            progress.Advance();
+        });
+
+        var summary = new SummaryRecord(
+            records.Length,
+            records.Count(r => r.Status == "completed"),
+            records.Count(r => r.Status == "no-leukocytes"),
+            records.Count(r => r.Status == "failed"),
+            records.Sum(r => r.Leukocytes?.Count ?? 0),
+            Math.Round(progress.Elapsed.TotalSeconds, 3));
+        var document = new SegmentationDocument(SchemaVersion, records, summary);
+        var jsonPath = Path.Combine(output.FullName, "segmentation.json");
+        File.WriteAllText(jsonPath, JsonSerializer.Serialize(document, Json.Options));
+        stdout.WriteLine(
+            $"{summary.Images} images: {summary.Completed} with leukocytes ({summary.Leukocytes} cells), " +
+            $"{summary.NoLeukocytes} without, {summary.Failed} failed. Results: {jsonPath}");
+        foreach (var failed in records.Where(r => r.Status == "failed"))
+        {
+            stderr.WriteLine($"failed: {failed.Source}: {failed.Error}");
+        }
+
+        return Task.FromResult(summary.Failed > 0 ? ExitCodes.SomeFailed : ExitCodes.Success);
+    }
+
+    private static ImageRecord SegmentOne(LeukocyteSegmenter segmenter, InputFile file, string output, bool writeMasks)
+    {
+        try
+        {
+            using var image = ImageDecoder.DecodeFile(file.Path);
+            using var result = segmenter.Segment(image);
+            var stem = Path.ChangeExtension(file.Name, null);
+            var cells = new List<CellRecord>();
+            for (int i = 0; i < result.Leukocytes.Count; i++)
+            {
+                var cell = result.Leukocytes[i];
+                var cropName = $"crops/{stem}_{i}.png";
+                Write(output, cropName, cell.Crop);
+                cells.Add(new CellRecord(
+                    i, new BoxRecord(cell.Box.X, cell.Box.Y, cell.Box.Width, cell.Box.Height), cell.Area, cell.NucleusArea,
+                    new PointRecord(Math.Round(cell.Centroid.X, 1), Math.Round(cell.Centroid.Y, 1)), cropName));
+            }
+
+            Dictionary<string, string>? maskNames = null;
+            if (writeMasks)
+            {
+                maskNames = new()
+                {
+                    ["background"] = $"masks/{stem}_background.png",
+                    ["erythrocyte"] = $"masks/{stem}_erythrocyte.png",
+                    ["leukocyte"] = $"masks/{stem}_leukocyte.png",
+                };
+                Write(output, maskNames["background"], result.BackgroundMask);
+                Write(output, maskNames["erythrocyte"], result.ErythrocyteMask);
+                Write(output, maskNames["leukocyte"], result.LeukocyteMask);
+            }
+
+            return new ImageRecord(file.Path, cells.Count > 0 ? "completed" : "no-leukocytes", null, image.Width, image.Height, cells, maskNames);
+        }
+        catch (Exception e) when (e is InvalidImageException or IOException or UnauthorizedAccessException)
+        {
+            return new ImageRecord(file.Path, "failed", e.Message, null, null, null, null);
+        }
+    }
+
+    private static void Write(string output, string relative, Mat image)
+    {
+        var path = Path.Combine(output, relative);
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        if (!Cv2.ImWrite(path, image))
+        {
+            throw new IOException($"could not write '{path}'");
+        }
+    }
+
+    internal sealed record SegmentationDocument(int SchemaVersion, IReadOnlyList<ImageRecord> Images, SummaryRecord Summary);
+
+    internal sealed record SummaryRecord(int Images, int Completed, int NoLeukocytes, int Failed, int Leukocytes, double Seconds);
+
+    internal sealed record ImageRecord(
+        string Source, string Status, string? Error, int? Width, int? Height,
+        IReadOnlyList<CellRecord>? Leukocytes, IReadOnlyDictionary<string, string>? Masks);
+
+    internal sealed record CellRecord(int Index, BoxRecord Box, int Area, int NucleusArea, PointRecord Centroid, string Crop);
+
+    internal sealed record BoxRecord(int X, int Y, int Width, int Height);
+
+    internal sealed record PointRecord(double X, double Y);
+}

@@ -1,0 +1,15 @@
+namespace Leuko.Cli;
+
+internal static class ExitCodes
+{
+    public const int Success = 0;
+
+    /// <summary>The run finished but at least one input failed (each is reported).</summary>
+    public const int SomeFailed = 1;
+
+    /// <summary>Bad arguments: missing input, wrong folder layout.</summary>
+    public const int BadUsage = 2;
+
+    /// <summary>A native library the image code needs is missing.</summary>
+    public const int MissingDependency = 3;
+}

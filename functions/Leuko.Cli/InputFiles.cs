@@ -1,0 +1,61 @@
+namespace Leuko.Cli;
+
+/// <summary>An input image: where it is, and the name its outputs take (its path relative to the folder given, or its file name).</summary>
+internal sealed record InputFile(string Path, string Name);
+
+/// <summary>Expands the files and folders given on a command line into image files.</summary>
+internal static class InputFiles
+{
+    public static readonly IReadOnlySet<string> ImageExtensions =
+        new HashSet<string>(StringComparer.OrdinalIgnoreCase) { ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff" };
+
+    /// <summary>
+    /// Folders are searched recursively for image extensions; files named explicitly are always taken, so that a
+    /// wrong file is reported rather than silently skipped. Order is stable (ordinal by path); each file once.
+    /// </summary>
+    public static IReadOnlyList<InputFile> Expand(IEnumerable<string> paths)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        var result = new List<InputFile>();
+        foreach (var path in paths)
+        {
+            if (Directory.Exists(path))
+            {
+                foreach (var file in Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories)
+                             .Where(f => ImageExtensions.Contains(System.IO.Path.GetExtension(f)))
+                             .Order(StringComparer.Ordinal))
+                {
+                    Add(file, System.IO.Path.GetRelativePath(path, file));
+                }
+            }
+            else if (File.Exists(path))
+            {
+                Add(path, System.IO.Path.GetFileName(path));
+            }
+            else
+            {
+                throw new FileNotFoundException($"no such file or folder: '{path}'");
+            }
+        }
+
+        return result;
+
+        void Add(string file, string name)
+        {
+            if (!seen.Add(System.IO.Path.GetFullPath(file)))
+            {
+                return;
+            }
+
+            name = name.Replace('\\', '/');
+            var unique = name;
+            for (int n = 2; !names.Add(unique); n++)
+            {
+                unique = $"{System.IO.Path.ChangeExtension(name, null)}~{n}{System.IO.Path.GetExtension(name)}";
+            }
+
+            result.Add(new InputFile(file, unique));
+        }
+    }
+}

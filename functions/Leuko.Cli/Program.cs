@@ -1,0 +1,3 @@
+using Leuko.Cli;
+
+return await LeukoCommand.Create().Parse(args).InvokeAsync();

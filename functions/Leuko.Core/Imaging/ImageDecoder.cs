@@ -1,0 +1,140 @@
+using OpenCvSharp;
+
+namespace Leuko.Core.Imaging;
+
+/// <summary>
+/// Turns an encoded file into the 8-bit BGR image the segmenter works on, or refuses it with a reason.
+/// </summary>
+public static class ImageDecoder
+{
+    /// <summary>
+    /// Largest image accepted, in pixels: 50 megapixels (e.g. 8660x5773), about 150 MB decoded.
+    /// Microscope cameras write 5-20 MP; anything larger is refused before its pixels are allocated.
+    /// </summary>
+    public const long MaxPixels = 50_000_000;
+
+    /// <summary>Smallest side accepted: below 32 px no cell can be resolved.</summary>
+    public const int MinSide = 32;
+
+    /// <summary>Decodes <paramref name="data"/>; throws <see cref="InvalidImageException"/> for anything unusable.</summary>
+    public static Mat Decode(ReadOnlySpan<byte> data)
+    {
+        var header = ImageHeader.Read(data);
+        if ((long)header.Width * header.Height > MaxPixels)
+        {
+            throw new InvalidImageException(
+                $"image too large: {header.Width}x{header.Height} is over the limit of {MaxPixels / 1_000_000} megapixels");
+        }
+
+        if (header.Width < MinSide || header.Height < MinSide)
+        {
+            throw new InvalidImageException(
+                $"image too small: {header.Width}x{header.Height}; each side must be at least {MinSide} pixels");
+        }
+
+        Mat raw;
+        try
+        {
+            raw = Cv2.ImDecode(data, ImreadModes.Unchanged);
+        }
+        catch (OpenCVException e)
+        {
+            throw new InvalidImageException($"corrupt {header.Format}: {e.Message}");
+        }
+
+        if (raw.Empty())
+        {
+            raw.Dispose();
+            throw new InvalidImageException($"corrupt {header.Format}: the decoder could not read the pixels");
+        }
+
+        try
+        {
+            return ToBgr8(raw, header.Format);
+        }
+        finally
+        {
+            raw.Dispose();
+        }
+    }
+
+    /// <summary>Reads and decodes a file.</summary>
+    public static Mat DecodeFile(string path) => Decode(File.ReadAllBytes(path));
+
+    private static Mat ToBgr8(Mat raw, ImageFormat format)
+    {
+        if (raw.Channels() < 3)
+        {
+            throw new InvalidImageException(
+                "grayscale image: leukocytes are found by the colour of the stain, so a colour photograph is needed");
+        }
+
+        using var eightBit = new Mat();
+        switch (raw.Depth())
+        {
+            case MatType.CV_8U:
+                raw.CopyTo(eightBit);
+                break;
+            case MatType.CV_16U:
+                raw.ConvertTo(eightBit, MatType.CV_8U, 1.0 / 257.0);
+                break;
+            default:
+                throw new InvalidImageException($"unsupported {format} sample type (only 8-bit and 16-bit images are supported)");
+        }
+
+        if (eightBit.Channels() == 3)
+        {
+            return eightBit.Clone();
+        }
+
+        if (eightBit.Channels() != 4)
+        {
+            throw new InvalidImageException($"unsupported {format} layout with {eightBit.Channels()} channels");
+        }
+
+        return CompositeOverWhite(eightBit);
+    }
+
+    // A transparent pixel shows the page behind it, and on a smear photograph that is empty background:
+    // compositing onto white makes it read as background rather than as a cell.
+    private static Mat CompositeOverWhite(Mat bgra)
+    {
+        var planes = bgra.Split();
+        try
+        {
+            using var alpha = new Mat();
+            planes[3].ConvertTo(alpha, MatType.CV_32F, 1.0 / 255.0);
+            using var inverse = new Mat();
+            Cv2.Subtract(Scalar.All(1.0), alpha, inverse);
+            using var white = new Mat();
+            inverse.ConvertTo(white, MatType.CV_32F, 255.0);
+            var blended = new Mat[3];
+            for (int c = 0; c < 3; c++)
+            {
+                using var plane = new Mat();
+                planes[c].ConvertTo(plane, MatType.CV_32F);
+                using var weighted = plane.Mul(alpha).ToMat();
+                using var sum = new Mat();
+                Cv2.Add(weighted, white, sum);
+                blended[c] = new Mat();
+                sum.ConvertTo(blended[c], MatType.CV_8U);
+            }
+
+            var result = new Mat();
+            Cv2.Merge(blended, result);
+            foreach (var m in blended)
+            {
+                m.Dispose();
+            }
+
+            return result;
+        }
+        finally
+        {
+            foreach (var p in planes)
+            {
+                p.Dispose();
+            }
+        }
+    }
+}

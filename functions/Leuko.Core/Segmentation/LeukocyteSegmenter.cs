@@ -1,0 +1,213 @@
+using OpenCvSharp;
+
+namespace Leuko.Core.Segmentation;
+
+/// <summary>
+/// Finds leukocytes in a stained blood-smear photograph by the method of Anand et al. (BMC Medical Imaging 2024):
+/// background subtraction, an erythrocyte mask and a leukocyte mask, noise removal, and contours.
+/// Pure: an 8-bit BGR image in, a <see cref="SegmentationResult"/> out. Thread-safe.
+/// </summary>
+public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
+{
+    /// <summary>Size of the reference field the options' lengths are given in (a BCCD field).</summary>
+    public static readonly Size ReferenceSize = new(640, 480);
+
+    public SegmentationOptions Options { get; } = options ?? SegmentationOptions.Default;
+
+    /// <summary>
+    /// Length scale of an image relative to the reference field: the square root of the pixel-count ratio,
+    /// so that any resolution of the same optics gets proportional kernel sizes and area limits.
+    /// </summary>
+    public static double ScaleOf(Size size) =>
+        Math.Sqrt((double)size.Width * size.Height / (ReferenceSize.Width * ReferenceSize.Height));
+
+    public SegmentationResult Segment(Mat bgr)
+    {
+        ArgumentNullException.ThrowIfNull(bgr);
+        if (bgr.Empty() || bgr.Type() != MatType.CV_8UC3)
+        {
+            throw new ArgumentException("expected a non-empty 8-bit, 3-channel BGR image", nameof(bgr));
+        }
+
+        double scale = ScaleOf(bgr.Size());
+        using var smooth = new Mat();
+        Cv2.GaussianBlur(bgr, smooth, new Size(0, 0), Options.SmoothingSigma * scale);
+
+        using var lab = new Mat();
+        Cv2.CvtColor(smooth, lab, ColorConversionCodes.BGR2Lab);
+        var background = BackgroundMask(smooth);
+        using var nucleus = NucleusMask(lab, scale);
+        var leukocytes = new List<Leukocyte>();
+        var leukocyteMask = new Mat(bgr.Size(), MatType.CV_8UC1, Scalar.All(0));
+        using var stained = new Mat();
+        Cv2.BitwiseNot(background, stained);
+        Scalar backgroundColour = Cv2.Mean(bgr, background);
+
+        using var labels = new Mat();
+        using var stats = new Mat();
+        using var centroids = new Mat();
+        int count = Cv2.ConnectedComponentsWithStats(nucleus, labels, stats, centroids, PixelConnectivity.Connectivity8);
+        double minArea = Options.MinNucleusArea * scale * scale;
+        double minBorderArea = Options.MinBorderNucleusArea * scale * scale;
+        for (int label = 1; label < count; label++)
+        {
+            int area = stats.At<int>(label, (int)ConnectedComponentsTypes.Area);
+            if (area < minArea)
+            {
+                continue; // platelets and stain debris
+            }
+
+            var box = new Rect(
+                stats.At<int>(label, (int)ConnectedComponentsTypes.Left),
+                stats.At<int>(label, (int)ConnectedComponentsTypes.Top),
+                stats.At<int>(label, (int)ConnectedComponentsTypes.Width),
+                stats.At<int>(label, (int)ConnectedComponentsTypes.Height));
+            bool cutByBorder = box.X == 0 || box.Y == 0 || box.Right >= bgr.Width || box.Bottom >= bgr.Height;
+            if (cutByBorder && area < minBorderArea)
+            {
+                continue; // too little of the cell is in the field to be recognised
+            }
+
+            var cell = CellRegion(labels, label, box, area, leukocyteMask);
+            if (cell is not null)
+            {
+                leukocytes.Add(cell with { Crop = SquareCrop(bgr, cell.Box, backgroundColour) });
+            }
+        }
+
+        var erythrocytes = new Mat();
+        Cv2.BitwiseAnd(stained, ~leukocyteMask, erythrocytes);
+        leukocytes.Sort((a, b) => b.Area.CompareTo(a.Area));
+        return new SegmentationResult(leukocytes, background, erythrocytes, leukocyteMask);
+    }
+
+    /// <summary>
+    /// Background: the unstained glass and plasma are bright and almost grey, every stained structure is
+    /// more saturated; Otsu's threshold on HSV saturation splits the two populations in each field.
+    /// </summary>
+    private static Mat BackgroundMask(Mat smooth)
+    {
+        using var hsv = new Mat();
+        Cv2.CvtColor(smooth, hsv, ColorConversionCodes.BGR2HSV);
+        using var saturation = hsv.ExtractChannel(1);
+        var background = new Mat();
+        Cv2.Threshold(saturation, background, 0, 255, ThresholdTypes.BinaryInv | ThresholdTypes.Otsu);
+        return background;
+    }
+
+    /// <summary>
+    /// Nuclei: markedly bluer than the field (CIELAB b* below its median by <see cref="SegmentationOptions.NucleusBlueShift"/>),
+    /// opened to drop speckle and closed to join the lobes of one nucleus.
+    /// </summary>
+    private Mat NucleusMask(Mat lab, double scale)
+    {
+        using var blueYellow = lab.ExtractChannel(2);
+        double threshold = Median(blueYellow) - Options.NucleusBlueShift;
+        var nucleus = new Mat();
+        Cv2.Threshold(blueYellow, nucleus, threshold, 255, ThresholdTypes.BinaryInv);
+        using var open = Disk(Options.NoiseRadius * scale);
+        Cv2.MorphologyEx(nucleus, nucleus, MorphTypes.Open, open);
+        using var close = Disk(Options.LobeJoinRadius * scale);
+        Cv2.MorphologyEx(nucleus, nucleus, MorphTypes.Close, close);
+        return nucleus;
+    }
+
+    /// <summary>
+    /// The whole cell around one nucleus: the nucleus's convex hull (which also spans the cytoplasm between
+    /// lobes) grown by the cytoplasm margin into stained pixels, holes filled.
+    /// Draws the region into <paramref name="leukocyteMask"/>.
+    /// </summary>
+    private Leukocyte? CellRegion(Mat labels, int label, Rect nucleusBox, int nucleusArea, Mat leukocyteMask)
+    {
+        int margin = (int)Math.Ceiling(Options.CytoplasmMargin * Math.Sqrt(nucleusArea / Math.PI));
+        var roi = Inflate(nucleusBox, margin + 1, labels.Size());
+
+        using var nucleus = new Mat();
+        using (var labelsRoi = new Mat(labels, roi))
+        {
+            Cv2.Compare(labelsRoi, Scalar.All(label), nucleus, CmpTypes.EQ);
+        }
+
+        Cv2.FindContours(nucleus, out Point[][] nucleusContours, out _, RetrievalModes.External, ContourApproximationModes.ApproxSimple);
+        var hull = Cv2.ConvexHull(nucleusContours.SelectMany(c => c));
+        using var grown = new Mat(roi.Size, MatType.CV_8UC1, Scalar.All(0));
+        Cv2.FillConvexPoly(grown, hull, Scalar.All(255));
+        if (margin > 0)
+        {
+            using var disk = Disk(margin);
+            Cv2.Dilate(grown, grown, disk);
+        }
+
+        Cv2.FindContours(grown, out Point[][] contours, out _, RetrievalModes.External, ContourApproximationModes.ApproxNone);
+        if (contours.Length == 0)
+        {
+            return null;
+        }
+
+        // The hull is connected, so the region around it is the largest outer contour.
+        var contour = contours.MaxBy(c => Cv2.ContourArea(c))!;
+        using var region = new Mat(roi.Size, MatType.CV_8UC1, Scalar.All(0));
+        Cv2.DrawContours(region, [contour], 0, Scalar.All(255), thickness: -1);
+        using (var maskRoi = new Mat(leukocyteMask, roi))
+        {
+            Cv2.BitwiseOr(maskRoi, region, maskRoi);
+        }
+
+        var moments = Cv2.Moments(region, binaryImage: true);
+        var offset = roi.TopLeft;
+        var shifted = contour.Select(p => p + offset).ToArray();
+        var box = Cv2.BoundingRect(shifted);
+        var centroid = new Point2d(moments.M10 / moments.M00 + offset.X, moments.M01 / moments.M00 + offset.Y);
+        return new Leukocyte(box, Cv2.CountNonZero(region), nucleusArea, centroid, shifted, Crop: null!);
+    }
+
+    /// <summary>A square around the cell, padded by <see cref="SegmentationOptions.CropPadding"/>; where the square leaves the image it is filled with the field's background colour.</summary>
+    private Mat SquareCrop(Mat bgr, Rect box, Scalar backgroundColour)
+    {
+        int side = (int)Math.Ceiling(Math.Max(box.Width, box.Height) * (1 + (2 * Options.CropPadding)));
+        int x = box.X + (box.Width / 2) - (side / 2);
+        int y = box.Y + (box.Height / 2) - (side / 2);
+        var square = new Rect(x, y, side, side);
+        var inside = square.Intersect(new Rect(0, 0, bgr.Width, bgr.Height));
+        using var part = new Mat(bgr, inside);
+        var crop = new Mat();
+        Cv2.CopyMakeBorder(
+            part, crop,
+            top: inside.Y - square.Y,
+            bottom: square.Bottom - inside.Bottom,
+            left: inside.X - square.X,
+            right: square.Right - inside.Right,
+            BorderTypes.Constant, backgroundColour);
+        return crop;
+    }
+
+    private static Rect Inflate(Rect r, int by, Size bounds)
+    {
+        int x0 = Math.Max(0, r.X - by), y0 = Math.Max(0, r.Y - by);
+        int x1 = Math.Min(bounds.Width, r.Right + by), y1 = Math.Min(bounds.Height, r.Bottom + by);
+        return new Rect(x0, y0, x1 - x0, y1 - y0);
+    }
+
+    private static Mat Disk(double radius)
+    {
+        int r = Math.Max(1, (int)Math.Round(radius));
+        return Cv2.GetStructuringElement(MorphShapes.Ellipse, new Size((2 * r) + 1, (2 * r) + 1));
+    }
+
+    private static double Median(Mat gray)
+    {
+        using var hist = new Mat();
+        Cv2.CalcHist([gray], [0], null, hist, 1, [256], [new Rangef(0, 256)]);
+        double half = gray.Total() / 2.0, seen = 0;
+        for (int v = 0; v < 256; v++)
+        {
+            seen += hist.At<float>(v);
+            if (seen >= half)
+            {
+                return v;
+            }
+        }
+
+        return 255;
+    }
+}

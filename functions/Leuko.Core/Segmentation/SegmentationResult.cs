@@ -1,0 +1,34 @@
+using OpenCvSharp;
+
+namespace Leuko.Core.Segmentation;
+
+/// <summary>
+/// What the segmenter found in one image: the leukocytes, largest first, and the three masks of the method
+/// (255 = inside). Owns its images: dispose it.
+/// </summary>
+public sealed class SegmentationResult(
+    IReadOnlyList<Leukocyte> leukocytes, Mat backgroundMask, Mat erythrocyteMask, Mat leukocyteMask) : IDisposable
+{
+    public IReadOnlyList<Leukocyte> Leukocytes { get; } = leukocytes;
+
+    /// <summary>Unstained glass and plasma: bright and unsaturated.</summary>
+    public Mat BackgroundMask { get; } = backgroundMask;
+
+    /// <summary>Red cells: stained pixels that belong to no leukocyte.</summary>
+    public Mat ErythrocyteMask { get; } = erythrocyteMask;
+
+    /// <summary>Leukocyte cell regions (nucleus and cytoplasm) after noise removal.</summary>
+    public Mat LeukocyteMask { get; } = leukocyteMask;
+
+    public void Dispose()
+    {
+        foreach (var cell in Leukocytes)
+        {
+            cell.Crop.Dispose();
+        }
+
+        BackgroundMask.Dispose();
+        ErythrocyteMask.Dispose();
+        LeukocyteMask.Dispose();
+    }
+}
