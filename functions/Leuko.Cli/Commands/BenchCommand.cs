@@ -27,7 +27,7 @@ internal static class BenchCommand
         {
             images, seconds,
         };
-        command.SetAction(parse => Run(parse.GetRequiredValue(images), parse.GetValue(seconds), Console.Out, Console.Error));
+        command.SetAction(parse => Run(parse.GetRequiredValue(images), parse.GetValue(seconds), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error));
         return command;
     }
 

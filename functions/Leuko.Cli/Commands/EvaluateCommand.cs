@@ -38,7 +38,7 @@ internal static class EvaluateCommand
         };
         command.SetAction((parse, ct) => RunSegmentationAsync(
             parse.GetRequiredValue(voc).FullName, parse.GetValue(iou), parse.GetValue(json), parse.GetValue(errors),
-            Console.Out, Console.Error, ct));
+            parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct));
         return command;
     }
 

@@ -20,13 +20,13 @@ internal static class SegmentCommand
             Arity = ArgumentArity.OneOrMore,
         };
         var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Folder for crops/, masks/ and segmentation.json.", Required = true };
-        var masks = new Option<bool>("--masks") { Description = "Also write the background, erythrocyte and leukocyte masks of each image." };
+        var masks = new Option<bool>("--masks") { Description = "Also write the background, erythrocyte and leukocyte masks of each image, and an overlay of the cells found." };
         var command = new Command("segment", "Find the leukocytes in images and write a square crop of each, with segmentation.json.")
         {
             inputs, output, masks,
         };
         command.SetAction((parse, cancellationToken) => RunAsync(
-            parse.GetRequiredValue(inputs), parse.GetRequiredValue(output), parse.GetValue(masks), Console.Out, Console.Error, cancellationToken));
+            parse.GetRequiredValue(inputs), parse.GetRequiredValue(output), parse.GetValue(masks), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, cancellationToken));
         return command;
     }
 
@@ -106,10 +106,13 @@ internal static class SegmentCommand
                     ["background"] = $"masks/{stem}_background.png",
                     ["erythrocyte"] = $"masks/{stem}_erythrocyte.png",
                     ["leukocyte"] = $"masks/{stem}_leukocyte.png",
+                    ["overlay"] = $"masks/{stem}_overlay.png",
                 };
                 Write(output, maskNames["background"], result.BackgroundMask);
                 Write(output, maskNames["erythrocyte"], result.ErythrocyteMask);
                 Write(output, maskNames["leukocyte"], result.LeukocyteMask);
+                using var overlay = Overlay(image, result);
+                Write(output, maskNames["overlay"], overlay);
             }
 
             return new ImageRecord(file.Path, cells.Count > 0 ? "completed" : "no-leukocytes", null, image.Width, image.Height, cells, maskNames);
@@ -118,6 +121,19 @@ internal static class SegmentCommand
         {
             return new ImageRecord(file.Path, "failed", e.Message, null, null, null, null);
         }
+    }
+
+    private static Mat Overlay(Mat image, SegmentationResult result)
+    {
+        var overlay = image.Clone();
+        var outline = new Scalar(0, 200, 0);
+        foreach (var cell in result.Leukocytes)
+        {
+            Cv2.DrawContours(overlay, [cell.Contour], 0, outline, 2, LineTypes.AntiAlias);
+            Cv2.Rectangle(overlay, cell.Box, new Scalar(0, 220, 255), 1);
+        }
+
+        return overlay;
     }
 
     private static void Write(string output, string relative, Mat image)

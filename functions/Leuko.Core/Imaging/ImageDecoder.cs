@@ -39,13 +39,13 @@ public static class ImageDecoder
         }
         catch (OpenCVException e)
         {
-            throw new InvalidImageException($"corrupt {header.Format}: {e.Message}");
+            throw new InvalidImageException($"corrupt {Name(header.Format)}: {e.Message}");
         }
 
         if (raw.Empty())
         {
             raw.Dispose();
-            throw new InvalidImageException($"corrupt {header.Format}: the decoder could not read the pixels");
+            throw new InvalidImageException($"corrupt {Name(header.Format)}: the decoder could not read the pixels");
         }
 
         try
@@ -57,6 +57,8 @@ public static class ImageDecoder
             raw.Dispose();
         }
     }
+
+    private static string Name(ImageFormat format) => format.ToString().ToUpperInvariant();
 
     /// <summary>Reads and decodes a file.</summary>
     public static Mat DecodeFile(string path) => Decode(File.ReadAllBytes(path));
@@ -79,7 +81,7 @@ public static class ImageDecoder
                 raw.ConvertTo(eightBit, MatType.CV_8U, 1.0 / 257.0);
                 break;
             default:
-                throw new InvalidImageException($"unsupported {format} sample type (only 8-bit and 16-bit images are supported)");
+                throw new InvalidImageException($"unsupported {Name(format)} sample type (only 8-bit and 16-bit images are supported)");
         }
 
         if (eightBit.Channels() == 3)
@@ -89,7 +91,7 @@ public static class ImageDecoder
 
         if (eightBit.Channels() != 4)
         {
-            throw new InvalidImageException($"unsupported {format} layout with {eightBit.Channels()} channels");
+            throw new InvalidImageException($"unsupported {Name(format)} layout with {eightBit.Channels()} channels");
         }
 
         return CompositeOverWhite(eightBit);

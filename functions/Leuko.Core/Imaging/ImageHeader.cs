@@ -199,7 +199,7 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
     {
         if (width == 0 || height == 0 || width > int.MaxValue || height > int.MaxValue)
         {
-            throw new InvalidImageException($"corrupt {format} header: dimensions {width}x{height}");
+            throw new InvalidImageException($"corrupt {format.ToString().ToUpperInvariant()} header: dimensions {width}x{height}");
         }
 
         return new ImageHeader(format, (int)width, (int)height);

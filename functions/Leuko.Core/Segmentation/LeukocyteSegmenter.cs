@@ -35,7 +35,7 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
 
         using var lab = new Mat();
         Cv2.CvtColor(smooth, lab, ColorConversionCodes.BGR2Lab);
-        var background = BackgroundMask(smooth);
+        var background = BackgroundMask(smooth, lab);
         using var nucleus = NucleusMask(lab, scale);
         var leukocytes = new List<Leukocyte>();
         var leukocyteMask = new Mat(bgr.Size(), MatType.CV_8UC1, Scalar.All(0));
@@ -75,24 +75,57 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
             }
         }
 
-        var erythrocytes = new Mat();
-        Cv2.BitwiseAnd(stained, ~leukocyteMask, erythrocytes);
+        var erythrocytes = ErythrocyteMask(stained, leukocyteMask, scale);
+        Cv2.BitwiseAnd(background, ~erythrocytes, background);
         leukocytes.Sort((a, b) => b.Area.CompareTo(a.Area));
         return new SegmentationResult(leukocytes, background, erythrocytes, leukocyteMask);
     }
 
     /// <summary>
-    /// Background: the unstained glass and plasma are bright and almost grey, every stained structure is
-    /// more saturated; Otsu's threshold on HSV saturation splits the two populations in each field.
+    /// Background: the unstained glass and plasma. Two stains mark everything else: red cells take up eosin
+    /// (redder than plasma: higher CIELAB a*) and every stained structure is more saturated than the bright, almost
+    /// grey plasma. Otsu's threshold on each of the two splits the field into its two populations; background is
+    /// what neither marks.
     /// </summary>
-    private static Mat BackgroundMask(Mat smooth)
+    private static Mat BackgroundMask(Mat smooth, Mat lab)
     {
         using var hsv = new Mat();
         Cv2.CvtColor(smooth, hsv, ColorConversionCodes.BGR2HSV);
         using var saturation = hsv.ExtractChannel(1);
+        using var saturated = new Mat();
+        Cv2.Threshold(saturation, saturated, 0, 255, ThresholdTypes.Binary | ThresholdTypes.Otsu);
+        using var redGreen = lab.ExtractChannel(1);
+        using var red = new Mat();
+        Cv2.Threshold(redGreen, red, 0, 255, ThresholdTypes.Binary | ThresholdTypes.Otsu);
         var background = new Mat();
-        Cv2.Threshold(saturation, background, 0, 255, ThresholdTypes.BinaryInv | ThresholdTypes.Otsu);
+        Cv2.BitwiseOr(saturated, red, background);
+        Cv2.BitwiseNot(background, background);
         return background;
+    }
+
+    /// <summary>
+    /// Red cells: stained pixels outside every leukocyte, speckle removed, and each cell's pale centre (central
+    /// pallor, thin haemoglobin) filled where the ring closes around it.
+    /// </summary>
+    private Mat ErythrocyteMask(Mat stained, Mat leukocyteMask, double scale)
+    {
+        var erythrocytes = new Mat();
+        Cv2.BitwiseAnd(stained, ~leukocyteMask, erythrocytes);
+        using var open = Disk(Options.NoiseRadius * scale);
+        Cv2.MorphologyEx(erythrocytes, erythrocytes, MorphTypes.Open, open);
+        Cv2.FindContours(erythrocytes, out Point[][] contours, out HierarchyIndex[] hierarchy, RetrievalModes.CComp, ContourApproximationModes.ApproxSimple);
+        double maxPallor = Math.PI * Math.Pow(Options.RedCellRadius * scale, 2) / 2;
+        for (int i = 0; i < contours.Length; i++)
+        {
+            bool hole = hierarchy[i].Parent >= 0;
+            if (hole && Cv2.ContourArea(contours[i]) < maxPallor)
+            {
+                Cv2.DrawContours(erythrocytes, contours, i, Scalar.All(255), thickness: -1);
+            }
+        }
+
+        Cv2.BitwiseAnd(erythrocytes, ~leukocyteMask, erythrocytes);
+        return erythrocytes;
     }
 
     /// <summary>

@@ -55,6 +55,9 @@ public sealed record SegmentationOptions
     /// </summary>
     public double CytoplasmMargin { get; init; } = 0.25;
 
+    /// <summary>Radius of a red cell (reference px; 7.5 µm across): a hole in the erythrocyte mask smaller than half its disc is central pallor.</summary>
+    public double RedCellRadius { get; init; } = 50;
+
     /// <summary>Extra context around a cell in its square crop, as a fraction of the cell's longer side on each side.</summary>
     public double CropPadding { get; init; } = 0.1;
 }

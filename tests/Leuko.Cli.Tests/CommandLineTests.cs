@@ -1,0 +1,125 @@
+using System.Text.Json;
+
+namespace Leuko.Cli.Tests;
+
+public sealed class CommandLineTests
+{
+    [Theory]
+    [InlineData("--help")]
+    [InlineData("segment", "--help")]
+    [InlineData("evaluate", "--help")]
+    [InlineData("evaluate", "segmentation", "--help")]
+    [InlineData("bench", "--help")]
+    [InlineData("bench", "segmentation", "--help")]
+    public async Task Every_command_has_help(params string[] args)
+    {
+        var result = await CliRunner.RunAsync(args);
+        Assert.Equal(0, result.ExitCode);
+        Assert.Contains("Usage:", result.Stdout);
+    }
+
+    [Fact]
+    public async Task Segment_writes_square_crops_masks_and_a_summary()
+    {
+        using var dir = new TempDir();
+        var result = await CliRunner.RunAsync("segment", CliRunner.SampleImages, "--out", dir.Path, "--masks");
+
+        Assert.Equal(0, result.ExitCode);
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.Path, "segmentation.json")));
+        var images = json.RootElement.GetProperty("images").EnumerateArray().ToList();
+        Assert.Equal(6, images.Count);
+        Assert.All(images, i => Assert.Equal("completed", i.GetProperty("status").GetString()));
+        var cells = images.SelectMany(i => i.GetProperty("leukocytes").EnumerateArray()).ToList();
+        Assert.Equal(7, cells.Count);
+        Assert.Equal(7, json.RootElement.GetProperty("summary").GetProperty("leukocytes").GetInt32());
+        foreach (var cell in cells)
+        {
+            var crop = Path.Combine(dir.Path, cell.GetProperty("crop").GetString()!);
+            using var image = OpenCvSharp.Cv2.ImRead(crop);
+            Assert.False(image.Empty(), crop);
+            Assert.Equal(image.Width, image.Height);
+        }
+
+        var masks = images[0].GetProperty("masks");
+        foreach (var kind in new[] { "background", "erythrocyte", "leukocyte" })
+        {
+            Assert.True(File.Exists(Path.Combine(dir.Path, masks.GetProperty(kind).GetString()!)), kind);
+        }
+    }
+
+    [Fact]
+    public async Task Bad_files_are_reported_and_the_rest_go_on()
+    {
+        using var dir = new TempDir();
+        var inputs = Path.Combine(dir.Path, "in");
+        Directory.CreateDirectory(inputs);
+        File.Copy(Path.Combine(CliRunner.SampleImages, "BloodImage_00037.jpg"), Path.Combine(inputs, "good.jpg"));
+        File.WriteAllText(Path.Combine(inputs, "notes.png"), "not an image");
+        File.WriteAllBytes(Path.Combine(inputs, "empty.jpg"), []);
+        var bytes = File.ReadAllBytes(Path.Combine(CliRunner.SampleImages, "BloodImage_00000.jpg"));
+        File.WriteAllBytes(Path.Combine(inputs, "truncated.jpg"), bytes[..(bytes.Length / 3)]);
+
+        var result = await CliRunner.RunAsync("segment", inputs, "--out", Path.Combine(dir.Path, "out"));
+
+        Assert.Equal(1, result.ExitCode);
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.Path, "out", "segmentation.json")));
+        var byName = json.RootElement.GetProperty("images").EnumerateArray()
+            .ToDictionary(i => Path.GetFileName(i.GetProperty("source").GetString()!));
+        Assert.Equal(4, byName.Count);
+        Assert.Equal("completed", byName["good.jpg"].GetProperty("status").GetString());
+        Assert.Contains("unsupported format", byName["notes.png"].GetProperty("error").GetString());
+        Assert.Contains("empty", byName["empty.jpg"].GetProperty("error").GetString());
+        Assert.Contains("truncated JPEG", byName["truncated.jpg"].GetProperty("error").GetString());
+        Assert.Contains("notes.png", result.Stderr);
+    }
+
+    [Fact]
+    public async Task Segment_refuses_a_missing_input()
+    {
+        using var dir = new TempDir();
+        var result = await CliRunner.RunAsync("segment", Path.Combine(dir.Path, "nope"), "--out", dir.Path);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("no such file or folder", result.Stderr);
+    }
+
+    [Fact]
+    public async Task Evaluate_segmentation_json_is_exactly_one_object_with_the_documented_keys()
+    {
+        var result = await CliRunner.RunAsync("evaluate", "segmentation", "--voc", CliRunner.SamplesVoc, "--json");
+
+        Assert.Equal(0, result.ExitCode);
+        using var json = JsonDocument.Parse(result.Stdout); // throws if anything else is on stdout
+        var keys = json.RootElement.EnumerateObject().Select(p => p.Name).ToArray();
+        Assert.Equal(["images", "truth", "detected", "truePositives", "falsePositives", "falseNegatives", "precision", "recall", "f1", "meanIoU"], keys);
+        Assert.Equal(6, json.RootElement.GetProperty("images").GetInt32());
+        Assert.Equal(7, json.RootElement.GetProperty("truePositives").GetInt32());
+        Assert.Equal(1.0, json.RootElement.GetProperty("precision").GetDouble());
+        Assert.Equal(1.0, json.RootElement.GetProperty("recall").GetDouble());
+    }
+
+    [Fact]
+    public async Task Evaluate_segmentation_prints_a_table_by_default()
+    {
+        var result = await CliRunner.RunAsync("evaluate", "segmentation", "--voc", CliRunner.SamplesVoc, "--iou", "0.3");
+        Assert.Equal(0, result.ExitCode);
+        Assert.Contains("precision", result.Stdout);
+        Assert.Contains("IoU >= 0.3", result.Stdout);
+    }
+
+    [Fact]
+    public async Task Evaluate_segmentation_refuses_a_folder_that_is_not_VOC()
+    {
+        using var dir = new TempDir();
+        var result = await CliRunner.RunAsync("evaluate", "segmentation", "--voc", dir.Path);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("Annotations/", result.Stderr);
+    }
+
+    [Fact]
+    public async Task Evaluate_segmentation_refuses_an_IoU_outside_0_to_1()
+    {
+        var result = await CliRunner.RunAsync("evaluate", "segmentation", "--voc", CliRunner.SamplesVoc, "--iou", "1.5");
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains("--iou", result.Stderr);
+    }
+}

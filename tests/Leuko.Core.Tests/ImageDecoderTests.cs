@@ -1,0 +1,119 @@
+using Leuko.Core.Imaging;
+using OpenCvSharp;
+
+namespace Leuko.Core.Tests;
+
+public sealed class ImageDecoderTests
+{
+    private static byte[] Encode(Mat image, string extension)
+    {
+        Cv2.ImEncode(extension, image, out byte[] data);
+        return data;
+    }
+
+    private static Mat Colour(int width = 64, int height = 48) => new(height, width, MatType.CV_8UC3, new Scalar(200, 100, 50));
+
+    private static string ReasonFor(byte[] data) => Assert.Throws<InvalidImageException>(() => ImageDecoder.Decode(data)).Message;
+
+    [Theory]
+    [InlineData(".jpg")]
+    [InlineData(".png")]
+    [InlineData(".bmp")]
+    [InlineData(".tiff")]
+    public void Decodes_each_supported_format_to_8_bit_BGR(string extension)
+    {
+        using var source = Colour();
+        using var decoded = ImageDecoder.Decode(Encode(source, extension));
+
+        Assert.Equal(MatType.CV_8UC3, decoded.Type());
+        Assert.Equal(new Size(64, 48), decoded.Size());
+        var pixel = decoded.At<Vec3b>(10, 10);
+        Assert.InRange(pixel.Item0, 195, 205);
+        Assert.InRange(pixel.Item2, 45, 55);
+    }
+
+    [Fact]
+    public void Refuses_an_empty_file() => Assert.Contains("empty", ReasonFor([]));
+
+    [Fact]
+    public void Refuses_a_text_file() => Assert.Contains("unsupported format", ReasonFor("hello, this is not an image\n"u8.ToArray()));
+
+    [Fact]
+    public void Names_a_known_unsupported_format() =>
+        Assert.Contains("GIF", ReasonFor("GIF89a\u0001\u0000\u0001\u0000\u0000\u0000\u0000;"u8.ToArray()));
+
+    [Theory]
+    [InlineData(".jpg", "truncated JPEG")]
+    [InlineData(".png", "truncated PNG")]
+    [InlineData(".bmp", "truncated BMP")]
+    public void Refuses_a_truncated_file(string extension, string reason)
+    {
+        using var source = Colour(200, 150);
+        var data = Encode(source, extension);
+        Assert.Contains(reason, ReasonFor(data[..(data.Length / 2)]));
+    }
+
+    [Fact]
+    public void Refuses_a_1x1_image()
+    {
+        using var tiny = Colour(1, 1);
+        Assert.Contains("too small", ReasonFor(Encode(tiny, ".png")));
+    }
+
+    [Fact]
+    public void Refuses_an_enormous_image_from_its_header_without_decoding_it()
+    {
+        // A valid PNG header claiming 100000 x 100000 pixels (10 gigapixels) and nothing behind it but IEND.
+        using var small = Colour(40, 40);
+        var data = Encode(small, ".png");
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(data.AsSpan(16), 100_000);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(data.AsSpan(20), 100_000);
+        Assert.Contains("too large", ReasonFor(data));
+    }
+
+    [Fact]
+    public void Refuses_grayscale_with_the_reason()
+    {
+        using var gray = new Mat(64, 64, MatType.CV_8UC1, Scalar.All(120));
+        Assert.Contains("grayscale", ReasonFor(Encode(gray, ".png")));
+    }
+
+    [Fact]
+    public void Refuses_corrupt_pixel_data_behind_a_valid_header()
+    {
+        using var source = Colour(200, 150);
+        var data = Encode(source, ".png");
+        // Keep the signature, IHDR and IEND; scramble the compressed pixels in between.
+        for (int i = 40; i < data.Length - 20; i++)
+        {
+            data[i] = (byte)(i * 31);
+        }
+
+        Assert.Contains("corrupt PNG", ReasonFor(data));
+    }
+
+    [Fact]
+    public void Converts_16_bit_images_to_8_bit()
+    {
+        using var deep = new Mat(64, 64, MatType.CV_16UC3, new Scalar(65535, 32896, 0));
+        using var decoded = ImageDecoder.Decode(Encode(deep, ".png"));
+
+        Assert.Equal(MatType.CV_8UC3, decoded.Type());
+        var pixel = decoded.At<Vec3b>(5, 5);
+        Assert.Equal(255, pixel.Item0);
+        Assert.Equal(128, pixel.Item1);
+        Assert.Equal(0, pixel.Item2);
+    }
+
+    [Fact]
+    public void Composites_transparent_pixels_onto_white()
+    {
+        using var bgra = new Mat(64, 64, MatType.CV_8UC4, new Scalar(0, 0, 255, 0)); // fully transparent red
+        bgra.Rectangle(new Rect(0, 0, 32, 64), new Scalar(255, 0, 0, 255), -1);     // opaque blue half
+        using var decoded = ImageDecoder.Decode(Encode(bgra, ".png"));
+
+        Assert.Equal(MatType.CV_8UC3, decoded.Type());
+        Assert.Equal(new Vec3b(255, 0, 0), decoded.At<Vec3b>(10, 10));
+        Assert.Equal(new Vec3b(255, 255, 255), decoded.At<Vec3b>(10, 50));
+    }
+}
