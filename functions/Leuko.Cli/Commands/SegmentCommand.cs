@@ -17,21 +17,44 @@ internal static class SegmentCommand
         var inputs = new Argument<string[]>("inputs")
         {
             Description = "Image files (JPEG, PNG, BMP, TIFF) and folders (searched recursively).",
-            Arity = ArgumentArity.OneOrMore,
+            Arity = ArgumentArity.ZeroOrMore,
         };
-        var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Folder for crops/, masks/ and segmentation.json.", Required = true };
+        var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Folder for crops/, masks/ and segmentation.json (or, with --dataset, the crops in the dataset's folder structure).", Required = true };
+        var dataset = new Option<DirectoryInfo>("--dataset")
+        {
+            Description = "A class-per-folder dataset (e.g. EOSINOPHIL/, LYMPHOCYTE/, ...): write one crop per image, of its target cell " +
+                "(the largest leukocyte), in the same folder structure, with dataset.tsv and unsegmented.tsv.",
+        };
+        var size = new Option<int?>("--size") { Description = "Resize crops to SIZE x SIZE pixels, as the classifier does (default: native resolution)." };
+        size.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int?>() is < 8 or > 1024)
+            {
+                r.AddError("--size must be between 8 and 1024");
+            }
+        });
         var masks = new Option<bool>("--masks") { Description = "Also write the background, erythrocyte and leukocyte masks of each image, and an overlay of the cells found." };
         var command = new Command("segment", "Find the leukocytes in images and write a square crop of each, with segmentation.json.")
         {
-            inputs, output, masks,
+            inputs, output, masks, dataset, size,
         };
-        command.SetAction((parse, cancellationToken) => RunAsync(
-            parse.GetRequiredValue(inputs), parse.GetRequiredValue(output), parse.GetValue(masks), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, cancellationToken));
+        command.Validators.Add(r =>
+        {
+            bool hasInputs = r.GetValue(inputs) is { Length: > 0 };
+            bool hasDataset = r.GetValue(dataset) is not null;
+            if (hasInputs == hasDataset)
+            {
+                r.AddError("give either image files and folders, or --dataset DIR");
+            }
+        });
+        command.SetAction((parse, cancellationToken) => parse.GetValue(dataset) is { } root
+            ? DatasetCrops.RunAsync(root, parse.GetRequiredValue(output), parse.GetValue(size), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, cancellationToken)
+            : RunAsync(parse.GetRequiredValue(inputs), parse.GetRequiredValue(output), parse.GetValue(masks), parse.GetValue(size), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, cancellationToken));
         return command;
     }
 
     internal static Task<int> RunAsync(
-        string[] inputPaths, DirectoryInfo output, bool writeMasks, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+        string[] inputPaths, DirectoryInfo output, bool writeMasks, int? size, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
     {
         if (!NativeDependencies.Check(stderr))
         {
@@ -55,7 +78,7 @@ internal static class SegmentCommand
         Directory.CreateDirectory(output.FullName);
         Parallel.For(0, files.Count, new ParallelOptions { CancellationToken = cancellationToken }, i =>
         {
-            records[i] = SegmentOne(segmenter, files[i], output.FullName, writeMasks);
+            records[i] = SegmentOne(segmenter, files[i], output.FullName, writeMasks, size);
             progress.Advance();
         });
 
@@ -80,7 +103,7 @@ internal static class SegmentCommand
         return Task.FromResult(summary.Failed > 0 ? ExitCodes.SomeFailed : ExitCodes.Success);
     }
 
-    private static ImageRecord SegmentOne(LeukocyteSegmenter segmenter, InputFile file, string output, bool writeMasks)
+    private static ImageRecord SegmentOne(LeukocyteSegmenter segmenter, InputFile file, string output, bool writeMasks, int? size)
     {
         try
         {
@@ -92,7 +115,7 @@ internal static class SegmentCommand
             {
                 var cell = result.Leukocytes[i];
                 var cropName = $"crops/{stem}_{i}.png";
-                Write(output, cropName, cell.Crop);
+                WriteCrop(output, cropName, cell.Crop, size);
                 cells.Add(new CellRecord(
                     i, new BoxRecord(cell.Box.X, cell.Box.Y, cell.Box.Width, cell.Box.Height), cell.Area, cell.NucleusArea,
                     new PointRecord(Math.Round(cell.Centroid.X, 1), Math.Round(cell.Centroid.Y, 1)), cropName));
@@ -136,7 +159,20 @@ internal static class SegmentCommand
         return overlay;
     }
 
-    private static void Write(string output, string relative, Mat image)
+    internal static void WriteCrop(string output, string relative, Mat crop, int? size)
+    {
+        if (size is { } n)
+        {
+            using var resized = Crops.Resize(crop, n);
+            Write(output, relative, resized);
+        }
+        else
+        {
+            Write(output, relative, crop);
+        }
+    }
+
+    internal static void Write(string output, string relative, Mat image)
     {
         var path = Path.Combine(output, relative);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);

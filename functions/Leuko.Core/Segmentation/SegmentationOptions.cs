@@ -12,6 +12,12 @@ public sealed record SegmentationOptions
     public static SegmentationOptions Default { get; } = new();
 
     /// <summary>
+    /// For a frame known to show one labelled cell (a classification dataset): a cell cut by the border is kept
+    /// down to the size of any nucleus, since the frame's label is about it even when little of it is in view.
+    /// </summary>
+    public static SegmentationOptions LabelledFrame { get; } = new() { MinBorderNucleusArea = Default.MinNucleusArea };
+
+    /// <summary>
     /// Gaussian smoothing before thresholding, in reference pixels: removes JPEG block noise and the
     /// granularity of chromatin so that a nucleus thresholds as one body.
     /// </summary>
