@@ -8,6 +8,7 @@ Runs on CPU with Debian's PyTorch 1.13 and on a GPU with PyTorch 2.x. Everything
 """
 import argparse
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -115,6 +116,23 @@ def predict(model, images, mean, std, device, batch=256):
     return torch.cat(out) if out else torch.zeros(0, len(CLASSES))
 
 
+DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
+
+
+def predict_tta(model, images, mean, std, device, batch=128):
+    """Mean logits over the 8 symmetries of the square (4 rotations, with and without a flip): a cell has no
+    preferred orientation on the slide, so the model's answer should not have one either."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x, _ = to_input(images[i : i + batch], mean, std, device)
+            x = normalise(x, mean, std)
+            views = [torch.rot90(x.flip(3) if flip else x, k, dims=(2, 3)) for k, flip in DIHEDRAL]
+            out.append(torch.stack([model(v).float() for v in views]).mean(0).cpu())
+    return torch.cat(out) if out else torch.zeros(0, len(CLASSES))
+
+
 def metrics(logits, labels):
     pred = logits.argmax(1).numpy()
     labels = np.asarray(labels)
@@ -192,6 +210,7 @@ def main():
     ap.add_argument("--seed", type=int, default=20240501)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--keep-checkpoint", action="store_true", help="also save the chosen weights as NAME.checkpoint.pt")
     args = ap.parse_args()
 
     started = time.time()
@@ -273,8 +292,20 @@ def main():
     score, best_epoch, state = best
     model.load_state_dict(state)
     log(f"chose epoch {best_epoch} on grouped validation: {score}")
+    os.makedirs(args.out, exist_ok=True)
+    torch.save({"state": state, "mean": mean.cpu(), "std": std.cpu(), "epoch": best_epoch},
+               os.path.join(args.out, args.name + ".checkpoint.pt") if args.keep_checkpoint else os.devnull)
 
-    val_logits = {n: predict(model, val[n][0], mean, std, device) for n in sources}
+    # Test-time augmentation is kept only if it helps on the grouped validation.
+    plain = {n: predict(model, val[n][0], mean, std, device) for n in sources}
+    tta = {n: predict_tta(model, val[n][0], mean, std, device) for n in sources}
+    def selection(logits):
+        acc = [metrics(logits[n], val[n][1])["accuracy"] for n in sources]
+        return (min(acc), float(np.mean(acc)))
+    use_tta = selection(tta) > selection(plain)
+    log(f"validation without test-time augmentation {selection(plain)}, with {selection(tta)}: "
+        f"{'dihedral8' if use_tta else 'none'}")
+    val_logits = tta if use_tta else plain
     all_logits = torch.cat(list(val_logits.values()))
     all_labels = np.concatenate([val[n][1] for n in sources])
     temperature = fit_temperature(all_logits, all_labels)
@@ -293,12 +324,14 @@ def main():
     for g, e, n in wrong_sources:
         log(f"  kaggle validation photograph {g}: {e}/{n} frames wrong")
 
-    os.makedirs(args.out, exist_ok=True)
     model.eval().cpu()
     onnx_path = os.path.join(args.out, args.name + ".onnx")
     dummy = torch.zeros(1, 3, size, size)
+    export_args = {}
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        export_args["dynamo"] = False  # PyTorch 2.x: the TorchScript exporter, as on 1.13, for the same graph
     torch.onnx.export(model, dummy, onnx_path, input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=13)
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=13, **export_args)
 
     # Parity vectors: normalised inputs (validation crops of each class and one random tensor) with PyTorch's logits.
     parity_inputs = []
@@ -333,6 +366,7 @@ def main():
                   "scale": 1 / 255.0, "mean": [round(v, 6) for v in mean.tolist()], "std": [round(v, 6) for v in std.tolist()],
                   "resize": "square crop from the segmenter, resized with Crops.Resize (area when shrinking, bilinear when enlarging)"},
         "output": {"name": "logits", "softmaxTemperature": round(temperature, 4)},
+        "testTimeAugmentation": "dihedral8" if use_tta else "none",
         "reviewThreshold": round(threshold, 4),
         "reviewPolicy": f"needsReview when the calibrated top probability is below reviewThreshold: on validation, "
                         f"{1 - coverage:.1%} of cells flagged, the rest {accepted_acc:.2%} accurate",
@@ -353,6 +387,7 @@ def main():
             "seconds": round(time.time() - started),
             "history": history},
         "validation": {n: metrics(val_logits[n], val[n][1]) for n in sources},
+        "validationPhotographs": {n: sorted(set(val[n][2].tolist())) for n in sources if n == "kaggle"},
         "validationKaggleErrorsByPhotograph": [{"photograph": g, "wrong": e, "frames": n} for g, e, n in wrong_sources],
     }
     with open(os.path.join(args.out, args.name + ".json"), "w") as f:

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
+using Leuko.Core.Classification;
 using Leuko.Core.Imaging;
 using Leuko.Core.Segmentation;
 using OpenCvSharp;
@@ -13,7 +14,79 @@ internal static class BenchCommand
         new("bench", "Measure throughput on this machine.")
         {
             CreateSegmentation(),
+            CreateClassification(),
         };
+
+    private static Command CreateClassification()
+    {
+        var images = new Argument<string[]>("images")
+        {
+            Description = "Images or folders whose leukocytes are cut out and classified (e.g. samples/).",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        var seconds = new Option<double>("--seconds") { Description = "Minimum time to measure each batch size.", DefaultValueFactory = _ => 5 };
+        var model = EvaluateClassification.ModelOption();
+        var command = new Command("classification", "Crops per second of classification (preprocessing and inference) at batch 1 and batch 16, on one thread of calls.")
+        {
+            images, seconds, model,
+        };
+        command.SetAction(parse => RunClassification(
+            parse.GetRequiredValue(images), parse.GetValue(seconds), parse.GetRequiredValue(model), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error));
+        return command;
+    }
+
+    private static int RunClassification(string[] paths, double seconds, string modelPath, TextWriter stdout, TextWriter stderr)
+    {
+        if (!NativeDependencies.Check(stderr))
+        {
+            return ExitCodes.MissingDependency;
+        }
+
+        using var classifier = EvaluateClassification.LoadClassifier(modelPath, stderr);
+        if (classifier is null)
+        {
+            return ExitCodes.BadUsage;
+        }
+
+        var segmenter = new LeukocyteSegmenter();
+        var crops = new List<Mat>();
+        foreach (var file in InputFiles.Expand(paths))
+        {
+            using var image = ImageDecoder.DecodeFile(file.Path);
+            using var result = segmenter.Segment(image);
+            crops.AddRange(result.Leukocytes.Select(l => l.Crop.Clone()));
+        }
+
+        if (crops.Count == 0)
+        {
+            stderr.WriteLine("error: no leukocytes found in the images given");
+            return ExitCodes.BadUsage;
+        }
+
+        stdout.WriteLine(
+            $"Classification benchmark: {crops.Count} crops, model {classifier.Card.Name} {classifier.Card.Version} " +
+            $"({classifier.Card.Input.Width}x{classifier.Card.Input.Height}), {Environment.ProcessorCount} cores");
+        foreach (int batch in new[] { 1, 16 })
+        {
+            var batches = Enumerable.Range(0, 64).Select(b => Enumerable.Range(0, batch).Select(i => crops[((b * batch) + i) % crops.Count]).ToList()).ToList();
+            classifier.Classify(batches[0]); // warm-up
+            var clock = Stopwatch.StartNew();
+            int classified = 0, next = 0;
+            while (clock.Elapsed.TotalSeconds < seconds)
+            {
+                classified += classifier.Classify(batches[next++ % batches.Count]).Count;
+            }
+
+            stdout.WriteLine($"  batch {batch,2}: {classified / clock.Elapsed.TotalSeconds,8:0.0} crops/s  ({clock.Elapsed.TotalMilliseconds / (classified / (double)batch):0.00} ms per call)");
+        }
+
+        foreach (var crop in crops)
+        {
+            crop.Dispose();
+        }
+
+        return ExitCodes.Success;
+    }
 
     private static Command CreateSegmentation()
     {

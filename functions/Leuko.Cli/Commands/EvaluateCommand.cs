@@ -10,9 +10,10 @@ namespace Leuko.Cli.Commands;
 internal static class EvaluateCommand
 {
     public static Command Create() =>
-        new("evaluate", "Measure segmentation (and later classification) against annotated data.")
+        new("evaluate", "Measure segmentation and classification against annotated data.")
         {
             CreateSegmentation(),
+            EvaluateClassification.Create(),
         };
 
     private static Command CreateSegmentation()

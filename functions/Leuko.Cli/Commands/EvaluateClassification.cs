@@ -1,0 +1,169 @@
+using System.CommandLine;
+using System.Text.Json;
+using Leuko.Core.Classification;
+using Leuko.Core.Evaluation;
+using Leuko.Core.Imaging;
+using Leuko.Core.Segmentation;
+using OpenCvSharp;
+
+namespace Leuko.Cli.Commands;
+
+/// <summary>
+/// <c>leuko evaluate classification</c>: end to end from raw labelled frames: segment, take the target cell, classify.
+/// </summary>
+internal static class EvaluateClassification
+{
+    /// <summary>Frames segmented before their crops are classified together: bounds memory on large datasets.</summary>
+    private const int Chunk = 256;
+
+    public static Command Create()
+    {
+        var data = new Option<DirectoryInfo>("--data")
+        {
+            Description = "Folder with one subfolder of images per class (EOSINOPHIL, LYMPHOCYTE, MONOCYTE, NEUTROPHIL; case-insensitive).",
+            Required = true,
+        };
+        var model = ModelOption();
+        var json = new Option<bool>("--json") { Description = "Print exactly one JSON object with the metrics on stdout." };
+        var command = new Command("classification", "Accuracy, precision, recall and the confusion matrix of segmentation + classification on labelled frames.")
+        {
+            data, model, json,
+        };
+        command.SetAction((parse, ct) => RunAsync(
+            parse.GetRequiredValue(data).FullName, parse.GetRequiredValue(model), parse.GetValue(json),
+            parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct));
+        return command;
+    }
+
+    /// <summary>The <c>--model</c> option every classifying command shares.</summary>
+    public static Option<string> ModelOption() => new("--model")
+    {
+        Description = "ONNX model with its card (name.json) beside it. Default: the bundled model.",
+        DefaultValueFactory = _ => LeukocyteClassifier.DefaultModelPath,
+    };
+
+    /// <summary>Loads the classifier or writes why it cannot be loaded.</summary>
+    public static LeukocyteClassifier? LoadClassifier(string path, TextWriter stderr)
+    {
+        try
+        {
+            return LeukocyteClassifier.Load(path);
+        }
+        catch (ModelLoadException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return null;
+        }
+    }
+
+    internal static Task<int> RunAsync(string dataPath, string modelPath, bool json, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+    {
+        if (!NativeDependencies.Check(stderr))
+        {
+            return Task.FromResult(ExitCodes.MissingDependency);
+        }
+
+        using var classifier = LoadClassifier(modelPath, stderr);
+        if (classifier is null)
+        {
+            return Task.FromResult(ExitCodes.BadUsage);
+        }
+
+        var classes = classifier.Card.Classes;
+        var samples = new List<(string Path, int Truth)>();
+        foreach (var folder in Directory.Exists(dataPath) ? Directory.GetDirectories(dataPath) : [])
+        {
+            int label = classes.ToList().FindIndex(c => c.Equals(Path.GetFileName(folder), StringComparison.OrdinalIgnoreCase));
+            if (label < 0)
+            {
+                stderr.WriteLine($"warning: skipping '{folder}': not one of the model's classes ({string.Join(", ", classes)})");
+                continue;
+            }
+
+            samples.AddRange(InputFiles.Expand([folder]).Select(f => (f.Path, label)));
+        }
+
+        if (samples.Count == 0)
+        {
+            stderr.WriteLine($"error: no labelled images in '{dataPath}': it needs one subfolder per class ({string.Join(", ", classes)})");
+            return Task.FromResult(ExitCodes.BadUsage);
+        }
+
+        var segmenter = new LeukocyteSegmenter(SegmentationOptions.LabelledFrame);
+        var evaluator = new ClassificationEvaluator(classes);
+        var progress = new Progress("evaluate", samples.Count, stderr);
+        foreach (var chunk in samples.Chunk(Chunk))
+        {
+            var crops = new Mat?[chunk.Length];
+            Parallel.For(0, chunk.Length, new ParallelOptions { CancellationToken = cancellationToken }, i =>
+            {
+                try
+                {
+                    using var image = ImageDecoder.DecodeFile(chunk[i].Path);
+                    using var result = segmenter.Segment(image);
+                    crops[i] = DatasetCrops.Target(result)?.Crop.Clone();
+                }
+                catch (InvalidImageException e)
+                {
+                    stderr.WriteLine($"failed: {chunk[i].Path}: {e.Message}");
+                }
+
+                progress.Advance();
+            });
+
+            var found = crops.Select((c, i) => (Crop: c, Index: i)).Where(t => t.Crop is not null).ToList();
+            var predictions = classifier.Classify(found.Select(t => t.Crop!).ToList());
+            var predicted = new int?[chunk.Length];
+            for (int k = 0; k < found.Count; k++)
+            {
+                predicted[found[k].Index] = classes.ToList().IndexOf(predictions[k].Label);
+            }
+
+            for (int i = 0; i < chunk.Length; i++)
+            {
+                evaluator.Add(chunk[i].Truth, predicted[i]);
+                crops[i]?.Dispose();
+            }
+        }
+
+        var m = evaluator.Metrics();
+        if (json)
+        {
+            stdout.WriteLine(JsonSerializer.Serialize(new
+            {
+                samples = m.Samples,
+                unsegmented = m.Unsegmented,
+                accuracy = Math.Round(m.Accuracy, 4),
+                macroPrecision = Math.Round(m.MacroPrecision, 4),
+                macroRecall = Math.Round(m.MacroRecall, 4),
+                macroF1 = Math.Round(m.MacroF1, 4),
+                classes = m.Classes,
+                perClass = m.PerClass.ToDictionary(
+                    kv => kv.Key,
+                    kv => new { precision = Math.Round(kv.Value.Precision, 4), recall = Math.Round(kv.Value.Recall, 4), f1 = Math.Round(kv.Value.F1, 4), support = kv.Value.Support }),
+                confusion = m.Confusion,
+            }));
+            return Task.FromResult(ExitCodes.Success);
+        }
+
+        stdout.WriteLine($"Classification on {dataPath} with {classifier.Card.Name} {classifier.Card.Version}");
+        stdout.WriteLine($"  samples {m.Samples}, unsegmented {m.Unsegmented} (counted wrong)");
+        stdout.WriteLine($"  accuracy {m.Accuracy:0.0000}  macro precision {m.MacroPrecision:0.0000}  macro recall {m.MacroRecall:0.0000}  macro F1 {m.MacroF1:0.0000}");
+        stdout.WriteLine();
+        stdout.WriteLine($"  {"class",-12} {"precision",9} {"recall",7} {"f1",7} {"support",8}");
+        foreach (var (name, s) in m.PerClass)
+        {
+            stdout.WriteLine($"  {name,-12} {s.Precision,9:0.0000} {s.Recall,7:0.0000} {s.F1,7:0.0000} {s.Support,8}");
+        }
+
+        stdout.WriteLine();
+        stdout.WriteLine("  confusion (rows: truth, columns: prediction)");
+        stdout.WriteLine($"  {string.Empty,-12} " + string.Join(" ", m.Classes.Select(c => $"{c[..Math.Min(4, c.Length)],6}")));
+        for (int r = 0; r < m.Classes.Count; r++)
+        {
+            stdout.WriteLine($"  {m.Classes[r],-12} " + string.Join(" ", m.Confusion[r].Select(v => $"{v,6}")));
+        }
+
+        return Task.FromResult(ExitCodes.Success);
+    }
+}

@@ -1,0 +1,300 @@
+using System.Security.Cryptography;
+using Leuko.Core.Segmentation;
+using Microsoft.ML.OnnxRuntime;
+using OpenCvSharp;
+
+namespace Leuko.Core.Classification;
+
+/// <summary>
+/// Classifies leukocyte crops with the CNN exported by models/training (ONNX Runtime). Load once per process:
+/// the session is thread-safe and every call batches the crops it is given.
+/// </summary>
+public sealed class LeukocyteClassifier : IDisposable
+{
+    /// <summary>File name of the model shipped with the application, under <c>models/</c> beside its binaries.</summary>
+    public const string DefaultModelFile = "leukocyte-cnn.onnx";
+
+    private readonly InferenceSession _session;
+    private readonly float[] _mean;
+    private readonly float[] _std;
+    private readonly float _scale;
+    private readonly bool _rgb;
+
+    private LeukocyteClassifier(InferenceSession session, ModelCard card)
+    {
+        _session = session;
+        Card = card;
+        _scale = (float)card.Input.Scale;
+        _mean = card.Input.Mean.Select(v => (float)v).ToArray();
+        _std = card.Input.Std.Select(v => (float)v).ToArray();
+        _rgb = card.Input.ColourOrder.Equals("RGB", StringComparison.OrdinalIgnoreCase);
+    }
+
+    public ModelCard Card { get; }
+
+    /// <summary>The bundled model: <c>models/leukocyte-cnn.onnx</c> beside the application.</summary>
+    public static string DefaultModelPath => Path.Combine(AppContext.BaseDirectory, "models", DefaultModelFile);
+
+    /// <summary>
+    /// Loads an ONNX model and the card beside it (<c>name.json</c>), checking that they belong together, so that a
+    /// missing, corrupt or mismatched model fails here, at start-up, and not at the first image.
+    /// </summary>
+    public static LeukocyteClassifier Load(string modelPath, SessionOptions? options = null)
+    {
+        if (!File.Exists(modelPath))
+        {
+            throw new ModelLoadException($"model file not found: '{modelPath}'");
+        }
+
+        var cardPath = Path.ChangeExtension(modelPath, ".json");
+        if (!File.Exists(cardPath))
+        {
+            throw new ModelLoadException($"model card not found: '{cardPath}' (it must lie beside the model)");
+        }
+
+        ModelCard card;
+        try
+        {
+            card = ModelCard.Parse(File.ReadAllText(cardPath));
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new ModelLoadException($"model card '{cardPath}' is not valid: {e.Message}", e);
+        }
+
+        Validate(card, cardPath);
+        var bytes = File.ReadAllBytes(modelPath);
+        if (card.OnnxSha256 is { Length: > 0 } expected &&
+            !Convert.ToHexString(SHA256.HashData(bytes)).Equals(expected, StringComparison.OrdinalIgnoreCase))
+        {
+            throw new ModelLoadException($"model '{modelPath}' does not match its card (SHA-256 differs from {card.Name} {card.Version})");
+        }
+
+        InferenceSession session;
+        try
+        {
+            session = options is null ? new InferenceSession(bytes) : new InferenceSession(bytes, options);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new ModelLoadException($"model '{modelPath}' could not be loaded by ONNX Runtime: {e.Message}", e);
+        }
+
+        try
+        {
+            CheckShapes(session, card, modelPath);
+            return new LeukocyteClassifier(session, card);
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+    }
+
+    private static void Validate(ModelCard card, string cardPath)
+    {
+        var problems = new List<string>();
+        if (card.Classes is not { Count: > 1 })
+        {
+            problems.Add("it names fewer than two classes");
+        }
+
+        if (card.Input is null || card.Input.Width < 8 || card.Input.Height != card.Input.Width)
+        {
+            problems.Add("its input must be square and at least 8 pixels");
+        }
+        else if (card.Input.Mean is not { Count: 3 } || card.Input.Std is not { Count: 3 } || card.Input.Std.Any(s => s <= 0))
+        {
+            problems.Add("its input needs three means and three positive standard deviations");
+        }
+        else if (!card.Input.Layout.Equals("NCHW", StringComparison.OrdinalIgnoreCase) ||
+                 card.Input.ColourOrder.ToUpperInvariant() is not ("RGB" or "BGR"))
+        {
+            problems.Add("only NCHW input in RGB or BGR order is supported");
+        }
+
+        if (card.Output is null || card.Output.SoftmaxTemperature <= 0)
+        {
+            problems.Add("its output needs a positive softmax temperature");
+        }
+
+        if (card.ReviewThreshold is < 0 or > 1)
+        {
+            problems.Add("its review threshold must be a probability");
+        }
+
+        if (problems.Count > 0)
+        {
+            throw new ModelLoadException($"model card '{cardPath}' is not usable: {string.Join("; ", problems)}");
+        }
+    }
+
+    private static void CheckShapes(InferenceSession session, ModelCard card, string modelPath)
+    {
+        if (!session.InputMetadata.TryGetValue(card.Input.Name, out var input) ||
+            !session.OutputMetadata.TryGetValue(card.Output.Name, out var output))
+        {
+            throw new ModelLoadException(
+                $"model '{modelPath}' does not match its card: expected input '{card.Input.Name}' and output '{card.Output.Name}', " +
+                $"found inputs [{string.Join(", ", session.InputMetadata.Keys)}] and outputs [{string.Join(", ", session.OutputMetadata.Keys)}]");
+        }
+
+        var inDims = input.Dimensions;
+        var outDims = output.Dimensions;
+        bool inputOk = inDims.Length == 4 && inDims[1] == 3 && inDims[2] == card.Input.Height && inDims[3] == card.Input.Width;
+        bool outputOk = outDims.Length == 2 && outDims[1] == card.Classes.Count;
+        if (!inputOk || !outputOk)
+        {
+            throw new ModelLoadException(
+                $"model '{modelPath}' does not match its card: input [{string.Join(",", inDims)}] and output [{string.Join(",", outDims)}], " +
+                $"card says [N,3,{card.Input.Height},{card.Input.Width}] and [N,{card.Classes.Count}]");
+        }
+    }
+
+    /// <summary>Classifies square cell crops (8-bit BGR, any size) in one batch.</summary>
+    public IReadOnlyList<CellClassification> Classify(IReadOnlyList<Mat> crops)
+    {
+        ArgumentNullException.ThrowIfNull(crops);
+        if (crops.Count == 0)
+        {
+            return [];
+        }
+
+        var input = Preprocess(crops);
+        var logits = Card.UsesDihedralAveraging ? DihedralMeanLogits(input, crops.Count) : Logits(input, crops.Count);
+        var results = new CellClassification[crops.Count];
+        int classes = Card.Classes.Count;
+        for (int i = 0; i < crops.Count; i++)
+        {
+            var probabilities = Softmax(logits.AsSpan(i * classes, classes), Card.Output.SoftmaxTemperature);
+            int top = Array.IndexOf(probabilities, probabilities.Max());
+            results[i] = new CellClassification(Card.Classes[top], probabilities, probabilities[top] < Card.ReviewThreshold);
+        }
+
+        return results;
+    }
+
+    /// <summary>Classifies one crop.</summary>
+    public CellClassification Classify(Mat crop) => Classify([crop])[0];
+
+    /// <summary>
+    /// The model's input for a batch of crops: each resized as training data was (<see cref="Crops.Resize"/>),
+    /// put in the card's colour order, scaled and normalised per channel, NCHW.
+    /// </summary>
+    public float[] Preprocess(IReadOnlyList<Mat> crops)
+    {
+        int size = Card.Input.Width;
+        int plane = size * size;
+        var tensor = new float[crops.Count * 3 * plane];
+        for (int n = 0; n < crops.Count; n++)
+        {
+            var crop = crops[n];
+            if (crop.Empty() || crop.Type() != MatType.CV_8UC3)
+            {
+                throw new ArgumentException($"crop {n} is not an 8-bit, 3-channel BGR image", nameof(crops));
+            }
+
+            using var resized = Crops.Resize(crop, size);
+            resized.GetArray(out Vec3b[] pixels);
+            int offset = n * 3 * plane;
+            for (int c = 0; c < 3; c++)
+            {
+                int source = _rgb ? 2 - c : c; // OpenCV stores BGR
+                float mean = _mean[c], std = _std[c];
+                var dest = tensor.AsSpan(offset + (c * plane), plane);
+                for (int p = 0; p < plane; p++)
+                {
+                    dest[p] = ((pixels[p][source] * _scale) - mean) / std;
+                }
+            }
+        }
+
+        return tensor;
+    }
+
+    /// <summary>Runs the model on an already preprocessed NCHW batch; returns the logits, row by row.</summary>
+    public float[] Logits(float[] input, int batch)
+    {
+        long[] shape = [batch, 3, Card.Input.Height, Card.Input.Width];
+        using var value = OrtValue.CreateTensorValueFromMemory(input, shape);
+        using var runOptions = new RunOptions();
+        using var outputs = _session.Run(runOptions, [Card.Input.Name], [value], [Card.Output.Name]);
+        return outputs[0].GetTensorDataAsSpan<float>().ToArray();
+    }
+
+    /// <summary>
+    /// Test-time augmentation chosen on validation by the training script: the mean logits over the 8 symmetries of the
+    /// square (4 rotations, each with and without a reflection). A cell has no orientation on the slide.
+    /// </summary>
+    public float[] DihedralMeanLogits(float[] input, int batch)
+    {
+        const int views = 8;
+        int size = Card.Input.Width, plane = size * size, classes = Card.Classes.Count;
+        var all = new float[input.Length * views];
+        for (int v = 0; v < views; v++)
+        {
+            int turns = v % 4;
+            bool mirror = v >= 4;
+            for (int p = 0; p < batch * 3; p++)
+            {
+                var source = input.AsSpan(p * plane, plane);
+                var dest = all.AsSpan(((v * batch * 3) + p) * plane, plane);
+                for (int y = 0; y < size; y++)
+                {
+                    for (int x = 0; x < size; x++)
+                    {
+                        // Follow the output pixel back through the quarter turns (each: (y, x) <- (x, size-1-y)) and the mirror.
+                        int sy = y, sx = x;
+                        for (int t = 0; t < turns; t++)
+                        {
+                            (sy, sx) = (sx, size - 1 - sy);
+                        }
+
+                        dest[(y * size) + x] = source[(sy * size) + (mirror ? size - 1 - sx : sx)];
+                    }
+                }
+            }
+        }
+
+        var logits = Logits(all, batch * views);
+        var mean = new float[batch * classes];
+        for (int v = 0; v < views; v++)
+        {
+            for (int i = 0; i < batch * classes; i++)
+            {
+                mean[i] += logits[(v * batch * classes) + i] / views;
+            }
+        }
+
+        return mean;
+    }
+
+    /// <summary>Softmax of <paramref name="logits"/> divided by the temperature (temperature scaling calibration).</summary>
+    public static float[] Softmax(ReadOnlySpan<float> logits, double temperature)
+    {
+        var result = new float[logits.Length];
+        float max = float.NegativeInfinity;
+        foreach (var l in logits)
+        {
+            max = Math.Max(max, l);
+        }
+
+        double sum = 0;
+        for (int i = 0; i < logits.Length; i++)
+        {
+            double e = Math.Exp((logits[i] - max) / temperature);
+            result[i] = (float)e;
+            sum += e;
+        }
+
+        for (int i = 0; i < result.Length; i++)
+        {
+            result[i] = (float)(result[i] / sum);
+        }
+
+        return result;
+    }
+
+    public void Dispose() => _session.Dispose();
+}

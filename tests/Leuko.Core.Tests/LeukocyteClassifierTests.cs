@@ -1,0 +1,165 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Leuko.Core.Classification;
+using OpenCvSharp;
+
+namespace Leuko.Core.Tests;
+
+public sealed class LeukocyteClassifierTests : IDisposable
+{
+    private static readonly string ModelPath = LeukocyteClassifier.DefaultModelPath;
+    private readonly string _temp = Directory.CreateTempSubdirectory("leuko-model-").FullName;
+
+    public void Dispose() => Directory.Delete(_temp, recursive: true);
+
+    /// <summary>A copy of the bundled model whose card has been edited, in a temporary folder.</summary>
+    private string ModelWithCard(Action<JsonObject> edit, byte[]? onnx = null)
+    {
+        var card = JsonNode.Parse(File.ReadAllText(Path.ChangeExtension(ModelPath, ".json")))!.AsObject();
+        edit(card);
+        var path = Path.Combine(_temp, "model.onnx");
+        File.WriteAllBytes(path, onnx ?? File.ReadAllBytes(ModelPath));
+        File.WriteAllText(Path.ChangeExtension(path, ".json"), card.ToJsonString());
+        return path;
+    }
+
+    [Fact]
+    public void ONNX_Runtime_reproduces_the_PyTorch_logits_of_the_parity_vectors()
+    {
+        using var classifier = LeukocyteClassifier.Load(ModelPath);
+        using var parity = JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "models", "leukocyte-cnn.parity.json")));
+        var shape = parity.RootElement.GetProperty("inputShape").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        var inputs = parity.RootElement.GetProperty("inputs").EnumerateArray().Select(e => e.GetSingle()).ToArray();
+        var expected = parity.RootElement.GetProperty("logits").EnumerateArray()
+            .SelectMany(r => r.EnumerateArray().Select(e => e.GetSingle())).ToArray();
+
+        Assert.Equal(new[] { shape[0], 3, classifier.Card.Input.Height, classifier.Card.Input.Width }, shape);
+        var actual = classifier.Logits(inputs, shape[0]);
+
+        Assert.Equal(expected.Length, actual.Length);
+        double maxDiff = expected.Zip(actual, (e, a) => Math.Abs(e - a)).Max();
+        Assert.True(maxDiff < 1e-4, $"max |PyTorch - ONNX Runtime| = {maxDiff}");
+    }
+
+    [Fact]
+    public void Preprocessing_follows_the_model_card()
+    {
+        using var classifier = LeukocyteClassifier.Load(ModelPath);
+        var input = classifier.Card.Input;
+        using var crop = new Mat(150, 150, MatType.CV_8UC3, new Scalar(10, 100, 200)); // B, G, R
+
+        var tensor = classifier.Preprocess([crop, crop]);
+
+        int plane = input.Width * input.Height;
+        Assert.Equal(2 * 3 * plane, tensor.Length);
+        byte[] rgb = input.ColourOrder == "RGB" ? [200, 100, 10] : [10, 100, 200];
+        for (int c = 0; c < 3; c++)
+        {
+            float expected = (float)(((rgb[c] * input.Scale) - input.Mean[c]) / input.Std[c]);
+            Assert.Equal(expected, tensor[c * plane], 4);
+            Assert.Equal(expected, tensor[(3 * plane) + (c * plane) + plane - 1], 4); // second crop, last pixel
+        }
+    }
+
+    [Fact]
+    public void Softmax_with_temperature_is_a_distribution_that_flattens_as_temperature_rises()
+    {
+        float[] logits = [2f, 1f, 0f, -1f];
+        var sharp = LeukocyteClassifier.Softmax(logits, 0.5);
+        var flat = LeukocyteClassifier.Softmax(logits, 2.0);
+
+        Assert.Equal(1.0, sharp.Sum(), 5);
+        Assert.Equal(1.0, flat.Sum(), 5);
+        Assert.True(sharp[0] > flat[0]);
+        Assert.Equal(Math.Exp(2) / (Math.Exp(2) + Math.Exp(1) + 1 + Math.Exp(-1)), LeukocyteClassifier.Softmax(logits, 1.0)[0], 5);
+    }
+
+    [Theory]
+    [InlineData(1.0, true)]
+    [InlineData(0.0, false)]
+    public void Cells_under_the_review_threshold_need_review(double threshold, bool needsReview)
+    {
+        using var classifier = LeukocyteClassifier.Load(ModelWithCard(card => card["reviewThreshold"] = threshold));
+        using var crop = new Mat(100, 100, MatType.CV_8UC3, new Scalar(200, 120, 140));
+
+        var result = classifier.Classify(crop);
+
+        Assert.Equal(needsReview, result.NeedsReview);
+        Assert.Equal(4, result.Probabilities.Count);
+        Assert.Contains(result.Label, classifier.Card.Classes);
+    }
+
+    [Fact]
+    public void Dihedral_averaging_does_not_depend_on_the_orientation_of_the_cell()
+    {
+        using var classifier = LeukocyteClassifier.Load(ModelWithCard(card => card["testTimeAugmentation"] = "dihedral8"));
+        using var image = new Mat(new Size(120, 120), MatType.CV_8UC3, new Scalar(200, 190, 200));
+        image.Circle(new Point(45, 60), 30, new Scalar(180, 80, 120), -1);   // an off-centre "nucleus"
+        image.Rectangle(new Rect(70, 20, 30, 12), new Scalar(120, 120, 220), -1);
+        using var turned = new Mat();
+        Cv2.Rotate(image, turned, RotateFlags.Rotate90Clockwise);
+        using var mirrored = new Mat();
+        Cv2.Flip(image, mirrored, FlipMode.Y);
+
+        var results = classifier.Classify([image, turned, mirrored]);
+
+        for (int c = 0; c < 4; c++)
+        {
+            Assert.Equal(results[0].Probabilities[c], results[1].Probabilities[c], 4);
+            Assert.Equal(results[0].Probabilities[c], results[2].Probabilities[c], 4);
+        }
+    }
+
+    [Fact]
+    public void A_missing_model_is_refused_at_load()
+    {
+        var e = Assert.Throws<ModelLoadException>(() => LeukocyteClassifier.Load(Path.Combine(_temp, "none.onnx")));
+        Assert.Contains("not found", e.Message);
+    }
+
+    [Fact]
+    public void A_model_without_its_card_is_refused()
+    {
+        var path = Path.Combine(_temp, "lonely.onnx");
+        File.Copy(ModelPath, path);
+        Assert.Contains("card not found", Assert.Throws<ModelLoadException>(() => LeukocyteClassifier.Load(path)).Message);
+    }
+
+    [Fact]
+    public void A_corrupt_model_is_refused()
+    {
+        var garbage = new byte[4096];
+        new Random(7).NextBytes(garbage);
+        var path = ModelWithCard(card => card.Remove("onnxSha256"), garbage);
+        Assert.Contains("could not be loaded", Assert.Throws<ModelLoadException>(() => LeukocyteClassifier.Load(path)).Message);
+    }
+
+    [Fact]
+    public void A_model_that_is_not_the_one_its_card_describes_is_refused()
+    {
+        var bytes = File.ReadAllBytes(ModelPath);
+        bytes[^1] ^= 0xFF;
+        var path = ModelWithCard(_ => { }, bytes);
+        Assert.Contains("does not match its card", Assert.Throws<ModelLoadException>(() => LeukocyteClassifier.Load(path)).Message);
+    }
+
+    [Fact]
+    public void A_card_with_another_input_size_is_refused()
+    {
+        var path = ModelWithCard(card =>
+        {
+            card["input"]!["width"] = 96;
+            card["input"]!["height"] = 96;
+        });
+        Assert.Contains("does not match its card", Assert.Throws<ModelLoadException>(() => LeukocyteClassifier.Load(path)).Message);
+    }
+
+    [Fact]
+    public void An_unreadable_card_is_refused()
+    {
+        var path = Path.Combine(_temp, "model.onnx");
+        File.Copy(ModelPath, path);
+        File.WriteAllText(Path.ChangeExtension(path, ".json"), "{ not json");
+        Assert.Contains("not valid", Assert.Throws<ModelLoadException>(() => LeukocyteClassifier.Load(path)).Message);
+    }
+}
