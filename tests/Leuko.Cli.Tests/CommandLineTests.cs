@@ -11,6 +11,8 @@ public sealed class CommandLineTests
     [InlineData("evaluate", "segmentation", "--help")]
     [InlineData("bench", "--help")]
     [InlineData("bench", "segmentation", "--help")]
+    [InlineData("evaluate", "classification", "--help")]
+    [InlineData("bench", "classification", "--help")]
     public async Task Every_command_has_help(params string[] args)
     {
         var result = await CliRunner.RunAsync(args);
@@ -121,5 +123,78 @@ public sealed class CommandLineTests
         var result = await CliRunner.RunAsync("evaluate", "segmentation", "--voc", CliRunner.SamplesVoc, "--iou", "1.5");
         Assert.NotEqual(0, result.ExitCode);
         Assert.Contains("--iou", result.Stderr);
+    }
+
+    [Fact]
+    public async Task Evaluate_classification_json_is_exactly_one_object_with_the_documented_keys()
+    {
+        var cells = Path.Combine(AppContext.BaseDirectory, "samples", "cells");
+        var result = await CliRunner.RunAsync("evaluate", "classification", "--data", cells, "--json");
+
+        Assert.Equal(0, result.ExitCode);
+        using var json = JsonDocument.Parse(result.Stdout);
+        var root = json.RootElement;
+        Assert.Equal(
+            ["samples", "unsegmented", "accuracy", "macroPrecision", "macroRecall", "macroF1", "classes", "perClass", "confusion"],
+            root.EnumerateObject().Select(p => p.Name).ToArray());
+        Assert.Equal(16, root.GetProperty("samples").GetInt32());
+        Assert.Equal(["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"], root.GetProperty("classes").EnumerateArray().Select(c => c.GetString()!).ToArray());
+        var confusion = root.GetProperty("confusion").EnumerateArray().Select(r => r.EnumerateArray().Select(v => v.GetInt32()).ToArray()).ToArray();
+        Assert.Equal(16, confusion.Sum(r => r.Sum()) + root.GetProperty("unsegmented").GetInt32());
+        Assert.All(confusion, row => Assert.Equal(4, row.Sum()));
+        foreach (var name in new[] { "precision", "recall", "f1", "support" })
+        {
+            Assert.True(root.GetProperty("perClass").GetProperty("MONOCYTE").TryGetProperty(name, out _), name);
+        }
+    }
+
+    [Fact]
+    public async Task Evaluate_classification_prints_the_confusion_matrix_by_default()
+    {
+        var cells = Path.Combine(AppContext.BaseDirectory, "samples", "cells");
+        var result = await CliRunner.RunAsync("evaluate", "classification", "--data", cells);
+        Assert.Equal(0, result.ExitCode);
+        Assert.Contains("confusion (rows: truth, columns: prediction)", result.Stdout);
+    }
+
+    [Fact]
+    public async Task A_bad_model_file_is_refused_before_any_image_is_read()
+    {
+        using var dir = new TempDir();
+        var model = Path.Combine(dir.Path, "broken.onnx");
+        File.WriteAllText(model, "not a model");
+        var result = await CliRunner.RunAsync("evaluate", "classification", "--data", dir.Path, "--model", model);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("model card not found", result.Stderr);
+    }
+
+    [Fact]
+    public async Task Segment_dataset_writes_one_crop_per_image_in_the_same_folders()
+    {
+        using var dir = new TempDir();
+        var cells = Path.Combine(AppContext.BaseDirectory, "samples", "cells");
+        var result = await CliRunner.RunAsync("segment", "--dataset", cells, "--out", dir.Path, "--size", "64");
+
+        Assert.Equal(0, result.ExitCode);
+        var index = File.ReadAllLines(Path.Combine(dir.Path, "dataset.tsv"));
+        Assert.Equal("crop\tsource\tclass\tleukocytes", index[0]);
+        Assert.Equal(16, index.Length - 1);
+        foreach (var row in index.Skip(1).Select(l => l.Split('\t')))
+        {
+            Assert.StartsWith(row[2] + "/", row[0]);
+            using var crop = OpenCvSharp.Cv2.ImRead(Path.Combine(dir.Path, row[0]));
+            Assert.Equal(new OpenCvSharp.Size(64, 64), crop.Size());
+        }
+
+        Assert.Single(File.ReadAllLines(Path.Combine(dir.Path, "unsegmented.tsv"))); // header only
+    }
+
+    [Fact]
+    public async Task Segment_needs_either_inputs_or_a_dataset()
+    {
+        using var dir = new TempDir();
+        var result = await CliRunner.RunAsync("segment", "--out", dir.Path);
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains("--dataset", result.Stderr);
     }
 }

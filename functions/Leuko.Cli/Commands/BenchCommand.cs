@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Diagnostics;
-using Leuko.Core.Classification;
 using Leuko.Core.Imaging;
 using Leuko.Core.Segmentation;
 using OpenCvSharp;
