@@ -198,12 +198,12 @@ def main():
     ap.add_argument("--pbc", required=True, help="crops of the PBC cells (leuko segment --dataset)")
     ap.add_argument("--out", required=True, help="folder for the .onnx, model card and parity vectors")
     ap.add_argument("--name", default="leukocyte-cnn")
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--kaggle-per-epoch", type=float, default=0.5,
+    ap.add_argument("--kaggle-per-epoch", type=float, default=0.4,
                     help="fraction of the Kaggle frames drawn each epoch: they are ~35 augmentations of each photograph")
-    ap.add_argument("--pbc-weight", type=float, default=1.0, help="PBC cells drawn per epoch, as a multiple of their count")
+    ap.add_argument("--pbc-weight", type=float, default=2.0, help="PBC cells drawn per epoch, as a multiple of their count")
     ap.add_argument("--val-fraction", type=float, default=0.2)
     ap.add_argument("--review-accuracy", type=float, default=0.98,
                     help="cells below the review threshold are flagged; above it validation accuracy is at least this")
