@@ -69,11 +69,11 @@ internal static class EvaluateClassification
             return Task.FromResult(ExitCodes.BadUsage);
         }
 
-        var classes = classifier.Card.Classes;
+        var classes = classifier.Card.Classes.ToList();
         var samples = new List<(string Path, int Truth)>();
         foreach (var folder in Directory.Exists(dataPath) ? Directory.GetDirectories(dataPath) : [])
         {
-            int label = classes.ToList().FindIndex(c => c.Equals(Path.GetFileName(folder), StringComparison.OrdinalIgnoreCase));
+            int label = classes.FindIndex(c => c.Equals(Path.GetFileName(folder), StringComparison.OrdinalIgnoreCase));
             if (label < 0)
             {
                 stderr.WriteLine($"warning: skipping '{folder}': not one of the model's classes ({string.Join(", ", classes)})");
@@ -116,7 +116,7 @@ internal static class EvaluateClassification
             var predicted = new int?[chunk.Length];
             for (int k = 0; k < found.Count; k++)
             {
-                predicted[found[k].Index] = classes.ToList().IndexOf(predictions[k].Label);
+                predicted[found[k].Index] = classes.IndexOf(predictions[k].Label);
             }
 
             for (int i = 0; i < chunk.Length; i++)
