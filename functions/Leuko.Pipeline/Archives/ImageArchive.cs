@@ -1,0 +1,216 @@
+using System.IO.Compression;
+
+namespace Leuko.Pipeline.Archives;
+
+/// <summary>What is done with one archive entry.</summary>
+public enum ArchiveEntryKind
+{
+    /// <summary>An image to analyse.</summary>
+    Image,
+
+    /// <summary>Not analysed and not an error: a non-image file, a nested archive, operating-system metadata.</summary>
+    Skipped,
+
+    /// <summary>Refused for safety (unsafe name, too large, suspicious compression): reported as a failed input.</summary>
+    Refused,
+}
+
+/// <summary>One file entry of an archive and the verdict on it, decided from the central directory before anything is inflated.</summary>
+/// <param name="Name">The entry's name as stored (for unsafe names, exactly as stored, so the report shows what was refused).</param>
+/// <param name="Reason">Why it is skipped or refused; null for images.</param>
+public sealed record ArchiveEntry(int Index, string Name, long Length, long CompressedLength, ArchiveEntryKind Kind, string? Reason);
+
+/// <summary>The whole archive is refused (not a zip, too many entries, too large): nothing in it is analysed.</summary>
+public sealed class ArchiveRejectedException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>One entry could not be read safely (inflates past its declared size, corrupt, encrypted).</summary>
+public sealed class ArchiveEntryException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// A zip archive of smear photographs, read safely: limits on entry count, total and per-entry size and compression
+/// ratio; names that would escape a folder (<c>../</c>, absolute paths, drive letters) refused; nested archives and
+/// non-images skipped. Entries are inflated one at a time into memory, never past their declared size (.NET's zip
+/// reader stops there; a test holds it to that), so a header that lies about sizes cannot get past the limits: the
+/// entry comes out truncated and fails as an image. Not thread-safe: read entries from one thread.
+/// </summary>
+public sealed class ImageArchive : IDisposable
+{
+    private static readonly HashSet<string> ImageExtensions = new(StringComparer.OrdinalIgnoreCase) { ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff" };
+
+    private static readonly HashSet<string> ArchiveExtensions = new(StringComparer.OrdinalIgnoreCase)
+        { ".zip", ".7z", ".rar", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".jar" };
+
+    private readonly ZipArchive _zip;
+    private readonly ArchiveLimits _limits;
+    private long _inflated;
+
+    private ImageArchive(ZipArchive zip, IReadOnlyList<ArchiveEntry> entries, ArchiveLimits limits)
+    {
+        _zip = zip;
+        Entries = entries;
+        _limits = limits;
+    }
+
+    /// <summary>Every file entry (folders left out) in stored order, with its verdict.</summary>
+    public IReadOnlyList<ArchiveEntry> Entries { get; }
+
+    /// <summary>Opens a zip and judges every entry from its central directory. The stream should be seekable (a file, a blob read stream).</summary>
+    /// <exception cref="ArchiveRejectedException">Not a zip archive, or over the entry-count or total-size limit.</exception>
+    public static ImageArchive Open(Stream stream, ArchiveLimits? limits = null, bool leaveOpen = false)
+    {
+        limits ??= ArchiveLimits.Default;
+        ZipArchive zip;
+        try
+        {
+            zip = new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new ArchiveRejectedException($"not a readable zip archive: {e.Message}", e);
+        }
+
+        try
+        {
+            if (zip.Entries.Count > limits.MaxEntries)
+            {
+                throw new ArchiveRejectedException($"archive has {zip.Entries.Count:N0} entries, more than the limit of {limits.MaxEntries:N0}");
+            }
+
+            long declared = zip.Entries.Sum(e => e.Length);
+            if (declared > limits.MaxTotalBytes)
+            {
+                throw new ArchiveRejectedException(
+                    $"archive declares {declared:N0} uncompressed bytes, more than the limit of {limits.MaxTotalBytes:N0}");
+            }
+
+            var entries = new List<ArchiveEntry>();
+            for (int i = 0; i < zip.Entries.Count; i++)
+            {
+                var e = zip.Entries[i];
+                if (e.FullName.EndsWith('/') || e.FullName.EndsWith('\\'))
+                {
+                    continue; // a folder
+                }
+
+                var (kind, reason) = Judge(e.FullName, e.Length, e.CompressedLength, limits);
+                entries.Add(new ArchiveEntry(i, e.FullName, e.Length, e.CompressedLength, kind, reason));
+            }
+
+            return new ImageArchive(zip, entries, limits);
+        }
+        catch
+        {
+            zip.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The verdict on one entry, from its name and declared sizes.</summary>
+    public static (ArchiveEntryKind Kind, string? Reason) Judge(string name, long length, long compressedLength, ArchiveLimits limits)
+    {
+        if (!IsSafeName(name))
+        {
+            return (ArchiveEntryKind.Refused, "unsafe name in archive (absolute path, drive or '..' segment): not read");
+        }
+
+        var normalised = name.Replace('\\', '/');
+        var fileName = normalised[(normalised.LastIndexOf('/') + 1)..];
+        if (normalised.StartsWith("__MACOSX/", StringComparison.Ordinal) || fileName.StartsWith("._", StringComparison.Ordinal) ||
+            fileName is ".DS_Store" or "Thumbs.db" or "desktop.ini")
+        {
+            return (ArchiveEntryKind.Skipped, "operating-system metadata");
+        }
+
+        var extension = Path.GetExtension(fileName);
+        if (ArchiveExtensions.Contains(extension))
+        {
+            return (ArchiveEntryKind.Skipped, "nested archive: not expanded");
+        }
+
+        if (!ImageExtensions.Contains(extension))
+        {
+            return (ArchiveEntryKind.Skipped, $"not an image ({(extension.Length > 0 ? extension : "no extension")}); images are JPEG, PNG, BMP or TIFF");
+        }
+
+        if (length > limits.MaxEntryBytes)
+        {
+            return (ArchiveEntryKind.Refused, $"entry is {length:N0} bytes uncompressed, more than the limit of {limits.MaxEntryBytes:N0}");
+        }
+
+        if (length >= limits.RatioCheckedFrom && length > limits.MaxCompressionRatio * Math.Max(compressedLength, 1))
+        {
+            return (ArchiveEntryKind.Refused,
+                $"compression ratio {length / (double)Math.Max(compressedLength, 1):N0}:1 is above the limit of {limits.MaxCompressionRatio:N0}:1 (a zip bomb?)");
+        }
+
+        return (ArchiveEntryKind.Image, null);
+    }
+
+    /// <summary>
+    /// A name is safe when, as a relative path, it cannot leave the folder it would be extracted to: no root, no drive,
+    /// no '..' segment, no control characters.
+    /// </summary>
+    public static bool IsSafeName(string name)
+    {
+        if (string.IsNullOrEmpty(name) || name.Any(char.IsControl))
+        {
+            return false;
+        }
+
+        var normalised = name.Replace('\\', '/');
+        if (normalised.StartsWith('/') || normalised.Contains(':'))
+        {
+            return false;
+        }
+
+        return normalised.Split('/').All(segment => segment != "..");
+    }
+
+    /// <summary>Inflates one image entry into memory, enforcing the limits on the bytes actually produced.</summary>
+    /// <exception cref="ArchiveEntryException">The entry is corrupt, encrypted, shorter than declared, or over the archive's total limit.</exception>
+    public byte[] Read(ArchiveEntry entry)
+    {
+        if (entry.Kind != ArchiveEntryKind.Image)
+        {
+            throw new InvalidOperationException($"entry '{entry.Name}' is {entry.Kind}, not an image to read");
+        }
+
+        var zipEntry = _zip.Entries[entry.Index];
+        long allowed = Math.Min(entry.Length, _limits.MaxEntryBytes);
+        try
+        {
+            using var input = zipEntry.Open();
+            var buffer = new byte[checked((int)allowed)];
+            int read = 0;
+            while (read < buffer.Length)
+            {
+                int n = input.Read(buffer, read, buffer.Length - read);
+                if (n == 0)
+                {
+                    break;
+                }
+
+                read += n;
+            }
+
+            if (read < buffer.Length)
+            {
+                throw new ArchiveEntryException($"entry is truncated: {read:N0} of {entry.Length:N0} bytes");
+            }
+
+            _inflated += read;
+            if (_inflated > _limits.MaxTotalBytes)
+            {
+                throw new ArchiveEntryException($"archive inflates past the limit of {_limits.MaxTotalBytes:N0} bytes");
+            }
+
+            return buffer;
+        }
+        catch (Exception e) when (e is InvalidDataException or NotSupportedException or IOException)
+        {
+            throw new ArchiveEntryException($"entry cannot be read: {e.Message}", e);
+        }
+    }
+
+    public void Dispose() => _zip.Dispose();
+}

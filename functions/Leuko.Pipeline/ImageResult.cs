@@ -1,0 +1,56 @@
+namespace Leuko.Pipeline;
+
+/// <summary>What happened to one image.</summary>
+public static class ImageStatus
+{
+    /// <summary>Analysed; at least one leukocyte found and classified.</summary>
+    public const string Completed = "completed";
+
+    /// <summary>Analysed; no leukocyte in the image.</summary>
+    public const string NoLeukocytes = "no-leukocytes";
+
+    /// <summary>Not analysed: the reason is in <see cref="ImageResult.Error"/>.</summary>
+    public const string Failed = "failed";
+}
+
+/// <summary>The analysis of one image: the record every host (CLI, Functions) reports.</summary>
+/// <param name="Source">Where the image came from: a path, or <c>archive.zip!entry</c>.</param>
+/// <param name="Status">One of <see cref="ImageStatus"/>.</param>
+/// <param name="Error">Why the image failed; null otherwise.</param>
+/// <param name="Cells">The leukocytes, largest first (empty unless completed).</param>
+/// <param name="Differential">Count and percentage per class over <paramref name="Cells"/> (every class of the model listed).</param>
+public sealed record ImageResult(
+    string Source,
+    string Status,
+    string? Error,
+    int? Width,
+    int? Height,
+    IReadOnlyList<CellResult> Cells,
+    IReadOnlyDictionary<string, ClassCount> Differential)
+{
+    public static ImageResult Failure(string source, string error, IReadOnlyList<string> classes) =>
+        new(source, ImageStatus.Failed, error, null, null, [], Leuko.Pipeline.Differential.Count([], classes));
+}
+
+/// <summary>One classified leukocyte.</summary>
+/// <param name="Index">Position in the image's list (0 = largest cell).</param>
+/// <param name="Box">Bounding box of the cell region in image pixels.</param>
+/// <param name="Class">The model's class.</param>
+/// <param name="Confidence">Calibrated probability of <paramref name="Class"/>.</param>
+/// <param name="Probabilities">Calibrated probability of every class, in the model's class order.</param>
+/// <param name="NeedsReview">True when the confidence is below the model card's review threshold: a person should look.</param>
+/// <param name="Area">Pixels in the cell region.</param>
+public sealed record CellResult(
+    int Index,
+    Box Box,
+    string Class,
+    double Confidence,
+    IReadOnlyDictionary<string, double> Probabilities,
+    bool NeedsReview,
+    int Area);
+
+/// <summary>An axis-aligned box in image pixels.</summary>
+public sealed record Box(int X, int Y, int Width, int Height);
+
+/// <summary>How many cells of one class, and their share of all cells in percent (0 when there are none).</summary>
+public sealed record ClassCount(int Count, double Percent);

@@ -1,0 +1,118 @@
+using Leuko.Pipeline.Archives;
+using Leuko.Tests;
+
+namespace Leuko.Pipeline.Tests;
+
+public class ImageArchiveTests
+{
+    private static ImageArchive Open(byte[] zip, ArchiveLimits? limits = null) => ImageArchive.Open(new MemoryStream(zip), limits);
+
+    [Theory]
+    [InlineData("field.jpg", true)]
+    [InlineData("day 1/field.png", true)]
+    [InlineData("a/b/c.tif", true)]
+    [InlineData("..field.jpg", true)]
+    [InlineData("../field.jpg", false)]
+    [InlineData("a/../../field.jpg", false)]
+    [InlineData("a\\..\\..\\field.jpg", false)]
+    [InlineData("/etc/field.jpg", false)]
+    [InlineData("\\server\\field.jpg", false)]
+    [InlineData("C:/field.jpg", false)]
+    [InlineData("field\u0000.jpg", false)]
+    [InlineData("", false)]
+    public void NamesThatCouldLeaveTheFolderAreUnsafe(string name, bool safe) => Assert.Equal(safe, ImageArchive.IsSafeName(name));
+
+    [Fact]
+    public void EntriesAreJudgedFromTheCentralDirectory()
+    {
+        var image = Zips.SampleBytes();
+        var zip = Zips.Build(
+            ("fields/a.jpg", image),
+            ("../escape.jpg", image),
+            ("notes.txt", "hello"u8.ToArray()),
+            ("inner.zip", Zips.Build(("b.jpg", image))),
+            ("__MACOSX/fields/._a.jpg", [0, 5, 22, 7]),
+            ("fields/", []));
+        using var archive = Open(zip);
+
+        Assert.Equal(["fields/a.jpg", "../escape.jpg", "notes.txt", "inner.zip", "__MACOSX/fields/._a.jpg"], archive.Entries.Select(e => e.Name));
+        Assert.Equal(
+            [ArchiveEntryKind.Image, ArchiveEntryKind.Refused, ArchiveEntryKind.Skipped, ArchiveEntryKind.Skipped, ArchiveEntryKind.Skipped],
+            archive.Entries.Select(e => e.Kind));
+        Assert.Contains("unsafe name", archive.Entries[1].Reason);
+        Assert.Contains("not an image (.txt)", archive.Entries[2].Reason);
+        Assert.Contains("nested archive", archive.Entries[3].Reason);
+        Assert.Equal(image, archive.Read(archive.Entries[0]));
+        Assert.Throws<InvalidOperationException>(() => archive.Read(archive.Entries[1]));
+    }
+
+    [Fact]
+    public void TooManyEntriesRefusesTheWholeArchive()
+    {
+        var zip = Zips.Build(Enumerable.Range(0, 5).Select(i => ($"f{i}.jpg", new byte[] { 1 })).ToArray());
+        var e = Assert.Throws<ArchiveRejectedException>(() => Open(zip, new ArchiveLimits(MaxEntries: 4)));
+        Assert.Contains("5 entries, more than the limit of 4", e.Message);
+        using var fine = Open(zip, new ArchiveLimits(MaxEntries: 5));
+        Assert.Equal(5, fine.Entries.Count);
+    }
+
+    [Fact]
+    public void TooLargeInTotalRefusesTheWholeArchive()
+    {
+        var zip = Zips.Build(("a.jpg", new byte[600]), ("b.jpg", new byte[600]));
+        var e = Assert.Throws<ArchiveRejectedException>(() => Open(zip, new ArchiveLimits(MaxTotalBytes: 1000)));
+        Assert.Contains("1,200 uncompressed bytes", e.Message);
+    }
+
+    [Fact]
+    public void ZipBombEntriesAreRefusedBeforeInflating()
+    {
+        // 20 MB of zeros deflates to ~20 KB: a ratio near 1000:1, which no photograph has.
+        var zip = Zips.Build(("bomb.bmp", new byte[20_000_000]), ("field.jpg", Zips.SampleBytes()));
+        using var archive = Open(zip);
+        var bomb = archive.Entries[0];
+        Assert.Equal(ArchiveEntryKind.Refused, bomb.Kind);
+        Assert.Matches(@"compression ratio [\d,]+:1 is above the limit of 100:1", bomb.Reason);
+        Assert.Equal(ArchiveEntryKind.Image, archive.Entries[1].Kind);
+    }
+
+    [Fact]
+    public void OversizedEntriesAreRefused()
+    {
+        var zip = Zips.Build(System.IO.Compression.CompressionLevel.NoCompression, ("big.png", new byte[5000]));
+        using var archive = Open(zip, new ArchiveLimits(MaxEntryBytes: 4000));
+        Assert.Equal(ArchiveEntryKind.Refused, archive.Entries[0].Kind);
+        Assert.Contains("5,000 bytes uncompressed, more than the limit of 4,000", archive.Entries[0].Reason);
+    }
+
+    [Fact]
+    public void AnEntryNeverInflatesPastItsDeclaredSize()
+    {
+        // The headers say 1,000 bytes; the data inflates to 200,000 (a header lying to get past the limits).
+        var zip = Zips.WithDeclaredSize(Zips.Build(("field.bmp", Enumerable.Range(0, 200_000).Select(i => (byte)(i * 7)).ToArray())), 1000);
+        using var archive = Open(zip);
+        var entry = Assert.Single(archive.Entries);
+        Assert.Equal(1000, entry.Length);
+        Assert.Equal(ArchiveEntryKind.Image, entry.Kind);
+        var data = archive.Read(entry);
+        Assert.Equal(1000, data.Length);
+    }
+
+    [Fact]
+    public void TotalInflatedBytesAreCounted()
+    {
+        var image = Zips.SampleBytes();
+        var zip = Zips.Build(System.IO.Compression.CompressionLevel.NoCompression, ("a.jpg", image), ("b.jpg", image));
+        using var archive = Open(zip, new ArchiveLimits(MaxTotalBytes: image.Length * 2L));
+        archive.Read(archive.Entries[0]);
+        archive.Read(archive.Entries[1]);
+        Assert.Throws<ArchiveRejectedException>(() => Open(zip, new ArchiveLimits(MaxTotalBytes: image.Length * 2L - 1)));
+    }
+
+    [Fact]
+    public void NotAZipIsRejectedWithItsReason()
+    {
+        var e = Assert.Throws<ArchiveRejectedException>(() => Open("this is not a zip archive at all"u8.ToArray()));
+        Assert.StartsWith("not a readable zip archive", e.Message);
+    }
+}

@@ -1,0 +1,52 @@
+using System.IO.Compression;
+
+namespace Leuko.Tests;
+
+/// <summary>Crafted zip archives, built in memory, for the archive safety tests (shared by the test projects).</summary>
+public static class Zips
+{
+    public static byte[] Build(params (string Name, byte[] Data)[] entries) => Build(CompressionLevel.Optimal, entries);
+
+    public static byte[] Build(CompressionLevel level, params (string Name, byte[] Data)[] entries)
+    {
+        using var memory = new MemoryStream();
+        using (var zip = new ZipArchive(memory, ZipArchiveMode.Create, leaveOpen: true))
+        {
+            foreach (var (name, data) in entries)
+            {
+                var entry = zip.CreateEntry(name, level);
+                using var stream = entry.Open();
+                stream.Write(data);
+            }
+        }
+
+        return memory.ToArray();
+    }
+
+    /// <summary>
+    /// Rewrites the uncompressed size recorded for every entry (local headers and central directory) to
+    /// <paramref name="declared"/>: an archive whose headers lie about how much its entries inflate to.
+    /// </summary>
+    public static byte[] WithDeclaredSize(byte[] zip, uint declared)
+    {
+        var bytes = (byte[])zip.Clone();
+        for (int i = 0; i + 4 <= bytes.Length; i++)
+        {
+            uint signature = BitConverter.ToUInt32(bytes, i);
+            if (signature == 0x04034b50 && i + 26 <= bytes.Length)
+            {
+                BitConverter.GetBytes(declared).CopyTo(bytes, i + 22); // local file header: uncompressed size
+            }
+            else if (signature == 0x02014b50 && i + 28 <= bytes.Length)
+            {
+                BitConverter.GetBytes(declared).CopyTo(bytes, i + 24); // central directory header: uncompressed size
+            }
+        }
+
+        return bytes;
+    }
+
+    public static string Sample(string name) => Path.Combine(AppContext.BaseDirectory, "samples", "bccd", "JPEGImages", name);
+
+    public static byte[] SampleBytes(string name = "BloodImage_00000.jpg") => File.ReadAllBytes(Sample(name));
+}
