@@ -10,10 +10,22 @@ public static class LeukoCommand
     {
         var root = new RootCommand("LeukoFunctions: find, cut out and classify the white blood cells in blood-smear photographs.")
         {
+            AnalyzeCommand.Create(),
             SegmentCommand.Create(),
             EvaluateCommand.Create(),
             BenchCommand.Create(),
         };
         return root;
+    }
+
+    /// <summary>
+    /// Parses and runs a command line. Errors in the command line itself (unknown option, bad value) are printed with
+    /// the help and give <see cref="ExitCodes.BadUsage"/>, like the usage errors the commands find themselves.
+    /// </summary>
+    public static async Task<int> InvokeAsync(string[] args, InvocationConfiguration? configuration = null)
+    {
+        var parse = Create().Parse(args);
+        int exit = await parse.InvokeAsync(configuration);
+        return parse.Errors.Count > 0 && exit != ExitCodes.Success ? ExitCodes.BadUsage : exit;
     }
 }

@@ -1,3 +1,3 @@
 using Leuko.Cli;
 
-return await LeukoCommand.Create().Parse(args).InvokeAsync();
+return await LeukoCommand.InvokeAsync(args);

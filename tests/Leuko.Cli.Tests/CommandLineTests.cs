@@ -121,7 +121,7 @@ public sealed class CommandLineTests
     public async Task Evaluate_segmentation_refuses_an_IoU_outside_0_to_1()
     {
         var result = await CliRunner.RunAsync("evaluate", "segmentation", "--voc", CliRunner.SamplesVoc, "--iou", "1.5");
-        Assert.NotEqual(0, result.ExitCode);
+        Assert.Equal(2, result.ExitCode);
         Assert.Contains("--iou", result.Stderr);
     }
 
@@ -194,7 +194,7 @@ public sealed class CommandLineTests
     {
         using var dir = new TempDir();
         var result = await CliRunner.RunAsync("segment", "--out", dir.Path);
-        Assert.NotEqual(0, result.ExitCode);
+        Assert.Equal(2, result.ExitCode);
         Assert.Contains("--dataset", result.Stderr);
     }
 }
