@@ -10,11 +10,12 @@ internal static class InputFiles
         new HashSet<string>(StringComparer.OrdinalIgnoreCase) { ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff" };
 
     /// <summary>
-    /// Folders are searched recursively for image extensions; files named explicitly are always taken, so that a
+    /// Folders are searched recursively for <paramref name="extensions"/> (default: image extensions); files named explicitly are always taken, so that a
     /// wrong file is reported rather than silently skipped. Order is stable (ordinal by path); each file once.
     /// </summary>
-    public static IReadOnlyList<InputFile> Expand(IEnumerable<string> paths)
+    public static IReadOnlyList<InputFile> Expand(IEnumerable<string> paths, IReadOnlySet<string>? extensions = null)
     {
+        extensions ??= ImageExtensions;
         var seen = new HashSet<string>(StringComparer.Ordinal);
         var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         var result = new List<InputFile>();
@@ -23,7 +24,7 @@ internal static class InputFiles
             if (Directory.Exists(path))
             {
                 foreach (var file in Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories)
-                             .Where(f => ImageExtensions.Contains(System.IO.Path.GetExtension(f)))
+                             .Where(f => extensions.Contains(System.IO.Path.GetExtension(f)))
                              .Order(StringComparer.Ordinal))
                 {
                     Add(file, System.IO.Path.GetRelativePath(path, file));

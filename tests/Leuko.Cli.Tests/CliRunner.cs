@@ -11,13 +11,15 @@ internal static class CliRunner
     {
         var stdout = new StringWriter();
         var stderr = new StringWriter();
-        int exit = await LeukoCommand.Create().Parse(args).InvokeAsync(new InvocationConfiguration { Output = stdout, Error = stderr });
+        int exit = await LeukoCommand.InvokeAsync(args, new InvocationConfiguration { Output = stdout, Error = stderr });
         return new CliResult(exit, stdout.ToString(), stderr.ToString());
     }
 
     public static string SamplesVoc => Path.Combine(AppContext.BaseDirectory, "samples", "bccd");
 
     public static string SampleImages => Path.Combine(SamplesVoc, "JPEGImages");
+
+    public static string SampleImage(string name) => Path.Combine(SampleImages, name);
 }
 
 /// <summary>A temporary folder, removed afterwards.</summary>

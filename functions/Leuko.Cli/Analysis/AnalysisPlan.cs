@@ -1,0 +1,139 @@
+using Leuko.Pipeline.Archives;
+
+namespace Leuko.Cli.Analysis;
+
+/// <summary>One image to analyse, in input order: a file, an archive entry, or an input already known to have failed.</summary>
+/// <param name="Source">The input path as given, or <c>archive.zip!entry</c>.</param>
+/// <param name="Name">A unique relative name for its outputs (annotated image), safe to join under the output folder.</param>
+/// <param name="File">The file to read, for a plain image.</param>
+/// <param name="Archive">The archive holding it, for an entry.</param>
+/// <param name="Entry">The entry, for an archive entry.</param>
+/// <param name="Error">Why it failed before being read (refused archive or entry).</param>
+internal sealed record PlannedImage(int Index, string Source, string Name, string? File, ImageArchive? Archive, ArchiveEntry? Entry, string? Error);
+
+/// <summary>An input that is not analysed and is not an error: a non-image entry or a nested archive.</summary>
+internal sealed record SkippedInput(string Source, string Reason);
+
+/// <summary>
+/// Every input of a run, decided before any image is read: images (files and archive entries) in a stable order,
+/// each exactly once, and the entries skipped. Archives are opened to read their central directories and held
+/// open for the run.
+/// </summary>
+internal sealed class AnalysisPlan : IDisposable
+{
+    private static readonly HashSet<string> Extensions =
+        new(InputFiles.ImageExtensions.Append(".zip"), StringComparer.OrdinalIgnoreCase);
+
+    private readonly List<ImageArchive> _archives = [];
+
+    private AnalysisPlan()
+    {
+    }
+
+    public List<PlannedImage> Images { get; } = [];
+
+    public List<SkippedInput> Skipped { get; } = [];
+
+    /// <summary>Expands files, folders (recursively: images and zip archives) and zip archives.</summary>
+    /// <exception cref="FileNotFoundException">A path does not exist.</exception>
+    public static AnalysisPlan Create(IEnumerable<string> paths, ArchiveLimits limits)
+    {
+        var plan = new AnalysisPlan();
+        var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        try
+        {
+            foreach (var input in InputFiles.Expand(paths, Extensions))
+            {
+                if (IsZip(input.Path))
+                {
+                    plan.AddArchive(input, limits, names);
+                }
+                else
+                {
+                    plan.Add(input.Path, input.Name, names, file: input.Path);
+                }
+            }
+        }
+        catch
+        {
+            plan.Dispose();
+            throw;
+        }
+
+        return plan;
+    }
+
+    private void AddArchive(InputFile input, ArchiveLimits limits, HashSet<string> names)
+    {
+        ImageArchive archive;
+        try
+        {
+            archive = ImageArchive.Open(File.OpenRead(input.Path), limits);
+        }
+        catch (Exception e) when (e is ArchiveRejectedException or IOException or UnauthorizedAccessException)
+        {
+            Add(input.Path, input.Name, names, error: $"archive refused: {e.Message}");
+            return;
+        }
+
+        _archives.Add(archive);
+        var stem = Path.ChangeExtension(input.Name, null);
+        foreach (var entry in archive.Entries)
+        {
+            var source = $"{input.Path}!{entry.Name}";
+            switch (entry.Kind)
+            {
+                case ArchiveEntryKind.Skipped:
+                    Skipped.Add(new SkippedInput(source, entry.Reason!));
+                    break;
+                case ArchiveEntryKind.Refused:
+                    Add(source, $"{stem}/entry-{entry.Index}", names, error: entry.Reason);
+                    break;
+                default:
+                    Add(source, $"{stem}/{entry.Name.Replace('\\', '/')}", names, archive: archive, entry: entry);
+                    break;
+            }
+        }
+    }
+
+    private void Add(string source, string name, HashSet<string> names, string? file = null, ImageArchive? archive = null,
+        ArchiveEntry? entry = null, string? error = null)
+    {
+        var unique = name;
+        for (int n = 2; !names.Add(unique); n++)
+        {
+            unique = $"{Path.ChangeExtension(name, null)}~{n}{Path.GetExtension(name)}";
+        }
+
+        Images.Add(new PlannedImage(Images.Count, source, unique, file, archive, entry, error));
+    }
+
+    /// <summary>A zip by its first bytes (local file header or empty-archive end record), whatever its extension.</summary>
+    private static bool IsZip(string path)
+    {
+        if (path.EndsWith(".zip", StringComparison.OrdinalIgnoreCase))
+        {
+            return true;
+        }
+
+        try
+        {
+            using var f = File.OpenRead(path);
+            Span<byte> magic = stackalloc byte[4];
+            return f.ReadAtLeast(magic, 4, throwOnEndOfStream: false) == 4 && magic[0] == 'P' && magic[1] == 'K' &&
+                   ((magic[2] == 3 && magic[3] == 4) || (magic[2] == 5 && magic[3] == 6));
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var archive in _archives)
+        {
+            archive.Dispose();
+        }
+    }
+}

@@ -1,0 +1,135 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using Leuko.Pipeline;
+using Leuko.Pipeline.Archives;
+using OpenCvSharp;
+
+namespace Leuko.Cli.Analysis;
+
+/// <summary>
+/// Time spent in each stage, summed over all images (seconds of work on all workers, not wall clock): reading files and
+/// inflating archive entries, decoding, segmentation, classification (preprocessing and inference), drawing and
+/// writing the annotated image.
+/// </summary>
+internal sealed record StageSeconds(double Read, double Decode, double Segment, double Classify, double Annotate);
+
+/// <summary>The outcome of a run: one result per planned image, in input order, and where its annotated image went.</summary>
+internal sealed record RunOutcome(IReadOnlyList<ImageResult> Images, IReadOnlyList<string?> Annotated, StageSeconds Stages, TimeSpan Elapsed);
+
+/// <summary>
+/// Runs the pipeline over a plan: one reader (files and archive entries, in order: a zip is read sequentially) feeds a
+/// bounded queue; <c>parallel</c> workers decode, segment, classify and draw. Each image's cells are classified in one
+/// batch of their own, so the results do not depend on scheduling or on <c>parallel</c>.
+/// </summary>
+internal static class AnalysisRun
+{
+    public static async Task<RunOutcome> ExecuteAsync(
+        AnalysisPlan plan, ImageAnalyzer analyzer, string outputDir, int parallel, bool annotate, Action<ImageResult> progress,
+        CancellationToken cancellationToken)
+    {
+        var results = new ImageResult[plan.Images.Count];
+        var annotated = new string?[plan.Images.Count];
+        var queue = Channel.CreateBounded<(PlannedImage Image, byte[]? Data, string? Error)>(
+            new BoundedChannelOptions(parallel * 2) { SingleWriter = true });
+        long readTicks = 0, decodeTicks = 0, segmentTicks = 0, classifyTicks = 0, annotateTicks = 0;
+        var clock = Stopwatch.StartNew();
+
+        var reader = Task.Run(async () =>
+        {
+            try
+            {
+                foreach (var image in plan.Images)
+                {
+                    long t0 = Stopwatch.GetTimestamp();
+                    var (data, error) = Read(image);
+                    Interlocked.Add(ref readTicks, Stopwatch.GetElapsedTime(t0).Ticks);
+                    await queue.Writer.WriteAsync((image, data, error), cancellationToken);
+                }
+            }
+            finally
+            {
+                queue.Writer.Complete();
+            }
+        }, cancellationToken);
+
+        await Parallel.ForEachAsync(
+            queue.Reader.ReadAllAsync(cancellationToken),
+            new ParallelOptions { MaxDegreeOfParallelism = parallel, CancellationToken = cancellationToken },
+            (item, _) =>
+            {
+                var (image, data, error) = item;
+                ImageResult result;
+                if (data is null)
+                {
+                    result = ImageResult.Failure(image.Source, error!, analyzer.Classes);
+                }
+                else
+                {
+                    try
+                    {
+                        using var analysed = analyzer.Analyze(image.Source, data);
+                        Interlocked.Add(ref decodeTicks, analysed.Times.Decode.Ticks);
+                        Interlocked.Add(ref segmentTicks, analysed.Times.Segment.Ticks);
+                        Interlocked.Add(ref classifyTicks, analysed.Times.Classify.Ticks);
+                        result = analysed.Result;
+                        if (annotate && analysed.Image is { } pixels)
+                        {
+                            long t0 = Stopwatch.GetTimestamp();
+                            annotated[image.Index] = WriteAnnotated(outputDir, image.Name, pixels, analysed, analyzer.Classes);
+                            Interlocked.Add(ref annotateTicks, Stopwatch.GetElapsedTime(t0).Ticks);
+                        }
+                    }
+                    catch (Exception e) when (e is not OperationCanceledException)
+                    {
+                        // One image must never stop a run of thousands: an unexpected error fails that image, with its cause.
+                        result = ImageResult.Failure(image.Source, $"analysis failed: {e.GetType().Name}: {e.Message}", analyzer.Classes);
+                    }
+                }
+
+                results[image.Index] = result;
+                progress(result);
+                return ValueTask.CompletedTask;
+            });
+        await reader;
+
+        return new RunOutcome(results, annotated, new StageSeconds(Seconds(readTicks), Seconds(decodeTicks), Seconds(segmentTicks), Seconds(classifyTicks), Seconds(annotateTicks)), clock.Elapsed);
+    }
+
+    private static (byte[]? Data, string? Error) Read(PlannedImage image)
+    {
+        if (image.Error is not null)
+        {
+            return (null, image.Error);
+        }
+
+        try
+        {
+            return image.File is not null
+                ? (File.ReadAllBytes(image.File), null)
+                : (image.Archive!.Read(image.Entry!), null);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArchiveEntryException)
+        {
+            return (null, e.Message);
+        }
+    }
+
+    /// <summary>Writes <c>annotated/NAME.jpg</c> and returns its path relative to the output folder.</summary>
+    private static string WriteAnnotated(string outputDir, string name, Mat image, AnalyzedImage analysed, IReadOnlyList<string> classes)
+    {
+        using var drawn = Annotator.Draw(image, analysed.Result.Cells, analysed.Contours, classes);
+        var relative = $"annotated/{Path.ChangeExtension(name, ".jpg")}";
+        var path = Path.GetFullPath(Path.Combine(outputDir, relative));
+        if (!path.StartsWith(Path.GetFullPath(outputDir) + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException($"output name '{name}' leaves the output folder"); // names are checked when planned; this is the last guard
+        }
+
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        Cv2.ImEncode(".jpg", drawn, out var jpeg, new ImageEncodingParam(ImwriteFlags.JpegQuality, 90));
+        File.WriteAllBytes(path, jpeg);
+        return relative;
+    }
+
+    private static double Seconds(long timeSpanTicks) => Math.Round(TimeSpan.FromTicks(timeSpanTicks).TotalSeconds, 3);
+}

@@ -1,0 +1,69 @@
+using System.Text.Json.Serialization;
+using Leuko.Pipeline;
+
+namespace Leuko.Cli.Analysis;
+
+/// <summary>
+/// <c>results.json</c> of <c>leuko analyze</c>. Version 1; the layout is documented in README.md ("results.json") and
+/// <see cref="SchemaVersion"/> is raised on any incompatible change.
+/// </summary>
+internal sealed record ResultsDocument(
+    int SchemaVersion,
+    ModelRecord Model,
+    IReadOnlyList<ImageRecord> Images,
+    IReadOnlyList<SkippedInput> Skipped,
+    RunSummary Summary)
+{
+    public const int CurrentVersion = 1;
+}
+
+internal sealed record ModelRecord(string Name, string Version, IReadOnlyList<string> Classes, double ReviewThreshold);
+
+/// <summary>One input image: <see cref="ImageResult"/> with the path of its annotated copy (relative to the output folder).</summary>
+internal sealed record ImageRecord(
+    string Source,
+    string Status,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? Error,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] int? Width,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] int? Height,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? Annotated,
+    IReadOnlyList<CellResult> Cells,
+    IReadOnlyDictionary<string, ClassCount> Differential)
+{
+    public static ImageRecord From(ImageResult r, string? annotated) =>
+        new(r.Source, r.Status, r.Error, r.Width, r.Height, annotated, r.Cells, r.Differential);
+}
+
+/// <summary>The run: counts by status, the differential over every cell, and speed.</summary>
+internal sealed record RunSummary(
+    int Images,
+    int Completed,
+    int NoLeukocytes,
+    int Failed,
+    int Skipped,
+    int Cells,
+    int NeedsReview,
+    IReadOnlyDictionary<string, ClassCount> Differential,
+    double Seconds,
+    double ImagesPerSecond,
+    int Parallel,
+    StageSeconds StageSeconds)
+{
+    public static RunSummary From(IReadOnlyList<ImageResult> images, int skipped, IReadOnlyList<string> classes, TimeSpan elapsed, int parallel, StageSeconds stages)
+    {
+        var cells = images.SelectMany(i => i.Cells).ToList();
+        return new RunSummary(
+            images.Count,
+            images.Count(i => i.Status == ImageStatus.Completed),
+            images.Count(i => i.Status == ImageStatus.NoLeukocytes),
+            images.Count(i => i.Status == ImageStatus.Failed),
+            skipped,
+            cells.Count,
+            cells.Count(c => c.NeedsReview),
+            Pipeline.Differential.Count(cells.Select(c => c.Class), classes),
+            Math.Round(elapsed.TotalSeconds, 3),
+            Math.Round(images.Count / Math.Max(elapsed.TotalSeconds, 1e-6), 2),
+            parallel,
+            stages);
+    }
+}

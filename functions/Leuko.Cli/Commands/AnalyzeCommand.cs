@@ -1,0 +1,166 @@
+using System.CommandLine;
+using System.Text.Json;
+using Leuko.Cli.Analysis;
+using Leuko.Cli.Reports;
+using Leuko.Core.Segmentation;
+using Leuko.Pipeline;
+using Leuko.Pipeline.Archives;
+
+namespace Leuko.Cli.Commands;
+
+/// <summary><c>leuko analyze</c>: the whole pipeline on one machine: find, classify, count and draw every leukocyte.</summary>
+internal static class AnalyzeCommand
+{
+    private static readonly string[] Formats = ["json", "csv", "html"];
+
+    public static Command Create()
+    {
+        var inputs = new Argument<string[]>("inputs")
+        {
+            Description = "Image files (JPEG, PNG, BMP, TIFF), folders (searched recursively for images and zip archives) and zip archives.",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Folder for results.json, results.csv, report.html and annotated/.", Required = true };
+        var format = new Option<string[]>("--format")
+        {
+            Description = "Result files to write, comma-separated: json, csv, html (annotated/ images come with html).",
+            DefaultValueFactory = _ => Formats,
+            CustomParser = r => r.Tokens.SelectMany(t => t.Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                .Select(f => f.ToLowerInvariant()).Distinct().ToArray(),
+            AllowMultipleArgumentsPerToken = true,
+        };
+        format.Validators.Add(r =>
+        {
+            var bad = r.GetValueOrDefault<string[]>()?.Where(f => !Formats.Contains(f)).ToList() ?? [];
+            if (bad.Count > 0)
+            {
+                r.AddError($"unknown --format {string.Join(", ", bad)}: choose from {string.Join(", ", Formats)}");
+            }
+        });
+        var parallel = new Option<int>("--parallel", "-p")
+        {
+            Description = "Images analysed at once (default: the number of cores). Results do not depend on it.",
+            DefaultValueFactory = _ => Environment.ProcessorCount,
+        };
+        parallel.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() is < 1 or > 256)
+            {
+                r.AddError("--parallel must be between 1 and 256");
+            }
+        });
+        var model = EvaluateClassification.ModelOption();
+        var command = new Command("analyze", "Find, classify and count the leukocytes in smear photographs; write results.json, results.csv, annotated images and report.html.")
+        {
+            inputs, output, format, parallel, model,
+        };
+        command.SetAction((parse, ct) => RunAsync(
+            parse.GetRequiredValue(inputs), parse.GetRequiredValue(output).FullName, parse.GetRequiredValue(format), parse.GetValue(parallel),
+            parse.GetRequiredValue(model), ArchiveLimits.Default, parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct));
+        return command;
+    }
+
+    internal static async Task<int> RunAsync(
+        string[] inputPaths, string outputDir, string[] formats, int parallel, string modelPath, ArchiveLimits limits,
+        TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+    {
+        if (!NativeDependencies.Check(stderr))
+        {
+            return ExitCodes.MissingDependency;
+        }
+
+        using var sessionOptions = EvaluateClassification.WorkerSessionOptions(parallel);
+        using var classifier = EvaluateClassification.LoadClassifier(modelPath, stderr, sessionOptions);
+        if (classifier is null)
+        {
+            return ExitCodes.BadUsage;
+        }
+
+        AnalysisPlan plan;
+        try
+        {
+            plan = AnalysisPlan.Create(inputPaths, limits);
+        }
+        catch (FileNotFoundException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return ExitCodes.BadUsage;
+        }
+
+        using (plan)
+        {
+            if (plan.Images.Count == 0 && plan.Skipped.Count == 0)
+            {
+                stderr.WriteLine($"error: no images found in {string.Join(", ", inputPaths)} (images are JPEG, PNG, BMP or TIFF; archives are zip)");
+                return ExitCodes.BadUsage;
+            }
+
+            var analyzer = new ImageAnalyzer(new LeukocyteSegmenter(), classifier);
+            var (document, written) = await RunProgress.RunAsync(stderr, plan.Images.Count, progress =>
+                AnalyzeAsync(plan, analyzer, outputDir, formats, parallel, progress, cancellationToken));
+            var card = classifier.Card;
+
+            var s = document.Summary;
+            stdout.WriteLine(
+                $"{s.Images} images in {s.Seconds:0.0} s ({s.ImagesPerSecond:0.0}/s): {s.Completed} with leukocytes, {s.NoLeukocytes} without, " +
+                $"{s.Failed} failed{(s.Skipped > 0 ? $", {s.Skipped} archive entries skipped" : "")}.");
+            stdout.WriteLine(
+                $"{s.Cells} leukocytes ({s.NeedsReview} to review): " +
+                string.Join(", ", card.Classes.Select(c => $"{c} {s.Differential[c].Count} ({s.Differential[c].Percent:0.#}%)")));
+            foreach (var path in written)
+            {
+                var shown = Path.GetRelativePath(Environment.CurrentDirectory, path);
+                stdout.WriteLine($"wrote {(shown.StartsWith("..", StringComparison.Ordinal) ? path : shown)}");
+            }
+
+            foreach (var failed in document.Images.Where(i => i.Status == ImageStatus.Failed))
+            {
+                stderr.WriteLine($"failed: {failed.Source}: {failed.Error}");
+            }
+
+            return s.Failed > 0 ? ExitCodes.SomeFailed : ExitCodes.Success;
+        }
+    }
+
+    /// <summary>Runs the pipeline over <paramref name="plan"/> and writes the chosen result files into <paramref name="outputDir"/>.</summary>
+    internal static async Task<(ResultsDocument Document, IReadOnlyList<string> Written)> AnalyzeAsync(
+        AnalysisPlan plan, ImageAnalyzer analyzer, string outputDir, string[] formats, int parallel, Action<ImageResult> progress,
+        CancellationToken cancellationToken)
+    {
+        Directory.CreateDirectory(outputDir);
+        bool html = formats.Contains("html");
+        var outcome = await AnalysisRun.ExecuteAsync(plan, analyzer, outputDir, parallel, annotate: html, progress, cancellationToken);
+        var card = analyzer.Model;
+        var document = new ResultsDocument(
+            ResultsDocument.CurrentVersion,
+            new ModelRecord(card.Name, card.Version, card.Classes, card.ReviewThreshold),
+            outcome.Images.Select((r, i) => ImageRecord.From(r, outcome.Annotated[i])).ToList(),
+            plan.Skipped,
+            RunSummary.From(outcome.Images, plan.Skipped.Count, card.Classes, outcome.Elapsed, parallel, outcome.Stages));
+
+        var written = new List<string>();
+        if (formats.Contains("json"))
+        {
+            written.Add(Save(outputDir, "results.json", p => File.WriteAllText(p, JsonSerializer.Serialize(document, Json.Options))));
+        }
+
+        if (formats.Contains("csv"))
+        {
+            written.Add(Save(outputDir, "results.csv", p => CsvReport.Write(p, document)));
+        }
+
+        if (html)
+        {
+            written.Add(Save(outputDir, "report.html", p => HtmlReport.Write(p, document)));
+        }
+
+        return (document, written);
+    }
+
+    private static string Save(string outputDir, string name, Action<string> write)
+    {
+        var path = Path.Combine(outputDir, name);
+        write(path);
+        return path;
+    }
+}

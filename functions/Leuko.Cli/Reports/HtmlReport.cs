@@ -1,0 +1,191 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Encodings.Web;
+using Leuko.Cli.Analysis;
+using Leuko.Pipeline;
+
+namespace Leuko.Cli.Reports;
+
+/// <summary>
+/// <c>report.html</c>: one page that needs no network (styles, chart and script inline; images are the annotated
+/// copies beside it in <c>annotated/</c>): the run summary, the differential as a bar chart, failed and skipped
+/// inputs, and every image with a hoverable overlay of its cells; cells to review are marked in amber.
+/// </summary>
+internal static class HtmlReport
+{
+    private static readonly HtmlEncoder Html = HtmlEncoder.Create(System.Text.Unicode.UnicodeRanges.All);
+
+    public static void Write(string path, ResultsDocument document)
+    {
+        File.WriteAllText(path, Render(document), new UTF8Encoding(false));
+    }
+
+    public static string Render(ResultsDocument document)
+    {
+        var s = document.Summary;
+        var classes = document.Model.Classes;
+        var b = new StringBuilder();
+        b.Append("""
+            <!doctype html>
+            <html lang="en">
+            <head>
+            <meta charset="utf-8">
+            <meta name="viewport" content="width=device-width, initial-scale=1">
+            <title>Leukocyte analysis report</title>
+            <style>
+            :root { font-family: system-ui, sans-serif; color: #1d2330; background: #f6f7f9; }
+            body { margin: 0 auto; max-width: 1100px; padding: 1.5rem; }
+            h1 { margin: 0 0 .25rem; } .muted { color: #5d6675; }
+            section { background: #fff; border-radius: 8px; padding: 1rem 1.25rem; margin: 1rem 0; box-shadow: 0 1px 3px #0002; }
+            #summary dl { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: .75rem; margin: 0; }
+            #summary dl div { background: #f0f2f5; border-radius: 6px; padding: .5rem .75rem; }
+            #summary dt { font-size: .8rem; color: #5d6675; } #summary dd { margin: 0; font-size: 1.4rem; font-weight: 600; }
+            table { border-collapse: collapse; width: 100%; font-size: .9rem; }
+            th, td { text-align: left; padding: .3rem .5rem; border-bottom: 1px solid #e3e6ea; }
+            td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+            tr.review td { background: #fdf3c4; }
+            .badge { display: inline-block; border-radius: 999px; padding: 0 .6rem; font-size: .8rem; font-weight: 600; color: #fff; }
+            .badge.completed { background: #27AE60; } .badge.no-leukocytes { background: #7F8C8D; } .badge.failed { background: #C0392B; }
+            .badge.review { background: #F1C40F; color: #000; }
+            .frame { position: relative; max-width: 720px; margin: .5rem 0; }
+            .frame img { display: block; width: 100%; height: auto; }
+            .frame svg.overlay { position: absolute; inset: 0; width: 100%; height: 100%; }
+            .overlay rect.cell { fill: transparent; stroke: transparent; stroke-width: 3; cursor: help; }
+            .overlay rect.cell:hover { stroke: #fff; fill: #ffffff22; }
+            .overlay rect.cell.review { stroke: #F1C40F; stroke-width: 4; stroke-dasharray: 10 6; }
+            article.image { border-top: 1px solid #e3e6ea; padding-top: .75rem; margin-top: .75rem; }
+            article.image h3 { font-size: 1rem; margin: 0; word-break: break-all; }
+            .swatch { display: inline-block; width: .8rem; height: .8rem; border-radius: 2px; vertical-align: middle; margin-right: .3rem; }
+            .filters { margin: .5rem 0; }
+            body.only-review article.image:not([data-review]) { display: none; }
+            </style>
+            </head>
+            <body>
+            """);
+        b.Append("<header><h1>Leukocyte analysis</h1><p class=\"muted\">")
+            .Append(E($"leuko analyze · model {document.Model.Name} {document.Model.Version} · {s.Images} images in {s.Seconds:0.0} s ({s.ImagesPerSecond:0.0} images/s)"))
+            .Append("</p></header>\n");
+
+        b.Append("<section id=\"summary\"><h2>Summary</h2><dl>\n");
+        Stat(b, "images", "Images", s.Images);
+        Stat(b, "completed", "With leukocytes", s.Completed);
+        Stat(b, "no-leukocytes", "Without leukocytes", s.NoLeukocytes);
+        Stat(b, "failed", "Failed", s.Failed);
+        Stat(b, "skipped", "Skipped (not images)", s.Skipped);
+        Stat(b, "cells", "Leukocytes", s.Cells);
+        Stat(b, "needs-review", "Cells to review", s.NeedsReview);
+        b.Append("</dl></section>\n");
+
+        b.Append("<section id=\"differential\"><h2>Differential count</h2>\n");
+        Chart(b, s.Differential, classes);
+        b.Append("<table><thead><tr><th>Class</th><th class=\"num\">Cells</th><th class=\"num\">%</th></tr></thead><tbody>\n");
+        foreach (var c in classes)
+        {
+            var n = s.Differential[c];
+            b.Append($"<tr data-class=\"{E(c)}\"><td><span class=\"swatch\" style=\"background:{Annotator.ColourOf(c, classes)}\"></span>{E(c)}</td>")
+                .Append($"<td class=\"num\">{n.Count}</td><td class=\"num\">{F(n.Percent)}</td></tr>\n");
+        }
+
+        b.Append("</tbody></table></section>\n");
+
+        var failed = document.Images.Where(i => i.Status == ImageStatus.Failed).ToList();
+        if (failed.Count > 0 || document.Skipped.Count > 0)
+        {
+            b.Append("<section id=\"problems\"><h2>Failed and skipped inputs</h2><table><thead><tr><th>Input</th><th>Outcome</th><th>Reason</th></tr></thead><tbody>\n");
+            foreach (var f in failed)
+            {
+                b.Append($"<tr class=\"failed\"><td>{E(f.Source)}</td><td><span class=\"badge failed\">failed</span></td><td>{E(f.Error ?? "")}</td></tr>\n");
+            }
+
+            foreach (var k in document.Skipped)
+            {
+                b.Append($"<tr class=\"skipped\"><td>{E(k.Source)}</td><td>skipped</td><td>{E(k.Reason)}</td></tr>\n");
+            }
+
+            b.Append("</tbody></table></section>\n");
+        }
+
+        b.Append("<section id=\"images\"><h2>Images</h2>\n");
+        b.Append("<label class=\"filters\"><input type=\"checkbox\" id=\"only-review\"> only images with cells to review</label>\n");
+        int index = 0;
+        foreach (var image in document.Images.Where(i => i.Annotated is not null))
+        {
+            Image(b, image, classes, index++);
+        }
+
+        b.Append("""
+            </section>
+            <script>
+            document.getElementById('only-review').addEventListener('change', e => document.body.classList.toggle('only-review', e.target.checked));
+            </script>
+            </body>
+            </html>
+
+            """);
+        return b.ToString();
+    }
+
+    private static void Stat(StringBuilder b, string key, string label, int value) =>
+        b.Append($"<div data-key=\"{key}\"><dt>{E(label)}</dt><dd>{value}</dd></div>\n");
+
+    private static void Chart(StringBuilder b, IReadOnlyDictionary<string, ClassCount> differential, IReadOnlyList<string> classes)
+    {
+        const int barHeight = 28, labelWidth = 130, width = 640;
+        int height = classes.Count * (barHeight + 8) + 8;
+        b.Append($"<svg id=\"differential-chart\" role=\"img\" viewBox=\"0 0 {width} {height}\" width=\"100%\" style=\"max-width:{width}px\" aria-label=\"Differential count by class\">\n");
+        for (int i = 0; i < classes.Count; i++)
+        {
+            var c = classes[i];
+            var n = differential[c];
+            int y = 8 + i * (barHeight + 8);
+            double w = (width - labelWidth - 110) * n.Percent / 100.0;
+            b.Append($"<g class=\"bar\" data-class=\"{E(c)}\" data-count=\"{n.Count}\">")
+                .Append($"<text x=\"0\" y=\"{y + 19}\" font-size=\"14\">{E(c)}</text>")
+                .Append($"<rect x=\"{labelWidth}\" y=\"{y}\" width=\"{F(w)}\" height=\"{barHeight}\" rx=\"3\" fill=\"{Annotator.ColourOf(c, classes)}\"/>")
+                .Append($"<text x=\"{F(labelWidth + w + 6)}\" y=\"{y + 19}\" font-size=\"14\">{n.Count} ({F(n.Percent)}%)</text></g>\n");
+        }
+
+        b.Append("</svg>\n");
+    }
+
+    private static void Image(StringBuilder b, ImageRecord image, IReadOnlyList<string> classes, int index)
+    {
+        int review = image.Cells.Count(c => c.NeedsReview);
+        b.Append($"<article class=\"image\" id=\"image-{index}\" data-status=\"{image.Status}\" data-cells=\"{image.Cells.Count}\"")
+            .Append(review > 0 ? $" data-review=\"{review}\"" : "").Append(">\n")
+            .Append($"<h3>{E(image.Source)}</h3>\n<p><span class=\"badge {image.Status}\">{image.Status}</span> ")
+            .Append(E(string.Join(", ", classes.Where(c => image.Differential[c].Count > 0).Select(c => $"{c} {image.Differential[c].Count}"))))
+            .Append(review > 0 ? $" <span class=\"badge review\">{review} to review</span>" : "").Append("</p>\n");
+        int w = image.Width ?? 0, h = image.Height ?? 0;
+        b.Append($"<div class=\"frame\"><img src=\"{E(Uri.EscapeDataString(image.Annotated!).Replace("%2F", "/"))}\" width=\"{w}\" height=\"{h}\" loading=\"lazy\" alt=\"{E(image.Source)} with its leukocytes outlined\">")
+            .Append($"<svg class=\"overlay\" viewBox=\"0 0 {w} {h}\" preserveAspectRatio=\"none\">");
+        foreach (var cell in image.Cells)
+        {
+            b.Append($"<rect class=\"cell{(cell.NeedsReview ? " review" : "")}\" data-class=\"{E(cell.Class)}\" x=\"{cell.Box.X}\" y=\"{cell.Box.Y}\" width=\"{cell.Box.Width}\" height=\"{cell.Box.Height}\">")
+                .Append($"<title>{E($"cell {cell.Index}: {cell.Class} {Pct(cell.Confidence)}{(cell.NeedsReview ? ", needs review" : "")}")}</title></rect>");
+        }
+
+        b.Append("</svg></div>\n");
+        if (image.Cells.Count > 0)
+        {
+            b.Append("<table class=\"cells\"><thead><tr><th>Cell</th><th>Class</th><th class=\"num\">Confidence</th><th>Review</th><th>Box (x, y, w, h)</th></tr></thead><tbody>\n");
+            foreach (var cell in image.Cells)
+            {
+                b.Append($"<tr{(cell.NeedsReview ? " class=\"review\"" : "")}><td>{cell.Index}</td>")
+                    .Append($"<td><span class=\"swatch\" style=\"background:{Annotator.ColourOf(cell.Class, classes)}\"></span>{E(cell.Class)}</td>")
+                    .Append($"<td class=\"num\">{Pct(cell.Confidence)}</td><td>{(cell.NeedsReview ? "needs review" : "")}</td>")
+                    .Append($"<td>{cell.Box.X}, {cell.Box.Y}, {cell.Box.Width}, {cell.Box.Height}</td></tr>\n");
+            }
+
+            b.Append("</tbody></table>\n");
+        }
+
+        b.Append("</article>\n");
+    }
+
+    private static string Pct(double probability) => (probability * 100).ToString("0.0", CultureInfo.InvariantCulture) + "%";
+
+    private static string E(string text) => Html.Encode(text);
+
+    private static string F(double value) => value.ToString("0.#", CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,209 @@
+using System.IO.Compression;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Leuko.Cli.Commands;
+using Leuko.Pipeline.Archives;
+using Leuko.Tests;
+
+namespace Leuko.Cli.Tests;
+
+public class AnalyzeCommandTests
+{
+    private static JsonNode Results(string dir) => JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "results.json")))!;
+
+    private static JsonArray Images(JsonNode results) => results["images"]!.AsArray();
+
+    private static JsonNode Image(JsonNode results, string sourceEnd) =>
+        Assert.Single(Images(results), i => i!["source"]!.GetValue<string>().EndsWith(sourceEnd, StringComparison.Ordinal))!;
+
+    private static Task<CliResult> Analyze(string output, params string[] inputs) =>
+        CliRunner.RunAsync(["analyze", .. inputs, "--out", output]);
+
+    [Fact]
+    public async Task TheSampleFieldsGiveEveryOutput()
+    {
+        using var temp = new TempDir();
+        var r = await Analyze(temp.Path, CliRunner.SampleImages);
+
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("6 images", r.Stdout);
+        Assert.Contains("report.html", r.Stdout);
+        var results = Results(temp.Path);
+        Assert.Equal(1, results["schemaVersion"]!.GetValue<int>());
+        Assert.Equal(6, Images(results).Count);
+        var summary = results["summary"]!;
+        Assert.Equal(6, summary["completed"]!.GetValue<int>());
+        int cells = summary["cells"]!.GetValue<int>();
+        Assert.Equal(7, cells); // the samples' annotations hold 7 leukocytes, all found
+        Assert.Equal(cells, summary["differential"]!.AsObject().Sum(c => c.Value!["count"]!.GetValue<int>()));
+        Assert.Equal(100.0, summary["differential"]!.AsObject().Sum(c => c.Value!["percent"]!.GetValue<double>()), 0);
+        foreach (var image in Images(results))
+        {
+            Assert.Equal(["source", "status", "error", "width", "height", "annotated", "cells", "differential"], image!.AsObject().Select(p => p.Key));
+            Assert.True(File.Exists(Path.Combine(temp.Path, image["annotated"]!.GetValue<string>())));
+            foreach (var cell in image["cells"]!.AsArray())
+            {
+                Assert.Equal(["index", "box", "class", "confidence", "probabilities", "needsReview", "area"], cell!.AsObject().Select(p => p.Key));
+            }
+        }
+
+        var csv = File.ReadAllLines(Path.Combine(temp.Path, "results.csv"));
+        Assert.Equal("source,cell,class,confidence,needs_review,x,y,width,height,area,p_eosinophil,p_lymphocyte,p_monocyte,p_neutrophil", csv[0]);
+        Assert.Equal(cells, csv.Length - 1);
+        Assert.True(File.Exists(Path.Combine(temp.Path, "report.html")));
+    }
+
+    [Fact]
+    public async Task BadFilesFailAloneAndEveryInputIsReportedOnce()
+    {
+        using var inputs = new TempDir();
+        using var output = new TempDir();
+        File.Copy(CliRunner.SampleImage("BloodImage_00000.jpg"), Path.Combine(inputs.Path, "good1.jpg"));
+        File.Copy(CliRunner.SampleImage("BloodImage_00009.jpg"), Path.Combine(inputs.Path, "good2.jpg"));
+        File.WriteAllBytes(Path.Combine(inputs.Path, "empty.jpg"), []);
+        File.WriteAllText(Path.Combine(inputs.Path, "text.png"), "this is not a picture");
+        var jpeg = File.ReadAllBytes(CliRunner.SampleImage("BloodImage_00000.jpg"));
+        File.WriteAllBytes(Path.Combine(inputs.Path, "truncated.jpg"), jpeg[..(jpeg.Length / 2)]);
+        File.WriteAllText(Path.Combine(inputs.Path, "notes.txt"), "not an image extension: not an input of a folder");
+
+        var r = await Analyze(output.Path, inputs.Path);
+
+        Assert.Equal(1, r.ExitCode);
+        var results = Results(output.Path);
+        Assert.Equal(["empty.jpg", "good1.jpg", "good2.jpg", "text.png", "truncated.jpg"],
+            Images(results).Select(i => Path.GetFileName(i!["source"]!.GetValue<string>())));
+        foreach (var bad in new[] { "empty.jpg", "text.png", "truncated.jpg" })
+        {
+            var image = Image(results, bad);
+            Assert.Equal("failed", image["status"]!.GetValue<string>());
+            Assert.False(string.IsNullOrWhiteSpace(image["error"]!.GetValue<string>()));
+            Assert.Contains($"failed: {image["source"]}", r.Stderr);
+        }
+
+        Assert.All(new[] { "good1.jpg", "good2.jpg" }, good => Assert.Equal("completed", Image(results, good)["status"]!.GetValue<string>()));
+        Assert.Equal(3, results["summary"]!["failed"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public async Task ResultsDoNotDependOnParallelism()
+    {
+        using var one = new TempDir();
+        using var four = new TempDir();
+        var samples = Path.Combine(AppContext.BaseDirectory, "samples");
+        Assert.Equal(0, (await CliRunner.RunAsync("analyze", samples, "--out", one.Path, "--parallel", "1")).ExitCode);
+        Assert.Equal(0, (await CliRunner.RunAsync("analyze", samples, "--out", four.Path, "--parallel", "4")).ExitCode);
+
+        var a = Results(one.Path);
+        var b = Results(four.Path);
+        Assert.Equal(22, Images(a).Count);
+        Assert.Equal(Images(a).ToJsonString(), Images(b).ToJsonString());
+        Assert.Equal(a["summary"]!["differential"]!.ToJsonString(), b["summary"]!["differential"]!.ToJsonString());
+        Assert.Equal(1, a["summary"]!["parallel"]!.GetValue<int>());
+        Assert.Equal(4, b["summary"]!["parallel"]!.GetValue<int>());
+        Assert.Equal(File.ReadAllText(Path.Combine(one.Path, "results.csv")), File.ReadAllText(Path.Combine(four.Path, "results.csv")));
+    }
+
+    [Fact]
+    public async Task AnArchiveIsAnalysedSafely()
+    {
+        using var inputs = new TempDir();
+        using var output = new TempDir();
+        var image = File.ReadAllBytes(CliRunner.SampleImage("BloodImage_00000.jpg"));
+        var zip = Path.Combine(inputs.Path, "batch.zip");
+        File.WriteAllBytes(zip, Zips.Build(
+            ("day1/field.jpg", image),
+            ("../escape.jpg", image),
+            ("/tmp/absolute.jpg", image),
+            ("day1/../../up.jpg", image),
+            ("readme.txt", "hello"u8.ToArray()),
+            ("inner.zip", Zips.Build(("nested.jpg", image))),
+            ("bomb.bmp", new byte[20_000_000])));
+        var outside = Path.Combine(inputs.Path, "out");
+
+        var r = await Analyze(outside, zip);
+
+        Assert.Equal(1, r.ExitCode);
+        var results = Results(outside);
+        Assert.Equal(
+            new[] { "day1/field.jpg", "../escape.jpg", "/tmp/absolute.jpg", "day1/../../up.jpg", "bomb.bmp" }.Select(e => $"{zip}!{e}"),
+            Images(results).Select(i => i!["source"]!.GetValue<string>()));
+        var field = Image(results, "!day1/field.jpg");
+        Assert.Equal("completed", field["status"]!.GetValue<string>());
+        Assert.Equal("NEUTROPHIL", field["cells"]![0]!["class"]!.GetValue<string>());
+        Assert.Equal("annotated/batch/day1/field.jpg", field["annotated"]!.GetValue<string>());
+        foreach (var unsafeName in new[] { "!../escape.jpg", "!/tmp/absolute.jpg", "!day1/../../up.jpg" })
+        {
+            var refused = Image(results, unsafeName);
+            Assert.Equal("failed", refused["status"]!.GetValue<string>());
+            Assert.Contains("unsafe name", refused["error"]!.GetValue<string>());
+        }
+
+        Assert.Contains("compression ratio", Image(results, "!bomb.bmp")["error"]!.GetValue<string>());
+        var skipped = results["skipped"]!.AsArray();
+        Assert.Equal(["readme.txt", "inner.zip"], skipped.Select(s => s!["source"]!.GetValue<string>().Split('!')[1]));
+        Assert.Contains("nested archive", skipped[1]!["reason"]!.GetValue<string>());
+        Assert.Equal(2, results["summary"]!["skipped"]!.GetValue<int>());
+
+        // Nothing was written outside the output folder, and nothing but the one good field inside annotated/.
+        Assert.Equal([zip], Directory.GetFiles(inputs.Path));
+        Assert.Equal(["out"], Directory.GetDirectories(inputs.Path).Select(Path.GetFileName));
+        Assert.Equal([Path.Combine(outside, "annotated", "batch", "day1", "field.jpg")], Directory.GetFiles(Path.Combine(outside, "annotated"), "*", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public async Task ArchiveLimitsRefuseTheWholeArchiveAndTheRunGoesOn()
+    {
+        using var inputs = new TempDir();
+        using var output = new TempDir();
+        var image = File.ReadAllBytes(CliRunner.SampleImage("BloodImage_00000.jpg"));
+        var many = Path.Combine(inputs.Path, "many.zip");
+        File.WriteAllBytes(many, Zips.Build(Enumerable.Range(0, 6).Select(i => ($"f{i}.jpg", image)).ToArray()));
+        var big = Path.Combine(inputs.Path, "big.zip");
+        File.WriteAllBytes(big, Zips.Build(CompressionLevel.NoCompression, ("a.jpg", image), ("b.jpg", image), ("c.jpg", image)));
+        var notZip = Path.Combine(inputs.Path, "broken.zip");
+        File.WriteAllText(notZip, "PK but not really");
+        var plain = Path.Combine(inputs.Path, "plain.jpg");
+        File.WriteAllBytes(plain, image);
+
+        int exit = await AnalyzeCommand.RunAsync(
+            [many, big, notZip, plain], output.Path, ["json"], 2, Leuko.Core.Classification.LeukocyteClassifier.DefaultModelPath,
+            new ArchiveLimits(MaxEntries: 5, MaxTotalBytes: image.Length * 3L - 1), TextWriter.Null, TextWriter.Null, CancellationToken.None);
+
+        Assert.Equal(1, exit);
+        var results = Results(output.Path);
+        Assert.Equal([many, big, notZip, plain], Images(results).Select(i => i!["source"]!.GetValue<string>()));
+        Assert.Contains("6 entries, more than the limit of 5", Image(results, "many.zip")["error"]!.GetValue<string>());
+        Assert.Contains("uncompressed bytes, more than the limit", Image(results, "big.zip")["error"]!.GetValue<string>());
+        Assert.Contains("not a readable zip archive", Image(results, "broken.zip")["error"]!.GetValue<string>());
+        Assert.Equal("completed", Image(results, "plain.jpg")["status"]!.GetValue<string>());
+    }
+
+    [Theory]
+    [InlineData("--format", "json,pdf")]
+    [InlineData("--parallel", "0")]
+    public async Task BadOptionsAreUsageErrors(string option, string value)
+    {
+        using var temp = new TempDir();
+        var r = await CliRunner.RunAsync("analyze", CliRunner.SampleImages, "--out", temp.Path, option, value);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains(option, r.Stderr);
+    }
+
+    [Fact]
+    public async Task AMissingInputIsAUsageError()
+    {
+        using var temp = new TempDir();
+        var r = await Analyze(temp.Path, Path.Combine(temp.Path, "nowhere"));
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("no such file or folder", r.Stderr);
+    }
+
+    [Fact]
+    public async Task FormatsChooseTheFilesWritten()
+    {
+        using var temp = new TempDir();
+        var r = await CliRunner.RunAsync("analyze", CliRunner.SampleImage("BloodImage_00000.jpg"), "--out", temp.Path, "--format", "csv");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Equal(["results.csv"], Directory.GetFileSystemEntries(temp.Path).Select(Path.GetFileName));
+    }
+}
