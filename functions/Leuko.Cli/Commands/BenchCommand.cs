@@ -12,9 +12,110 @@ internal static class BenchCommand
     public static Command Create() =>
         new("bench", "Measure throughput on this machine.")
         {
+            CreateAnalysis(),
             CreateSegmentation(),
             CreateClassification(),
         };
+
+    private static Command CreateAnalysis()
+    {
+        var inputs = new Argument<string[]>("inputs")
+        {
+            Description = "Images, folders or zip archives to analyse again and again (e.g. ../shared/data/bccd/JPEGImages).",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        var seconds = new Option<double>("--seconds") { Description = "Minimum time to measure each parallelism.", DefaultValueFactory = _ => 20 };
+        var parallel = new Option<int[]>("--parallel")
+        {
+            Description = "Parallelisms to measure (default: 1 and the number of cores).",
+            DefaultValueFactory = _ => Environment.ProcessorCount > 1 ? [1, Environment.ProcessorCount] : [1],
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var model = EvaluateClassification.ModelOption();
+        var command = new Command("analyze", "End-to-end images per second of leuko analyze (read, decode, segment, classify, annotate, write results and report), with where the time goes.")
+        {
+            inputs, seconds, parallel, model,
+        };
+        command.SetAction((parse, ct) => RunAnalysis(
+            parse.GetRequiredValue(inputs), parse.GetValue(seconds), parse.GetRequiredValue(parallel), parse.GetRequiredValue(model),
+            parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct));
+        return command;
+    }
+
+    private static async Task<int> RunAnalysis(
+        string[] inputs, double seconds, int[] parallels, string modelPath, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    {
+        if (!NativeDependencies.Check(stderr))
+        {
+            return ExitCodes.MissingDependency;
+        }
+
+        string[] formats = ["json", "csv", "html"];
+        var scratch = Directory.CreateTempSubdirectory("leuko-bench-");
+        try
+        {
+            using (var probe = Analysis.AnalysisPlan.Create(inputs, Leuko.Pipeline.Archives.ArchiveLimits.Default))
+            {
+                if (probe.Images.Count == 0)
+                {
+                    stderr.WriteLine("error: no images in the inputs given");
+                    return ExitCodes.BadUsage;
+                }
+
+                stdout.WriteLine($"End-to-end benchmark: {probe.Images.Count} images per pass, {Environment.ProcessorCount} cores");
+            }
+
+            foreach (int parallel in parallels)
+            {
+                // As leuko analyze --parallel N loads it.
+                using var sessionOptions = EvaluateClassification.WorkerSessionOptions(parallel);
+                using var classifier = EvaluateClassification.LoadClassifier(modelPath, stderr, sessionOptions);
+                if (classifier is null)
+                {
+                    return ExitCodes.BadUsage;
+                }
+
+                var analyzer = new Leuko.Pipeline.ImageAnalyzer(new LeukocyteSegmenter(), classifier);
+
+                // Warm-up pass: first-call costs (ONNX Runtime, OpenCV, JIT) are not throughput.
+                using (var warm = Analysis.AnalysisPlan.Create(inputs, Leuko.Pipeline.Archives.ArchiveLimits.Default))
+                {
+                    await AnalyzeCommand.AnalyzeAsync(warm, analyzer, Path.Combine(scratch.FullName, $"warm-up-{parallel}"), formats, parallel, _ => { }, ct);
+                }
+
+                int images = 0, passes = 0;
+                double read = 0, decode = 0, segment = 0, classify = 0, annotate = 0, reports = 0;
+                var clock = Stopwatch.StartNew();
+                while (clock.Elapsed.TotalSeconds < seconds)
+                {
+                    using var plan = Analysis.AnalysisPlan.Create(inputs, Leuko.Pipeline.Archives.ArchiveLimits.Default);
+                    var output = Path.Combine(scratch.FullName, $"p{parallel}-{passes++}");
+                    var passStart = clock.Elapsed;
+                    var (document, _) = await AnalyzeCommand.AnalyzeAsync(plan, analyzer, output, formats, parallel, _ => { }, ct);
+                    var st = document.Summary.StageSeconds;
+                    images += document.Summary.Images;
+                    (read, decode, segment, classify, annotate) = (read + st.Read, decode + st.Decode, segment + st.Segment, classify + st.Classify, annotate + st.Annotate);
+                    reports += (clock.Elapsed - passStart).TotalSeconds - document.Summary.Seconds; // results.json, .csv, report.html
+                    Directory.Delete(output, recursive: true);
+                }
+
+                double wall = clock.Elapsed.TotalSeconds;
+                double work = read + decode + segment + classify + annotate;
+                stdout.WriteLine($"  --parallel {parallel}: {images / wall,7:0.0} images/s, model {classifier.Card.Name} {classifier.Card.Version} ({images} images, {passes} passes, {wall:0.0} s)");
+                stdout.WriteLine(
+                    $"      per image: read {Ms(read)}, decode {Ms(decode)}, segment {Ms(segment)}, classify {Ms(classify)}, annotate+write {Ms(annotate)} ms of worker time; " +
+                    $"results and report {Ms(reports)} ms of wall time (workers busy {work / (wall - reports) * 100 / parallel:0}% of the pipeline's wall time)");
+
+                string Ms(double total) => (total * 1000 / Math.Max(images, 1)).ToString("0.00");
+            }
+
+            return ExitCodes.Success;
+        }
+        finally
+        {
+            scratch.Delete(recursive: true);
+        }
+    }
 
     private static Command CreateClassification()
     {
