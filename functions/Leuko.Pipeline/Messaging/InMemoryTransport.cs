@@ -1,0 +1,92 @@
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+
+namespace Leuko.Pipeline.Messaging;
+
+/// <summary>
+/// The transport inside one process (<c>leuko analyze</c>, tests): an unbounded channel with the same semantics as the
+/// brokers (at-least-once, redelivery with a growing delivery count on retry, dead letters kept for inspection).
+/// </summary>
+public sealed class InMemoryTransport(int maxConcurrentHandlers = 1) : IMessageTransport
+{
+    private readonly Channel<ReceivedMessage> _queue = Channel.CreateUnbounded<ReceivedMessage>();
+    private readonly ConcurrentQueue<ReceivedMessage> _deadLetters = new();
+    private int _inFlight;
+    private int _queued;
+    private volatile bool _sendersDone;
+
+    /// <summary>Messages waiting or being handled.</summary>
+    public int Pending => Volatile.Read(ref _queued) + Volatile.Read(ref _inFlight);
+
+    public IReadOnlyCollection<ReceivedMessage> DeadLetters => _deadLetters;
+
+    public Task SendAsync(OutgoingMessage message, CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref _queued);
+        return _queue.Writer.WriteAsync(new ReceivedMessage(message.MessageId, message.Body, 1, message.Properties), cancellationToken).AsTask();
+    }
+
+    /// <summary>No more messages will be sent: <see cref="RunAsync"/> returns once every message is settled (retries included).</summary>
+    public void Complete()
+    {
+        _sendersDone = true;
+        CloseIfDrained();
+    }
+
+    private void CloseIfDrained()
+    {
+        if (_sendersDone && Pending == 0)
+        {
+            _queue.Writer.TryComplete();
+        }
+    }
+
+    public async Task RunAsync(MessageHandler handler, CancellationToken cancellationToken)
+    {
+        await Parallel.ForEachAsync(
+            _queue.Reader.ReadAllAsync(cancellationToken),
+            new ParallelOptions { MaxDegreeOfParallelism = maxConcurrentHandlers, CancellationToken = cancellationToken },
+            async (message, ct) =>
+            {
+                Interlocked.Increment(ref _inFlight);
+                Interlocked.Decrement(ref _queued);
+                try
+                {
+                    MessageResult result;
+                    try
+                    {
+                        result = await handler(message, ct);
+                    }
+                    catch (Exception e) when (e is not OperationCanceledException)
+                    {
+                        result = new MessageResult(MessageOutcome.Retry, e.Message);
+                    }
+
+                    switch (result.Outcome)
+                    {
+                        case MessageOutcome.Retry:
+                            Interlocked.Increment(ref _queued);
+                            await _queue.Writer.WriteAsync(message with { DeliveryCount = message.DeliveryCount + 1 }, ct);
+                            break;
+                        case MessageOutcome.DeadLetter:
+                            _deadLetters.Enqueue(message);
+                            break;
+                    }
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref _inFlight);
+                    CloseIfDrained();
+                }
+            });
+    }
+
+    public Task<IReadOnlyList<ReceivedMessage>?> PeekDeadLettersAsync(int max, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyList<ReceivedMessage>?>(_deadLetters.Take(max).ToList());
+
+    public ValueTask DisposeAsync()
+    {
+        _queue.Writer.TryComplete();
+        return ValueTask.CompletedTask;
+    }
+}

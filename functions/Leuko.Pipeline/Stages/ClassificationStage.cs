@@ -1,0 +1,158 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Leuko.Core.Classification;
+using Leuko.Pipeline.Messaging;
+using Leuko.Pipeline.Storage;
+using OpenCvSharp;
+
+namespace Leuko.Pipeline.Stages;
+
+/// <summary>
+/// Second stage: a classification message names an image's manifest; its crops are classified in one batch, the
+/// cells written (table <c>cells</c>) and the image completed with its differential (table <c>images</c>).
+/// Idempotent (deterministic keys, upserts). A message that cannot succeed is dead-lettered at once; one that keeps
+/// failing is dead-lettered after <paramref name="maxAttempts"/> deliveries; either way its image is marked failed
+/// with the reason.
+/// </summary>
+public sealed class ClassificationStage(
+    IBlobStore blobs, IResultStore results, LeukocyteClassifier classifier, int maxAttempts = 5, TimeProvider? time = null)
+{
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+
+    public int MaxAttempts => maxAttempts;
+
+    /// <summary>The model's classes.</summary>
+    public IReadOnlyList<string> Classes => classifier.Card.Classes;
+
+    /// <summary>The <see cref="MessageHandler"/> of the classification consumer.</summary>
+    public async Task<MessageResult> HandleAsync(ReceivedMessage message, CancellationToken cancellationToken)
+    {
+        ActivityContext.TryParse(message.Properties.GetValueOrDefault(PipelineTelemetry.TraceParent), null, out var parent);
+        using var activity = PipelineTelemetry.Source.StartActivity("classify", ActivityKind.Consumer, parent);
+        var trace = PipelineTelemetry.TraceParentOf(activity, parent);
+
+        ClassificationMessage? request;
+        try
+        {
+            request = JsonSerializer.Deserialize<ClassificationMessage>(message.Body.Span, PipelineJson.Options);
+        }
+        catch (JsonException e)
+        {
+            return new MessageResult(MessageOutcome.DeadLetter, $"malformed message: {e.Message}");
+        }
+
+        if (request is null || string.IsNullOrEmpty(request.ImageId) || string.IsNullOrEmpty(request.Manifest))
+        {
+            return new MessageResult(MessageOutcome.DeadLetter, "malformed message: imageId and manifest are required");
+        }
+
+        activity?.SetTag("leuko.image_id", request.ImageId);
+        try
+        {
+            var manifest = await ReadManifestAsync(request, cancellationToken);
+            if (manifest is null)
+            {
+                var reason = $"classification failed: manifest '{request.Manifest}' not found";
+                await FailAsync(request.ImageId, reason, trace, cancellationToken);
+                return new MessageResult(MessageOutcome.DeadLetter, reason);
+            }
+
+            await ClassifyAsync(manifest, trace, cancellationToken);
+            return MessageResult.Completed;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            if (message.DeliveryCount < maxAttempts)
+            {
+                return new MessageResult(MessageOutcome.Retry, e.Message);
+            }
+
+            var reason = $"classification failed after {message.DeliveryCount} attempts: {e.Message}";
+            await FailAsync(request.ImageId, reason, trace, cancellationToken);
+            return new MessageResult(MessageOutcome.DeadLetter, reason);
+        }
+    }
+
+    private async Task<CropManifest?> ReadManifestAsync(ClassificationMessage request, CancellationToken cancellationToken)
+    {
+        var (container, name) = Split(request.Manifest);
+        var blob = await blobs.GetAsync(container, name, cancellationToken);
+        return blob is null ? null : JsonSerializer.Deserialize<CropManifest>(blob.Content.Span, PipelineJson.Options);
+    }
+
+    private async Task ClassifyAsync(CropManifest manifest, string? trace, CancellationToken cancellationToken)
+    {
+        var crops = new List<Mat>();
+        try
+        {
+            foreach (var cell in manifest.Cells)
+            {
+                var (container, name) = Split(cell.Crop);
+                var blob = await blobs.GetAsync(container, name, cancellationToken)
+                           ?? throw new InvalidDataException($"crop '{cell.Crop}' not found");
+                var crop = Cv2.ImDecode(blob.Content.Span, ImreadModes.Color);
+                if (crop.Empty())
+                {
+                    crop.Dispose();
+                    throw new InvalidDataException($"crop '{cell.Crop}' is not a PNG image");
+                }
+
+                crops.Add(crop);
+            }
+
+            long start = Stopwatch.GetTimestamp();
+            var classified = classifier.Classify(crops);
+            double classifyMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            var names = classifier.Card.Classes;
+            var cells = manifest.Cells.Select((entry, i) =>
+            {
+                var c = classified[i];
+                var probabilities = new Dictionary<string, double>(StringComparer.Ordinal);
+                for (int k = 0; k < names.Count; k++)
+                {
+                    probabilities[names[k]] = Math.Round(c.Probabilities[k], 4);
+                }
+
+                return new CellRow(manifest.ImageId, entry.Index, c.Label, probabilities[c.Label], probabilities, c.NeedsReview, entry.Box, entry.Area, entry.Contour, entry.Crop);
+            }).ToList();
+
+            await results.UpsertCellsAsync(manifest.ImageId, cells, cancellationToken);
+            var differential = Differential.Count(cells.Select(c => c.Class), names);
+            var row = new ImageRow(
+                manifest.ImageId, manifest.Source, manifest.Upload, manifest.BatchId, ImageStatus.Completed, null, manifest.Width, manifest.Height,
+                cells.Count, cells.Count(c => c.NeedsReview), differential.ToDictionary(d => d.Key, d => d.Value.Count),
+                classifier.Card.Version, manifest.SegmentMs, Math.Round(classifyMs, 1), trace, manifest.BlobETag, _time.GetUtcNow());
+            await results.UpsertImageAsync(row, cancellationToken);
+            await BatchProgress.RecordAsync(results, row, cancellationToken);
+        }
+        finally
+        {
+            foreach (var crop in crops)
+            {
+                crop.Dispose();
+            }
+        }
+    }
+
+    private async Task FailAsync(string imageId, string reason, string? trace, CancellationToken cancellationToken)
+    {
+        var existing = await results.GetImageAsync(imageId, cancellationToken);
+        var row = existing is null
+            ? new ImageRow(imageId, imageId, "", null, ImageStatus.Failed, reason, null, null, 0, 0,
+                classifier.Card.Classes.ToDictionary(c => c, _ => 0), null, null, null, trace, null, _time.GetUtcNow())
+            : existing with { Status = ImageStatus.Failed, Error = reason, TraceParent = trace ?? existing.TraceParent, Updated = _time.GetUtcNow() };
+        await results.UpsertImageAsync(row, cancellationToken);
+        await BatchProgress.RecordAsync(results, row, cancellationToken);
+    }
+
+    private static (string Container, string Name) Split(string reference)
+    {
+        int slash = reference.IndexOf('/');
+        if (slash <= 0)
+        {
+            throw new InvalidDataException($"'{reference}' is not a container/name blob reference");
+        }
+
+        return (reference[..slash], reference[(slash + 1)..]);
+    }
+}

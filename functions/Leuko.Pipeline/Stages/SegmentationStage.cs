@@ -1,0 +1,137 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Leuko.Core.Imaging;
+using Leuko.Core.Segmentation;
+using Leuko.Pipeline.Messaging;
+using Leuko.Pipeline.Storage;
+using OpenCvSharp;
+
+namespace Leuko.Pipeline.Stages;
+
+/// <summary>
+/// First stage: an image uploaded to <c>uploads/</c> is decoded and segmented; each leukocyte's crop is written to
+/// <c>crops/</c> (lossless PNG) with a manifest, and one message per image asks for classification. An image without
+/// leukocytes completes here; a file that is not a usable image fails here, on the first try, with its reason.
+/// Idempotent: a replayed event for an upload already final changes nothing.
+/// </summary>
+public sealed class SegmentationStage(
+    IBlobStore blobs, IResultStore results, IMessageSender sender, LeukocyteSegmenter segmenter, IReadOnlyList<string> classes, TimeProvider? time = null)
+{
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+
+    /// <param name="uploadName">The blob's name in <c>uploads/</c>.</param>
+    /// <param name="traceParent">The W3C trace context of the upload event, when the host has one.</param>
+    public async Task<ImageRow> ProcessAsync(string uploadName, string? traceParent, CancellationToken cancellationToken)
+    {
+        ActivityContext.TryParse(traceParent, null, out var parent);
+        using var activity = PipelineTelemetry.Source.StartActivity("segment", ActivityKind.Consumer, parent);
+        var imageId = PipelineIds.Image(uploadName);
+        activity?.SetTag("leuko.image_id", imageId);
+        var trace = PipelineTelemetry.TraceParentOf(activity, parent);
+
+        var blob = await blobs.GetAsync(Containers.Uploads, uploadName, cancellationToken);
+        if (blob is null)
+        {
+            // Deleted between the event and now: nothing to analyse, and nothing to report under a new row.
+            return await results.GetImageAsync(imageId, cancellationToken) ?? Row(imageId, $"{Containers.Uploads}/{uploadName}", uploadName, null,
+                ImageStatus.Failed, "the upload no longer exists", null, null, trace, null);
+        }
+
+        var batchId = blob.Metadata.GetValueOrDefault(Containers.BatchIdKey);
+        var source = blob.Metadata.TryGetValue(Containers.SourceKey, out var escaped) ? Uri.UnescapeDataString(escaped) : $"{Containers.Uploads}/{uploadName}";
+        var existing = await results.GetImageAsync(imageId, cancellationToken);
+        if (existing is { IsFinal: true } && existing.BlobETag == blob.ETag)
+        {
+            return existing; // a replayed event
+        }
+
+        long start = Stopwatch.GetTimestamp();
+        Mat image;
+        try
+        {
+            image = ImageDecoder.Decode(blob.Content.Span);
+        }
+        catch (InvalidImageException e)
+        {
+            return await FinishAsync(Row(imageId, source, uploadName, batchId, ImageStatus.Failed, e.Message, null, null, trace, blob.ETag), cancellationToken);
+        }
+
+        using (image)
+        {
+            using var segmentation = segmenter.Segment(image);
+            double segmentMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            if (segmentation.Leukocytes.Count == 0)
+            {
+                return await FinishAsync(
+                    Row(imageId, source, uploadName, batchId, ImageStatus.NoLeukocytes, null, image.Width, image.Height, trace, blob.ETag) with { SegmentMs = Math.Round(segmentMs, 1) },
+                    cancellationToken);
+            }
+
+            var entries = new List<CropEntry>();
+            for (int i = 0; i < segmentation.Leukocytes.Count; i++)
+            {
+                var cell = segmentation.Leukocytes[i];
+                var crop = $"{imageId}/{i}.png";
+                Cv2.ImEncode(".png", cell.Crop, out var png);
+                await blobs.PutAsync(Containers.Crops, crop, png, "image/png", null, cancellationToken);
+                entries.Add(new CropEntry(i, new Box(cell.Box.X, cell.Box.Y, cell.Box.Width, cell.Box.Height), cell.Area, Contours.Format(cell.Contour), $"{Containers.Crops}/{crop}"));
+            }
+
+            var manifest = new CropManifest(imageId, source, uploadName, batchId, blob.ETag, image.Width, image.Height, Math.Round(segmentMs, 1), entries);
+            var manifestName = $"{imageId}/manifest.json";
+            await blobs.PutAsync(Containers.Crops, manifestName, JsonSerializer.SerializeToUtf8Bytes(manifest, PipelineJson.Options), "application/json", null, cancellationToken);
+
+            // The row first, then the message: classification may finish before this method returns.
+            var row = Row(imageId, source, uploadName, batchId, ImageRow.Classifying, null, image.Width, image.Height, trace, blob.ETag) with
+            {
+                Cells = entries.Count,
+                SegmentMs = Math.Round(segmentMs, 1),
+            };
+            await results.UpsertImageAsync(row, cancellationToken);
+            var properties = new Dictionary<string, string> { [PipelineTelemetry.TraceParent] = trace };
+
+            var body = JsonSerializer.SerializeToUtf8Bytes(new ClassificationMessage(imageId, $"{Containers.Crops}/{manifestName}"), PipelineJson.Options);
+            await sender.SendAsync(new OutgoingMessage(PipelineIds.Message(imageId, blob.ETag), body, properties), cancellationToken);
+            activity?.SetTag("leuko.cells", entries.Count);
+            return row;
+        }
+    }
+
+    private ImageRow Row(string imageId, string source, string upload, string? batchId, string status, string? error, int? width, int? height, string? trace, string? etag) =>
+        new(imageId, source, upload, batchId, status, error, width, height, 0, 0, classes.ToDictionary(c => c, _ => 0), null, null, null, trace, etag, _time.GetUtcNow());
+
+    private async Task<ImageRow> FinishAsync(ImageRow row, CancellationToken cancellationToken)
+    {
+        await results.UpsertImageAsync(row, cancellationToken);
+        await BatchProgress.RecordAsync(results, row, cancellationToken);
+        return row;
+    }
+}
+
+/// <summary>Contours as compact text: "x,y x,y ..." after simplification (1 px tolerance).</summary>
+public static class Contours
+{
+    public static string Format(Point[] contour)
+    {
+        var simplified = Cv2.ApproxPolyDP(contour, 1.0, closed: true);
+        return string.Join(' ', simplified.Select(p => $"{p.X},{p.Y}"));
+    }
+
+    public static Point[] Parse(string text) =>
+        string.IsNullOrWhiteSpace(text)
+            ? []
+            : text.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(p =>
+            {
+                var xy = p.Split(',');
+                return new Point(int.Parse(xy[0], System.Globalization.CultureInfo.InvariantCulture), int.Parse(xy[1], System.Globalization.CultureInfo.InvariantCulture));
+            }).ToArray();
+}
+
+/// <summary>Keeps a batch's member row in step with its image once the image is final.</summary>
+public static class BatchProgress
+{
+    public static Task RecordAsync(IResultStore results, ImageRow row, CancellationToken cancellationToken) =>
+        row.BatchId is null || !row.IsFinal
+            ? Task.CompletedTask
+            : results.UpsertBatchMemberAsync(new BatchMemberRow(row.BatchId, row.ImageId, row.Source, row.Status, row.Error, row.Counts), cancellationToken);
+}

@@ -1,0 +1,87 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Leuko.Pipeline.Storage;
+
+namespace Leuko.Pipeline.Stages;
+
+/// <summary>Deterministic ids: the same upload always gets the same id, so every write is an idempotent upsert.</summary>
+public static class PipelineIds
+{
+    /// <summary>The id of the image in <c>uploads/NAME</c>.</summary>
+    public static string Image(string uploadName) => Hash($"{Containers.Uploads}/{uploadName}");
+
+    /// <summary>The id of the batch made from <c>archives/NAME</c>.</summary>
+    public static string Batch(string archiveName) => Hash($"{Containers.Archives}/{archiveName}");
+
+    /// <summary>A message id for one version of an image: a replay of that version is a duplicate, a new upload is not.</summary>
+    public static string Message(string imageId, string etag) => $"{imageId}-{Hash(etag)[..8]}";
+
+    private static string Hash(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..24];
+}
+
+/// <summary>
+/// The classification message: a claim check, never image bytes. Everything the classifier needs is in the
+/// manifest blob that segmentation wrote beside the crops.
+/// </summary>
+/// <param name="ImageId">The image.</param>
+/// <param name="Manifest">The manifest blob, <c>crops/IMAGEID/manifest.json</c>.</param>
+public sealed record ClassificationMessage(string ImageId, string Manifest)
+{
+    public const int Version = 1;
+
+    public int SchemaVersion { get; init; } = Version;
+}
+
+/// <summary>What segmentation found in one image, for classification: the crops and their geometry.</summary>
+public sealed record CropManifest(
+    string ImageId,
+    string Source,
+    string Upload,
+    string? BatchId,
+    string BlobETag,
+    int Width,
+    int Height,
+    double SegmentMs,
+    IReadOnlyList<CropEntry> Cells);
+
+/// <summary>One segmented cell: where it is and where its crop is (<c>crops/IMAGEID/INDEX.png</c>, lossless).</summary>
+public sealed record CropEntry(int Index, Box Box, int Area, string Contour, string Crop);
+
+/// <summary>JSON for messages, manifests and the HTTP API (camelCase).</summary>
+public static class PipelineJson
+{
+    public static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web)
+    {
+        DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
+    };
+}
+
+/// <summary>The traces of the pipeline: one activity per stage, linked from upload to table row by W3C traceparent.</summary>
+public static class PipelineTelemetry
+{
+    public const string SourceName = "Leuko.Pipeline";
+
+    public static readonly ActivitySource Source = new(SourceName);
+
+    /// <summary>The message property that carries the W3C trace context.</summary>
+    public const string TraceParent = "traceparent";
+
+    /// <summary>
+    /// The W3C traceparent of a stage's work: its activity's id when something listens (OpenTelemetry in the hosts),
+    /// otherwise a new span in the parent's trace (or a new trace), so the context flows from upload to table row
+    /// whether or not traces are collected.
+    /// </summary>
+    public static string TraceParentOf(Activity? activity, ActivityContext parent)
+    {
+        if (activity?.Id is { } id && activity.IdFormat == ActivityIdFormat.W3C)
+        {
+            return id;
+        }
+
+        var traceId = parent.TraceId == default ? ActivityTraceId.CreateRandom() : parent.TraceId;
+        var flags = parent.TraceId == default ? "01" : ((int)parent.TraceFlags).ToString("x2", System.Globalization.CultureInfo.InvariantCulture);
+        return $"00-{traceId.ToHexString()}-{ActivitySpanId.CreateRandom().ToHexString()}-{flags}";
+    }
+}

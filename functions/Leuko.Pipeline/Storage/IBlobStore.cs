@@ -1,0 +1,46 @@
+namespace Leuko.Pipeline.Storage;
+
+/// <summary>A blob's content, version and metadata.</summary>
+public sealed record StoredBlob(string Name, ReadOnlyMemory<byte> Content, string ETag, IReadOnlyDictionary<string, string> Metadata);
+
+/// <summary>A blob as listed: enough to decide whether it is new.</summary>
+public sealed record BlobListing(string Name, string ETag, long Length);
+
+/// <summary>
+/// Blob containers of the pipeline (<see cref="Containers"/>). Adapters: Azure Blob Storage (Azurite or an account)
+/// and in memory.
+/// </summary>
+public interface IBlobStore
+{
+    /// <summary>The blob, or null when it does not exist.</summary>
+    Task<StoredBlob?> GetAsync(string container, string name, CancellationToken cancellationToken);
+
+    /// <summary>A seekable read stream over a (large) blob, or null when it does not exist.</summary>
+    Task<Stream?> OpenReadAsync(string container, string name, CancellationToken cancellationToken);
+
+    /// <summary>Creates or overwrites a blob (the container is created when missing).</summary>
+    Task PutAsync(string container, string name, ReadOnlyMemory<byte> content, string contentType,
+        IReadOnlyDictionary<string, string>? metadata, CancellationToken cancellationToken);
+
+    /// <summary>Every blob of a container whose name starts with <paramref name="prefix"/>, in name order.</summary>
+    IAsyncEnumerable<BlobListing> ListAsync(string container, string? prefix, CancellationToken cancellationToken);
+}
+
+/// <summary>The containers, and the metadata keys the stages put on blobs.</summary>
+public static class Containers
+{
+    /// <summary>Images to analyse (users upload here; archives are expanded here under their batch id).</summary>
+    public const string Uploads = "uploads";
+
+    /// <summary>Zip archives of images.</summary>
+    public const string Archives = "archives";
+
+    /// <summary>Leukocyte crops (lossless PNG) and each image's manifest, written by segmentation for classification.</summary>
+    public const string Crops = "crops";
+
+    /// <summary>Metadata on an upload that came from an archive: the batch id.</summary>
+    public const string BatchIdKey = "leukobatch";
+
+    /// <summary>Metadata on an upload that came from an archive: the archive entry it came from.</summary>
+    public const string SourceKey = "leukosource";
+}

@@ -1,0 +1,106 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+
+namespace Leuko.Pipeline.Storage;
+
+/// <summary>Blobs in memory, for one process (<c>leuko analyze</c>) and tests.</summary>
+public sealed class InMemoryBlobStore : IBlobStore
+{
+    private readonly ConcurrentDictionary<(string Container, string Name), StoredBlob> _blobs = new();
+    private long _version;
+
+    public Task<StoredBlob?> GetAsync(string container, string name, CancellationToken cancellationToken) =>
+        Task.FromResult(_blobs.TryGetValue((container, name), out var blob) ? blob : null);
+
+    public Task<Stream?> OpenReadAsync(string container, string name, CancellationToken cancellationToken) =>
+        Task.FromResult<Stream?>(_blobs.TryGetValue((container, name), out var blob) ? new MemoryStream(blob.Content.ToArray(), writable: false) : null);
+
+    public Task PutAsync(string container, string name, ReadOnlyMemory<byte> content, string contentType,
+        IReadOnlyDictionary<string, string>? metadata, CancellationToken cancellationToken)
+    {
+        var etag = $"\"{Interlocked.Increment(ref _version)}\"";
+        _blobs[(container, name)] = new StoredBlob(name, content.ToArray(), etag, metadata ?? new Dictionary<string, string>());
+        return Task.CompletedTask;
+    }
+
+    public async IAsyncEnumerable<BlobListing> ListAsync(string container, string? prefix, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        foreach (var blob in _blobs.Where(b => b.Key.Container == container && b.Key.Name.StartsWith(prefix ?? "", StringComparison.Ordinal))
+                     .OrderBy(b => b.Key.Name, StringComparer.Ordinal))
+        {
+            yield return new BlobListing(blob.Key.Name, blob.Value.ETag, blob.Value.Content.Length);
+        }
+
+        await Task.CompletedTask;
+    }
+
+    /// <summary>Removes every blob of a container under a prefix (the local run frees each image's crops once classified).</summary>
+    public void Remove(string container, string prefix)
+    {
+        foreach (var key in _blobs.Keys.Where(k => k.Container == container && k.Name.StartsWith(prefix, StringComparison.Ordinal)))
+        {
+            _blobs.TryRemove(key, out _);
+        }
+    }
+}
+
+/// <summary>Results in memory, for one process and tests.</summary>
+public sealed class InMemoryResultStore : IResultStore
+{
+    private readonly ConcurrentDictionary<string, ImageRow> _images = new();
+    private readonly ConcurrentDictionary<(string ImageId, int Index), CellRow> _cells = new();
+    private readonly ConcurrentDictionary<string, BatchRow> _batches = new();
+    private readonly ConcurrentDictionary<(string BatchId, string ImageId), BatchMemberRow> _members = new();
+    private readonly ConcurrentDictionary<(string, string), string> _receipts = new();
+
+    public IReadOnlyCollection<ImageRow> Images => _images.Values.ToList();
+
+    public Task UpsertImageAsync(ImageRow image, CancellationToken cancellationToken)
+    {
+        _images[image.ImageId] = image;
+        return Task.CompletedTask;
+    }
+
+    public Task<ImageRow?> GetImageAsync(string imageId, CancellationToken cancellationToken) =>
+        Task.FromResult(_images.TryGetValue(imageId, out var row) ? row : null);
+
+    public Task UpsertCellsAsync(string imageId, IReadOnlyList<CellRow> cells, CancellationToken cancellationToken)
+    {
+        foreach (var cell in cells)
+        {
+            _cells[(imageId, cell.Index)] = cell;
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public Task<IReadOnlyList<CellRow>> GetCellsAsync(string imageId, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyList<CellRow>>(_cells.Where(c => c.Key.ImageId == imageId).OrderBy(c => c.Key.Index).Select(c => c.Value).ToList());
+
+    public Task UpsertBatchAsync(BatchRow batch, CancellationToken cancellationToken)
+    {
+        _batches[batch.BatchId] = batch;
+        return Task.CompletedTask;
+    }
+
+    public Task<BatchRow?> GetBatchAsync(string batchId, CancellationToken cancellationToken) =>
+        Task.FromResult(_batches.TryGetValue(batchId, out var row) ? row : null);
+
+    public Task UpsertBatchMemberAsync(BatchMemberRow member, CancellationToken cancellationToken)
+    {
+        _members[(member.BatchId, member.ImageId)] = member;
+        return Task.CompletedTask;
+    }
+
+    public Task<IReadOnlyList<BatchMemberRow>> GetBatchMembersAsync(string batchId, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyList<BatchMemberRow>>(_members.Where(m => m.Key.BatchId == batchId).OrderBy(m => m.Key.ImageId, StringComparer.Ordinal).Select(m => m.Value).ToList());
+
+    public Task<bool> HasReceiptAsync(string container, string blobName, string etag, CancellationToken cancellationToken) =>
+        Task.FromResult(_receipts.TryGetValue((container, blobName), out var existing) && existing == etag);
+
+    public Task AddReceiptAsync(string container, string blobName, string etag, CancellationToken cancellationToken)
+    {
+        _receipts[(container, blobName)] = etag;
+        return Task.CompletedTask;
+    }
+}
