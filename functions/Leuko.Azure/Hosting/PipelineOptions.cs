@@ -1,0 +1,42 @@
+namespace Leuko.Azure.Hosting;
+
+/// <summary>The transports between segmentation and classification.</summary>
+public static class Transports
+{
+    public const string ServiceBus = "service-bus";
+    public const string StorageQueue = "storage-queue";
+    public const string Memory = "memory";
+}
+
+/// <summary>
+/// Configuration of the pipeline, section <c>Leuko</c> (environment: <c>Leuko__Storage</c>, ...). The README lists
+/// every key.
+/// </summary>
+public sealed class PipelineOptions
+{
+    public const string Section = "Leuko";
+
+    /// <summary>Storage account connection string (blobs, tables, and the storage-queue transport). Falls back to AzureWebJobsStorage.</summary>
+    public string? Storage { get; set; }
+
+    /// <summary><c>service-bus</c>, <c>storage-queue</c> or <c>memory</c>.</summary>
+    public string Transport { get; set; } = Transports.ServiceBus;
+
+    /// <summary>Service Bus connection string (for <c>service-bus</c>).</summary>
+    public string? ServiceBus { get; set; }
+
+    /// <summary>The classification queue (Service Bus queue or Storage queue).</summary>
+    public string Queue { get; set; } = "classify";
+
+    /// <summary>Deliveries of a classification message before it is dead-lettered and its image failed.</summary>
+    public int MaxAttempts { get; set; } = 5;
+
+    /// <summary>Classification messages handled at once by one host.</summary>
+    public int MaxConcurrentCalls { get; set; } = 2;
+
+    /// <summary>How long a storage-queue message stays locked (renewed while it is handled).</summary>
+    public TimeSpan QueueVisibilityTimeout { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>The ONNX model (its card beside it). Default: the bundled model.</summary>
+    public string? Model { get; set; }
+}

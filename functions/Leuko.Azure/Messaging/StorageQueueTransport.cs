@@ -1,0 +1,232 @@
+using System.Text.Json;
+using Azure;
+using Azure.Storage.Queues;
+using Azure.Storage.Queues.Models;
+using Leuko.Pipeline.Messaging;
+
+namespace Leuko.Azure.Messaging;
+
+/// <summary>Settings of the Storage Queue adapter.</summary>
+/// <param name="VisibilityTimeout">How long a received message stays invisible (its lock); renewed at half this while the handler runs.</param>
+/// <param name="MaxConcurrentCalls">Messages handled at once.</param>
+/// <param name="PollInterval">Wait between empty receives (doubles up to 8x while the queue stays empty).</param>
+public sealed record StorageQueueOptions(TimeSpan VisibilityTimeout, int MaxConcurrentCalls, TimeSpan PollInterval)
+{
+    public static StorageQueueOptions Default { get; } = new(TimeSpan.FromMinutes(1), 2, TimeSpan.FromMilliseconds(500));
+}
+
+/// <summary>
+/// The classification queue on Azure Storage Queues (Azurite, or an account without Service Bus). A message's
+/// invisibility is its lock: renewed while the handler runs, so a slow batch is not delivered twice, and let lapse
+/// when the host dies, so another host takes it over. Retry makes it visible again after a short back-off; dead
+/// letters move to <c>QUEUE-poison</c> with the reason. Storage Queues have no duplicate detection: the stages'
+/// idempotence covers duplicates.
+/// </summary>
+public sealed class StorageQueueTransport : IMessageTransport
+{
+    private readonly QueueClient _queue;
+    private readonly QueueClient _poison;
+    private readonly StorageQueueOptions _options;
+    private readonly Action<Exception>? _onError;
+    private bool _created;
+
+    public StorageQueueTransport(QueueServiceClient service, string queueName, StorageQueueOptions? options = null, Action<Exception>? onError = null)
+    {
+        _queue = service.GetQueueClient(queueName);
+        _poison = service.GetQueueClient(queueName + "-poison");
+        _options = options ?? StorageQueueOptions.Default;
+        _onError = onError;
+    }
+
+    /// <summary>The queue's name (its poison queue is this with <c>-poison</c>).</summary>
+    public string QueueName => _queue.Name;
+
+    /// <summary>The envelope on the queue: the message id and properties travel with the body.</summary>
+    internal sealed record Envelope(string Id, Dictionary<string, string> Properties, string Body, string? DeadLetterReason = null);
+
+    /// <summary>Creates the queue and its poison queue (idempotent).</summary>
+    public async Task InitializeAsync(CancellationToken cancellationToken)
+    {
+        await _queue.CreateIfNotExistsAsync(cancellationToken: cancellationToken);
+        await _poison.CreateIfNotExistsAsync(cancellationToken: cancellationToken);
+        _created = true;
+    }
+
+    public async Task SendAsync(OutgoingMessage message, CancellationToken cancellationToken)
+    {
+        if (!_created)
+        {
+            await InitializeAsync(cancellationToken);
+        }
+
+        var envelope = new Envelope(message.MessageId, new Dictionary<string, string>(message.Properties), Convert.ToBase64String(message.Body.Span));
+        await _queue.SendMessageAsync(JsonSerializer.Serialize(envelope), cancellationToken);
+    }
+
+    public async Task RunAsync(MessageHandler handler, CancellationToken cancellationToken)
+    {
+        if (!_created)
+        {
+            await InitializeAsync(cancellationToken);
+        }
+
+        using var slots = new SemaphoreSlim(_options.MaxConcurrentCalls);
+        var running = new List<Task>();
+        var idle = _options.PollInterval;
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                await slots.WaitAsync(cancellationToken);
+                int free = slots.CurrentCount + 1;
+                QueueMessage[] messages;
+                try
+                {
+                    messages = (await _queue.ReceiveMessagesAsync(free, _options.VisibilityTimeout, cancellationToken)).Value;
+                }
+                catch (RequestFailedException e)
+                {
+                    slots.Release();
+                    _onError?.Invoke(e);
+                    await Task.Delay(idle, cancellationToken);
+                    continue;
+                }
+
+                if (messages.Length == 0)
+                {
+                    slots.Release();
+                    await Task.Delay(idle, cancellationToken);
+                    idle = TimeSpan.FromTicks(Math.Min(idle.Ticks * 2, _options.PollInterval.Ticks * 8));
+                    continue;
+                }
+
+                idle = _options.PollInterval;
+                for (int i = 1; i < messages.Length; i++)
+                {
+                    await slots.WaitAsync(cancellationToken); // cannot block long: `free` slots were available
+                }
+
+                running.RemoveAll(t => t.IsCompleted);
+                foreach (var message in messages)
+                {
+                    running.Add(Task.Run(async () =>
+                    {
+                        try
+                        {
+                            await HandleAsync(message, handler, cancellationToken);
+                        }
+                        finally
+                        {
+                            slots.Release();
+                        }
+                    }, CancellationToken.None));
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+
+        await Task.WhenAll(running);
+    }
+
+    /// <summary>Handles one received message and settles it; the lock is renewed until then.</summary>
+    internal async Task HandleAsync(QueueMessage message, MessageHandler handler, CancellationToken cancellationToken)
+    {
+        Envelope? envelope;
+        try
+        {
+            envelope = JsonSerializer.Deserialize<Envelope>(message.MessageText);
+        }
+        catch (JsonException)
+        {
+            envelope = null;
+        }
+
+        if (envelope is null)
+        {
+            await DeadLetterAsync(message.MessageId, message.PopReceipt, new Envelope(message.MessageId, [], Convert.ToBase64String(message.Body.ToArray())),
+                "not a pipeline message", cancellationToken);
+            return;
+        }
+
+        var popReceipt = message.PopReceipt;
+        using var renewing = new CancellationTokenSource();
+        var renewal = Task.Run(async () =>
+        {
+            try
+            {
+                while (true)
+                {
+                    await Task.Delay(_options.VisibilityTimeout / 2, renewing.Token);
+                    var updated = await _queue.UpdateMessageAsync(message.MessageId, Volatile.Read(ref popReceipt), visibilityTimeout: _options.VisibilityTimeout, cancellationToken: renewing.Token);
+                    Volatile.Write(ref popReceipt, updated.Value.PopReceipt);
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            catch (RequestFailedException e)
+            {
+                _onError?.Invoke(e); // the lock is lost: another host may take the message; the handler is idempotent
+            }
+        }, CancellationToken.None);
+
+        MessageResult result;
+        try
+        {
+            var received = new ReceivedMessage(envelope.Id, Convert.FromBase64String(envelope.Body), (int)message.DequeueCount, envelope.Properties);
+            result = await handler(received, cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            await renewing.CancelAsync();
+            await renewal;
+            return; // shutting down: the message reappears when its invisibility lapses
+        }
+        catch (Exception e)
+        {
+            result = new MessageResult(MessageOutcome.Retry, e.Message);
+        }
+
+        await renewing.CancelAsync();
+        await renewal;
+        try
+        {
+            switch (result.Outcome)
+            {
+                case MessageOutcome.Complete:
+                    await _queue.DeleteMessageAsync(message.MessageId, popReceipt, CancellationToken.None);
+                    break;
+                case MessageOutcome.Retry:
+                    var backoff = TimeSpan.FromSeconds(Math.Min(30, Math.Pow(2, message.DequeueCount - 1)));
+                    await _queue.UpdateMessageAsync(message.MessageId, popReceipt, visibilityTimeout: backoff, cancellationToken: CancellationToken.None);
+                    break;
+                case MessageOutcome.DeadLetter:
+                    await DeadLetterAsync(message.MessageId, popReceipt, envelope, result.Reason ?? "dead-lettered", CancellationToken.None);
+                    break;
+            }
+        }
+        catch (RequestFailedException e)
+        {
+            _onError?.Invoke(e); // lock lost before settling: the message comes back, and the handler is idempotent
+        }
+    }
+
+    private async Task DeadLetterAsync(string messageId, string popReceipt, Envelope envelope, string reason, CancellationToken cancellationToken)
+    {
+        await _poison.SendMessageAsync(JsonSerializer.Serialize(envelope with { DeadLetterReason = reason }), cancellationToken);
+        await _queue.DeleteMessageAsync(messageId, popReceipt, cancellationToken);
+    }
+
+    public async Task<IReadOnlyList<ReceivedMessage>?> PeekDeadLettersAsync(int max, CancellationToken cancellationToken)
+    {
+        var peeked = await _poison.PeekMessagesAsync(Math.Clamp(max, 1, 32), cancellationToken);
+        return peeked.Value.Select(m => JsonSerializer.Deserialize<Envelope>(m.MessageText)!)
+            .Select(e => new ReceivedMessage(e.Id, Convert.FromBase64String(e.Body), 0,
+                new Dictionary<string, string>(e.Properties) { ["deadLetterReason"] = e.DeadLetterReason ?? "" }))
+            .ToList();
+    }
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}

@@ -1,0 +1,149 @@
+using System.Collections.Concurrent;
+using System.Text;
+using Leuko.Azure.Messaging;
+using Leuko.Pipeline.Messaging;
+using Leuko.Tests;
+
+namespace Leuko.Azure.Tests;
+
+/// <summary>The Storage Queue adapter against a real Azurite queue.</summary>
+[Collection("Azurite")]
+public class StorageQueueTransportTests
+{
+    private static async Task<StorageQueueTransport> TransportAsync(TimeSpan? visibility = null, int concurrency = 2)
+    {
+        await Azurite.RequireAsync();
+        var transport = new StorageQueueTransport(Azurite.Queues, Azurite.Unique("q"),
+            new StorageQueueOptions(visibility ?? TimeSpan.FromSeconds(5), concurrency, TimeSpan.FromMilliseconds(100)));
+        await transport.InitializeAsync(CancellationToken.None);
+        return transport;
+    }
+
+    private static OutgoingMessage Message(string id, string body) =>
+        new(id, Encoding.UTF8.GetBytes(body), new Dictionary<string, string> { ["traceparent"] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" });
+
+    /// <summary>Runs the consumer until <paramref name="done"/> holds or the time is up.</summary>
+    private static async Task ConsumeUntilAsync(StorageQueueTransport transport, MessageHandler handler, Func<bool> done, TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource();
+        var run = transport.RunAsync(handler, cts.Token);
+        var deadline = DateTime.UtcNow + timeout;
+        while (!done() && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50);
+        }
+
+        await cts.CancelAsync();
+        await run;
+        Assert.True(done(), "the consumer did not get there in time");
+    }
+
+    [Fact]
+    public async Task MessagesArriveWithTheirIdBodyAndPropertiesAndCompleteOnce()
+    {
+        var transport = await TransportAsync();
+        await transport.SendAsync(Message("m1", "{\"imageId\":\"a\"}"), CancellationToken.None);
+        await transport.SendAsync(Message("m2", "{\"imageId\":\"b\"}"), CancellationToken.None);
+        var seen = new ConcurrentBag<ReceivedMessage>();
+        await ConsumeUntilAsync(transport, (m, _) =>
+        {
+            seen.Add(m);
+            return Task.FromResult(MessageResult.Completed);
+        }, () => seen.Count >= 2, TimeSpan.FromSeconds(20));
+
+        Assert.Equal(["m1", "m2"], seen.Select(m => m.MessageId).Order());
+        Assert.Equal("{\"imageId\":\"a\"}", Encoding.UTF8.GetString(seen.Single(m => m.MessageId == "m1").Body.Span));
+        Assert.All(seen, m => Assert.Equal(1, m.DeliveryCount));
+        Assert.All(seen, m => Assert.StartsWith("00-0af7651916cd43dd8448eb211c80319c", m.Properties["traceparent"]));
+
+        // Completed messages are gone: a second consumer gets nothing.
+        int again = 0;
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        await transport.RunAsync((_, _) => { Interlocked.Increment(ref again); return Task.FromResult(MessageResult.Completed); }, cts.Token);
+        Assert.Equal(0, again);
+    }
+
+    [Fact]
+    public async Task RetryRedeliversWithAGrowingDeliveryCount()
+    {
+        var transport = await TransportAsync();
+        await transport.SendAsync(Message("retry", "{}"), CancellationToken.None);
+        var counts = new ConcurrentQueue<int>();
+        await ConsumeUntilAsync(transport, (m, _) =>
+        {
+            counts.Enqueue(m.DeliveryCount);
+            return Task.FromResult(m.DeliveryCount < 3 ? new MessageResult(MessageOutcome.Retry, "not yet") : MessageResult.Completed);
+        }, () => counts.Count >= 3, TimeSpan.FromSeconds(30));
+        Assert.Equal([1, 2, 3], counts.Take(3));
+    }
+
+    [Fact]
+    public async Task DeadLettersGoToThePoisonQueueWithTheReason()
+    {
+        var transport = await TransportAsync();
+        await transport.SendAsync(Message("bad", "{}"), CancellationToken.None);
+        int handled = 0;
+        await ConsumeUntilAsync(transport, (_, _) =>
+        {
+            Interlocked.Increment(ref handled);
+            return Task.FromResult(new MessageResult(MessageOutcome.DeadLetter, "will never work"));
+        }, () => handled >= 1, TimeSpan.FromSeconds(20));
+
+        var dead = Assert.Single((await transport.PeekDeadLettersAsync(10, CancellationToken.None))!);
+        Assert.Equal("bad", dead.MessageId);
+        Assert.Equal("will never work", dead.Properties["deadLetterReason"]);
+        Assert.Equal(0, (await Azurite.Queues.GetQueueClient(QueueName(transport)).GetPropertiesAsync()).Value.ApproximateMessagesCount);
+    }
+
+    [Fact]
+    public async Task TheLockIsRenewedWhileASlowHandlerRuns()
+    {
+        // Handling takes three lock periods: without renewal the message would be delivered again meanwhile.
+        var transport = await TransportAsync(visibility: TimeSpan.FromSeconds(2), concurrency: 4);
+        await transport.SendAsync(Message("slow", "{}"), CancellationToken.None);
+        var deliveries = new ConcurrentQueue<int>();
+        bool finished = false;
+        await ConsumeUntilAsync(transport, async (m, ct) =>
+        {
+            deliveries.Enqueue(m.DeliveryCount);
+            await Task.Delay(TimeSpan.FromSeconds(6), ct);
+            finished = true;
+            return MessageResult.Completed;
+        }, () => finished, TimeSpan.FromSeconds(30));
+        Assert.Equal([1], deliveries);
+    }
+
+    [Fact]
+    public async Task AMessageLeftUnsettledComesBackAfterItsLock()
+    {
+        // The first consumer stops mid-message (as a host that dies): the message reappears for the next one.
+        var transport = await TransportAsync(visibility: TimeSpan.FromSeconds(2));
+        await transport.SendAsync(Message("orphan", "{}"), CancellationToken.None);
+        using (var cts = new CancellationTokenSource())
+        {
+            var started = new TaskCompletionSource();
+            var run = transport.RunAsync(async (_, ct) =>
+            {
+                started.TrySetResult();
+                await Task.Delay(Timeout.Infinite, ct);
+                return MessageResult.Completed;
+            }, cts.Token);
+            await started.Task.WaitAsync(TimeSpan.FromSeconds(20));
+            await cts.CancelAsync();
+            await run;
+        }
+
+        int delivery = 0;
+        await ConsumeUntilAsync(transport, (m, _) =>
+        {
+            delivery = m.DeliveryCount;
+            return Task.FromResult(MessageResult.Completed);
+        }, () => delivery > 0, TimeSpan.FromSeconds(20));
+        Assert.Equal(2, delivery);
+    }
+
+    private static string QueueName(StorageQueueTransport transport) => transport.QueueName;
+}
+
+[CollectionDefinition("Azurite", DisableParallelization = true)]
+public sealed class AzuriteCollection;
