@@ -11,6 +11,7 @@ public static class LeukoCommand
         var root = new RootCommand("LeukoFunctions: find, cut out and classify the white blood cells in blood-smear photographs.")
         {
             AnalyzeCommand.Create(),
+            ServeCommand.Create(),
             SegmentCommand.Create(),
             EvaluateCommand.Create(),
             BenchCommand.Create(),

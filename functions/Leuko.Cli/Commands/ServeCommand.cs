@@ -1,0 +1,125 @@
+using System.CommandLine;
+using Leuko.Azure.Hosting;
+using Leuko.Pipeline.Stages;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Leuko.Cli.Commands;
+
+/// <summary>
+/// <c>leuko serve</c>: the cloud pipeline on one machine against Azurite or a real storage account: watches
+/// <c>uploads/</c> and <c>archives/</c>, runs segmentation and classification, and serves the HTTP API of the function app.
+/// </summary>
+internal static class ServeCommand
+{
+    public static Command Create()
+    {
+        var storage = new Option<string>("--storage")
+        {
+            Description = "Storage connection string (blobs, tables, and the storage-queue transport), e.g. UseDevelopmentStorage=true for Azurite.",
+            Required = true,
+        };
+        var transport = new Option<string>("--transport")
+        {
+            Description = "Queue between segmentation and classification: storage-queue (Azurite) or service-bus (needs --service-bus).",
+            DefaultValueFactory = _ => Transports.StorageQueue,
+        };
+        transport.AcceptOnlyFromAmong(Transports.StorageQueue, Transports.ServiceBus);
+        var serviceBus = new Option<string?>("--service-bus") { Description = "Service Bus connection string, for --transport service-bus." };
+        var urls = new Option<string>("--urls") { Description = "Where the HTTP API listens.", DefaultValueFactory = _ => "http://127.0.0.1:7071" };
+        var queue = new Option<string>("--queue") { Description = "The classification queue's name.", DefaultValueFactory = _ => "classify" };
+        var queueLock = new Option<int>("--queue-lock")
+        {
+            Description = "Seconds a storage-queue message stays locked (renewed while it is handled); after a crash, messages reappear this long after.",
+            DefaultValueFactory = _ => 60,
+        };
+        var model = EvaluateClassification.ModelOption();
+        var command = new Command("serve", "Run the cloud pipeline locally against Azurite or a storage account: watch uploads/ and archives/, classify, and serve the HTTP API.")
+        {
+            storage, transport, serviceBus, urls, queue, queueLock, model,
+        };
+        command.Validators.Add(r =>
+        {
+            if (r.GetValue(queueLock) is < 2 or > 600)
+            {
+                r.AddError("--queue-lock must be between 2 and 600 seconds");
+            }
+
+            if (r.GetValue(transport) == Transports.ServiceBus && string.IsNullOrWhiteSpace(r.GetValue(serviceBus)))
+            {
+                r.AddError("--transport service-bus needs --service-bus CONNECTION_STRING");
+            }
+        });
+        command.SetAction((parse, ct) => RunAsync(
+            new PipelineOptions
+            {
+                Storage = parse.GetRequiredValue(storage),
+                Transport = parse.GetRequiredValue(transport),
+                ServiceBus = parse.GetValue(serviceBus),
+                Queue = parse.GetRequiredValue(queue),
+                QueueVisibilityTimeout = TimeSpan.FromSeconds(parse.GetValue(queueLock)),
+                Model = parse.GetRequiredValue(model),
+            },
+            parse.GetRequiredValue(urls), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct));
+        return command;
+    }
+
+    internal static async Task<int> RunAsync(PipelineOptions options, string urls, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+    {
+        if (!NativeDependencies.Check(stderr))
+        {
+            return ExitCodes.MissingDependency;
+        }
+
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls(urls);
+        builder.Logging.ClearProviders().AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning).AddFilter("Azure", LogLevel.Warning);
+        builder.Services.AddLeukoPipeline(options);
+        builder.Services.AddHostedService<UploadWatcher>();
+        var app = builder.Build();
+        MapApi(app);
+        try
+        {
+            await app.StartAsync(cancellationToken);
+        }
+        catch (Exception e) when (e is InvalidOperationException or global::Azure.RequestFailedException or IOException or Leuko.Core.Classification.ModelLoadException)
+        {
+            stderr.WriteLine($"error: cannot start: {e.Message}");
+            return ExitCodes.BadUsage;
+        }
+
+        stdout.WriteLine($"leuko serve: watching uploads/ and archives/ ({options.Transport}); API on {string.Join(", ", app.Urls)}/api");
+        stdout.WriteLine("Upload images to the 'uploads' container or zip archives to 'archives'; read GET /api/images/{id} and /api/batches/{id}. Ctrl+C stops.");
+        try
+        {
+            await app.WaitForShutdownAsync(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        await app.StopAsync(CancellationToken.None);
+        return ExitCodes.Success;
+    }
+
+    /// <summary>The HTTP API, the same routes as the function app.</summary>
+    internal static void MapApi(WebApplication app)
+    {
+        app.MapGet("/api/health", async (Leuko.Pipeline.Storage.IResultStore results, PipelineOptions options, Leuko.Core.Classification.LeukocyteClassifier classifier, CancellationToken ct) =>
+        {
+            await results.GetImageAsync("health-check", ct); // reaches the table service
+            return Results.Json(new { status = "ok", model = $"{classifier.Card.Name} {classifier.Card.Version}", transport = options.Transport }, PipelineJson.Options);
+        });
+        app.MapGet("/api/images/{id}", async (string id, PipelineQueries queries, CancellationToken ct) =>
+            await queries.GetImageAsync(id, ct) is { } image ? Results.Json(image, PipelineJson.Options) : Results.NotFound(new { error = $"no image '{id}'" }));
+        app.MapGet("/api/images/{id}/annotated", async (string id, PipelineQueries queries, CancellationToken ct) =>
+            await queries.GetAnnotatedPngAsync(id, ct) is { } png ? Results.File(png, "image/png") : Results.NotFound(new { error = $"no analysed image '{id}'" }));
+        app.MapGet("/api/batches/{id}", async (string id, PipelineQueries queries, CancellationToken ct) =>
+            await queries.GetBatchAsync(id, ct) is { } batch ? Results.Json(batch, PipelineJson.Options) : Results.NotFound(new { error = $"no batch '{id}'" }));
+    }
+}

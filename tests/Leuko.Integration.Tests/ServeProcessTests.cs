@@ -1,0 +1,139 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json.Nodes;
+using Azure.Data.Tables;
+using Leuko.Azure.Hosting;
+using Leuko.Azure.Storage;
+using Leuko.Pipeline;
+using Leuko.Pipeline.Stages;
+using Leuko.Pipeline.Storage;
+using Leuko.Tests;
+
+namespace Leuko.Integration.Tests;
+
+/// <summary><c>leuko serve</c> as a real process against Azurite: its HTTP API, and a kill in the middle of a batch.</summary>
+[Collection("Azurite")]
+public class ServeProcessTests
+{
+    [Fact]
+    public async Task AConsumerKilledMidBatchLosesAndDoublesNothingAfterARestart()
+    {
+        await Azurite.RequireAsync();
+        var queue = Azurite.Unique("killed");
+        var run = Azurite.Unique("kill");
+        var samples = Samples.All();
+        var names = Enumerable.Range(0, 40).Select(i => $"{run}/{i:D2}-{Path.GetFileName(samples[i % samples.Count].Name)}").ToList();
+        int port = FreePort();
+        var results = new TableResultStore(Azurite.Tables);
+
+        using (var first = Serve(queue, port))
+        {
+            await WaitForHealthAsync(port, first);
+            for (int i = 0; i < names.Count; i++)
+            {
+                await PipelineHarness.UploadAsync(Containers.Uploads, names[i], samples[i % samples.Count].Data);
+            }
+
+            // Kill it (no graceful shutdown) once some images are done and others are not.
+            var deadline = DateTime.UtcNow.AddMinutes(2);
+            int final;
+            do
+            {
+                await Task.Delay(100);
+                final = 0;
+                foreach (var name in names)
+                {
+                    final += await results.GetImageAsync(PipelineIds.Image(name), CancellationToken.None) is { IsFinal: true } ? 1 : 0;
+                }
+            }
+            while (final < 3 && DateTime.UtcNow < deadline);
+
+            Assert.InRange(final, 3, names.Count - 1);
+            first.Kill(entireProcessTree: true);
+            await first.WaitForExitAsync();
+        }
+
+        using var second = Serve(queue, port);
+        try
+        {
+            await WaitForHealthAsync(port, second);
+            var rows = await PipelineHarness.WaitForImagesAsync(results, names, TimeSpan.FromMinutes(3));
+            Assert.All(rows, r => Assert.Equal(ImageStatus.Completed, r.Status));
+            Assert.Equal(names.Count, rows.Select(r => r.ImageId).Distinct().Count());
+            foreach (var row in rows)
+            {
+                // Exactly the image's cells, each once: a redelivered message rewrote the same rows.
+                var cells = await results.GetCellsAsync(row.ImageId, CancellationToken.None);
+                Assert.Equal(row.Cells, cells.Count);
+                Assert.Equal(Enumerable.Range(0, row.Cells), cells.Select(c => c.Index));
+            }
+
+            // The HTTP API of the running host.
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+            var image = JsonNode.Parse(await http.GetStringAsync($"/api/images/{rows[0].ImageId}"))!;
+            Assert.Equal("completed", image["status"]!.GetValue<string>());
+            Assert.Equal(rows[0].Cells, image["cells"]!.AsArray().Count);
+            Assert.Equal(rows[0].Cells, image["differential"]!.AsObject().Sum(d => d.Value!["count"]!.GetValue<int>()));
+            var png = await http.GetByteArrayAsync($"/api/images/{rows[0].ImageId}/annotated");
+            Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, png[..4]);
+            Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync("/api/images/no-such-image")).StatusCode);
+            Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync("/api/batches/no-such-batch")).StatusCode);
+        }
+        finally
+        {
+            second.Kill(entireProcessTree: true);
+        }
+    }
+
+    private static Process Serve(string queue, int port)
+    {
+        var leuko = Path.Combine(AppContext.BaseDirectory, "leuko.dll");
+        var start = new ProcessStartInfo("dotnet")
+        {
+            ArgumentList = { leuko, "serve", "--storage", Azurite.ConnectionString, "--transport", Transports.StorageQueue, "--queue", queue,
+                "--urls", $"http://127.0.0.1:{port}", "--queue-lock", "3" },
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        var process = Process.Start(start)!;
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+
+    private static async Task WaitForHealthAsync(int port, Process process)
+    {
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(5) };
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (DateTime.UtcNow < deadline)
+        {
+            Assert.False(process.HasExited, $"leuko serve exited with {(process.HasExited ? process.ExitCode : 0)}");
+            try
+            {
+                var health = JsonNode.Parse(await http.GetStringAsync("/api/health"))!;
+                Assert.Equal("ok", health["status"]!.GetValue<string>());
+                return;
+            }
+            catch (HttpRequestException)
+            {
+                await Task.Delay(250);
+            }
+            catch (TaskCanceledException)
+            {
+                await Task.Delay(250);
+            }
+        }
+
+        Assert.Fail("leuko serve did not answer /api/health within 60 s");
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
