@@ -1,0 +1,23 @@
+using Azure.Monitor.OpenTelemetry.Exporter;
+using Leuko.Azure.Hosting;
+using Leuko.Pipeline.Stages;
+using Microsoft.Azure.Functions.Worker.Builder;
+using Microsoft.Azure.Functions.Worker.OpenTelemetry;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using OpenTelemetry;
+using OpenTelemetry.Trace;
+
+// The function app: thin functions over the pipeline stages (Leuko.Pipeline), wired by Leuko.Azure from configuration.
+var builder = FunctionsApplication.CreateBuilder(args);
+builder.ConfigureFunctionsWebApplication();
+builder.Services.AddLeukoPipeline(builder.Configuration);
+
+// Traces of the pipeline's stages (and the Functions host's) to Application Insights when it is configured.
+var telemetry = builder.Services.AddOpenTelemetry().UseFunctionsWorkerDefaults().WithTracing(t => t.AddSource(PipelineTelemetry.SourceName));
+if (!string.IsNullOrEmpty(builder.Configuration["APPLICATIONINSIGHTS_CONNECTION_STRING"]))
+{
+    telemetry.UseAzureMonitorExporter();
+}
+
+builder.Build().Run();
