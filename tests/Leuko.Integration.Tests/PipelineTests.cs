@@ -29,21 +29,21 @@ public class PipelineTests
 
         var rows = await PipelineHarness.WaitForImagesAsync(pipeline.Results, samples.Select(s => $"{run}/{s.Name}").ToList(), TimeSpan.FromMinutes(3));
 
-        // The same images through the stages `leuko analyze` runs, in this process.
+        // The same images through `leuko analyze`'s pipeline: the same stages in memory, in this process.
         var classifier = pipeline.Services.GetRequiredService<LeukocyteClassifier>();
-        var analyzer = new ImageAnalyzer(new LeukocyteSegmenter(), classifier);
+        await using var analyze = new LocalPipeline(new LeukocyteSegmenter(), classifier, 2);
         for (int i = 0; i < samples.Count; i++)
         {
-            using var local = analyzer.Analyze(samples[i].Name, samples[i].Data);
+            var local = (await analyze.AnalyzeAsync(samples[i].Name, samples[i].Name, samples[i].Data, CancellationToken.None)).Result;
             var row = rows[i];
-            Assert.Equal(local.Result.Status, row.Status);
+            Assert.Equal(local.Status, row.Status);
             Assert.Equal($"{Containers.Uploads}/{run}/{samples[i].Name}", row.Source);
             Assert.Equal(classifier.Card.Version, row.ModelVersion);
             Assert.Matches("^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$", row.TraceParent);
             var cells = await pipeline.Results.GetCellsAsync(row.ImageId, CancellationToken.None);
-            Assert.Equal(local.Result.Cells.Select(c => (c.Class, c.Box, c.NeedsReview)), cells.Select(c => (c.Class, c.Box, c.NeedsReview)));
-            Assert.Equal(local.Result.Cells.Select(c => c.Confidence), cells.Select(c => c.Confidence));
-            Assert.Equal(local.Result.Differential.ToDictionary(d => d.Key, d => d.Value.Count), row.Counts);
+            Assert.Equal(local.Cells.Select(c => (c.Class, c.Box, c.NeedsReview)), cells.Select(c => (c.Class, c.Box, c.NeedsReview)));
+            Assert.Equal(local.Cells.Select(c => c.Confidence), cells.Select(c => c.Confidence));
+            Assert.Equal(local.Differential.ToDictionary(d => d.Key, d => d.Value.Count), row.Counts);
         }
 
         // Table rows, as a client of the account sees them.
@@ -171,7 +171,7 @@ public class PipelineTests
         var rows = await PipelineHarness.WaitForImagesAsync(pipeline.Results, [name], TimeSpan.FromMinutes(1));
         Assert.Equal(ImageStatus.Failed, rows[0].Status);
         Assert.Contains("after 2 attempts", rows[0].Error);
-        Assert.Contains("is not a PNG image", rows[0].Error);
+        Assert.Contains("is not an image", rows[0].Error);
 
         var transport = pipeline.Services.GetRequiredService<IMessageTransport>();
         var dead = await transport.PeekDeadLettersAsync(10, CancellationToken.None);

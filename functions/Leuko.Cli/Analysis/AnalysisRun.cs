@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Threading.Channels;
+using Leuko.Core.Imaging;
 using Leuko.Pipeline;
 using Leuko.Pipeline.Archives;
 using OpenCvSharp;
@@ -8,30 +9,31 @@ namespace Leuko.Cli.Analysis;
 
 /// <summary>
 /// Time spent in each stage, summed over all images (seconds of work on all workers, not wall clock): reading files and
-/// inflating archive entries, decoding, segmentation, classification (preprocessing and inference), drawing and
-/// writing the annotated image.
+/// inflating archive entries, decoding and segmentation, classification (preprocessing and inference), and drawing
+/// and writing the annotated image (decoding it again).
 /// </summary>
-internal sealed record StageSeconds(double Read, double Decode, double Segment, double Classify, double Annotate);
+internal sealed record StageSeconds(double Read, double Segment, double Classify, double Annotate);
 
 /// <summary>The outcome of a run: one result per planned image, in input order, and where its annotated image went.</summary>
 internal sealed record RunOutcome(IReadOnlyList<ImageResult> Images, IReadOnlyList<string?> Annotated, StageSeconds Stages, TimeSpan Elapsed);
 
 /// <summary>
 /// Runs the pipeline over a plan: one reader (files and archive entries, in order: a zip is read sequentially) feeds a
-/// bounded queue; <c>parallel</c> workers decode, segment, classify and draw. Each image's cells are classified in one
-/// batch of their own, so the results do not depend on scheduling or on <c>parallel</c>.
+/// bounded queue; <c>parallel</c> workers each take an image through the cloud's stages in memory
+/// (<see cref="LocalPipeline"/>: segmentation, the classification queue, classification) and draw it. Each image's
+/// cells are classified in one batch of their own, so the results do not depend on scheduling or on <c>parallel</c>.
 /// </summary>
 internal static class AnalysisRun
 {
     public static async Task<RunOutcome> ExecuteAsync(
-        AnalysisPlan plan, ImageAnalyzer analyzer, string outputDir, int parallel, bool annotate, Action<ImageResult> progress,
+        AnalysisPlan plan, LocalPipeline pipeline, string outputDir, int parallel, bool annotate, Action<ImageResult> progress,
         CancellationToken cancellationToken)
     {
         var results = new ImageResult[plan.Images.Count];
         var annotated = new string?[plan.Images.Count];
         var queue = Channel.CreateBounded<(PlannedImage Image, byte[]? Data, string? Error)>(
             new BoundedChannelOptions(parallel * 2) { SingleWriter = true });
-        long readTicks = 0, decodeTicks = 0, segmentTicks = 0, classifyTicks = 0, annotateTicks = 0;
+        long readTicks = 0, segmentTicks = 0, classifyTicks = 0, annotateTicks = 0;
         var clock = Stopwatch.StartNew();
 
         var reader = Task.Run(async () =>
@@ -55,44 +57,42 @@ internal static class AnalysisRun
         await Parallel.ForEachAsync(
             queue.Reader.ReadAllAsync(cancellationToken),
             new ParallelOptions { MaxDegreeOfParallelism = parallel, CancellationToken = cancellationToken },
-            (item, _) =>
+            async (item, ct) =>
             {
                 var (image, data, error) = item;
                 ImageResult result;
                 if (data is null)
                 {
-                    result = ImageResult.Failure(image.Source, error!, analyzer.Classes);
+                    result = ImageResult.Failure(image.Source, error!, pipeline.Classes);
                 }
                 else
                 {
                     try
                     {
-                        using var analysed = analyzer.Analyze(image.Source, data);
-                        Interlocked.Add(ref decodeTicks, analysed.Times.Decode.Ticks);
-                        Interlocked.Add(ref segmentTicks, analysed.Times.Segment.Ticks);
-                        Interlocked.Add(ref classifyTicks, analysed.Times.Classify.Ticks);
-                        result = analysed.Result;
-                        if (annotate && analysed.Image is { } pixels)
+                        var local = await pipeline.AnalyzeAsync(image.Name, image.Source, data, ct);
+                        Interlocked.Add(ref segmentTicks, TimeSpan.FromMilliseconds(local.SegmentMs).Ticks);
+                        Interlocked.Add(ref classifyTicks, TimeSpan.FromMilliseconds(local.ClassifyMs).Ticks);
+                        result = local.Result;
+                        if (annotate && result.Status != ImageStatus.Failed)
                         {
                             long t0 = Stopwatch.GetTimestamp();
-                            annotated[image.Index] = WriteAnnotated(outputDir, image.Name, pixels, analysed, analyzer.Classes);
+                            annotated[image.Index] = WriteAnnotated(outputDir, image.Name, data, local, pipeline.Classes);
                             Interlocked.Add(ref annotateTicks, Stopwatch.GetElapsedTime(t0).Ticks);
                         }
                     }
                     catch (Exception e) when (e is not OperationCanceledException)
                     {
                         // One image must never stop a run of thousands: an unexpected error fails that image, with its cause.
-                        result = ImageResult.Failure(image.Source, $"analysis failed: {e.GetType().Name}: {e.Message}", analyzer.Classes);
+                        result = ImageResult.Failure(image.Source, $"analysis failed: {e.GetType().Name}: {e.Message}", pipeline.Classes);
                     }
                 }
 
                 results[image.Index] = result;
                 progress(result);
-                return ValueTask.CompletedTask;
             });
         await reader;
 
-        return new RunOutcome(results, annotated, new StageSeconds(Seconds(readTicks), Seconds(decodeTicks), Seconds(segmentTicks), Seconds(classifyTicks), Seconds(annotateTicks)), clock.Elapsed);
+        return new RunOutcome(results, annotated, new StageSeconds(Seconds(readTicks), Seconds(segmentTicks), Seconds(classifyTicks), Seconds(annotateTicks)), clock.Elapsed);
     }
 
     private static (byte[]? Data, string? Error) Read(PlannedImage image)
@@ -115,9 +115,10 @@ internal static class AnalysisRun
     }
 
     /// <summary>Writes <c>annotated/NAME.jpg</c> and returns its path relative to the output folder.</summary>
-    private static string WriteAnnotated(string outputDir, string name, Mat image, AnalyzedImage analysed, IReadOnlyList<string> classes)
+    private static string WriteAnnotated(string outputDir, string name, byte[] data, LocalImage local, IReadOnlyList<string> classes)
     {
-        using var drawn = Annotator.Draw(image, analysed.Result.Cells, analysed.Contours, classes);
+        using var image = ImageDecoder.Decode(data);
+        using var drawn = Annotator.Draw(image, local.Result.Cells, local.Contours, classes);
         var relative = $"annotated/{Path.ChangeExtension(name, ".jpg")}";
         var path = Path.GetFullPath(Path.Combine(outputDir, relative));
         if (!path.StartsWith(Path.GetFullPath(outputDir) + Path.DirectorySeparatorChar, StringComparison.Ordinal))

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using Leuko.Cli.Analysis;
 using Leuko.Cli.Reports;
+using Leuko.Core.Classification;
 using Leuko.Core.Segmentation;
 using Leuko.Pipeline;
 using Leuko.Pipeline.Archives;
@@ -95,9 +96,8 @@ internal static class AnalyzeCommand
                 return ExitCodes.BadUsage;
             }
 
-            var analyzer = new ImageAnalyzer(new LeukocyteSegmenter(), classifier);
             var (document, written) = await RunProgress.RunAsync(stderr, plan.Images.Count, progress =>
-                AnalyzeAsync(plan, analyzer, outputDir, formats, parallel, progress, cancellationToken));
+                AnalyzeAsync(plan, classifier, outputDir, formats, parallel, progress, cancellationToken));
             var card = classifier.Card;
 
             var s = document.Summary;
@@ -124,13 +124,18 @@ internal static class AnalyzeCommand
 
     /// <summary>Runs the pipeline over <paramref name="plan"/> and writes the chosen result files into <paramref name="outputDir"/>.</summary>
     internal static async Task<(ResultsDocument Document, IReadOnlyList<string> Written)> AnalyzeAsync(
-        AnalysisPlan plan, ImageAnalyzer analyzer, string outputDir, string[] formats, int parallel, Action<ImageResult> progress,
+        AnalysisPlan plan, LeukocyteClassifier classifier, string outputDir, string[] formats, int parallel, Action<ImageResult> progress,
         CancellationToken cancellationToken)
     {
         Directory.CreateDirectory(outputDir);
         bool html = formats.Contains("html");
-        var outcome = await AnalysisRun.ExecuteAsync(plan, analyzer, outputDir, parallel, annotate: html, progress, cancellationToken);
-        var card = analyzer.Model;
+        RunOutcome outcome;
+        await using (var pipeline = new LocalPipeline(new LeukocyteSegmenter(), classifier, parallel))
+        {
+            outcome = await AnalysisRun.ExecuteAsync(plan, pipeline, outputDir, parallel, annotate: html, progress, cancellationToken);
+        }
+
+        var card = classifier.Card;
         var document = new ResultsDocument(
             ResultsDocument.CurrentVersion,
             new ModelRecord(card.Name, card.Version, card.Classes, card.ReviewThreshold),

@@ -94,7 +94,7 @@ public sealed class ClassificationStage(
                 if (crop.Empty())
                 {
                     crop.Dispose();
-                    throw new InvalidDataException($"crop '{cell.Crop}' is not a PNG image");
+                    throw new InvalidDataException($"crop '{cell.Crop}' is not an image");
                 }
 
                 crops.Add(crop);

@@ -14,8 +14,12 @@ namespace Leuko.Pipeline.Stages;
 /// leukocytes completes here; a file that is not a usable image fails here, on the first try, with its reason.
 /// Idempotent: a replayed event for an upload already final changes nothing.
 /// </summary>
+/// <param name="cropFormat">How crops are stored, losslessly: <see cref="CropFormat.Png"/> in blob storage (compact, viewable);
+/// <see cref="CropFormat.Bmp"/> in memory, where compressing costs more than it saves (measured: PNG took 3.9 ms of
+/// the local run's 20 ms per field).</param>
 public sealed class SegmentationStage(
-    IBlobStore blobs, IResultStore results, IMessageSender sender, LeukocyteSegmenter segmenter, IReadOnlyList<string> classes, TimeProvider? time = null)
+    IBlobStore blobs, IResultStore results, IMessageSender sender, LeukocyteSegmenter segmenter, IReadOnlyList<string> classes,
+    CropFormat cropFormat = CropFormat.Png, TimeProvider? time = null)
 {
     private readonly TimeProvider _time = time ?? TimeProvider.System;
 
@@ -71,9 +75,10 @@ public sealed class SegmentationStage(
             for (int i = 0; i < segmentation.Leukocytes.Count; i++)
             {
                 var cell = segmentation.Leukocytes[i];
-                var crop = $"{imageId}/{i}.png";
-                Cv2.ImEncode(".png", cell.Crop, out var png);
-                await blobs.PutAsync(Containers.Crops, crop, png, "image/png", null, cancellationToken);
+                var (extension, contentType) = cropFormat == CropFormat.Png ? (".png", "image/png") : (".bmp", "image/bmp");
+                var crop = $"{imageId}/{i}{extension}";
+                Cv2.ImEncode(extension, cell.Crop, out var encoded);
+                await blobs.PutAsync(Containers.Crops, crop, encoded, contentType, null, cancellationToken);
                 entries.Add(new CropEntry(i, new Box(cell.Box.X, cell.Box.Y, cell.Box.Width, cell.Box.Height), cell.Area, Contours.Format(cell.Contour), $"{Containers.Crops}/{crop}"));
             }
 
@@ -106,6 +111,13 @@ public sealed class SegmentationStage(
         await BatchProgress.RecordAsync(results, row, cancellationToken);
         return row;
     }
+}
+
+/// <summary>Lossless formats for crops between the stages.</summary>
+public enum CropFormat
+{
+    Png,
+    Bmp,
 }
 
 /// <summary>Contours as compact text: "x,y x,y ..." after simplification (1 px tolerance).</summary>

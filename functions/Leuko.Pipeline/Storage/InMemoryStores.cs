@@ -34,8 +34,11 @@ public sealed class InMemoryBlobStore : IBlobStore
         await Task.CompletedTask;
     }
 
-    /// <summary>Removes every blob of a container under a prefix (the local run frees each image's crops once classified).</summary>
-    public void Remove(string container, string prefix)
+    /// <summary>Removes one blob (the local run frees each image once it is final).</summary>
+    public void Delete(string container, string name) => _blobs.TryRemove((container, name), out _);
+
+    /// <summary>Removes every blob of a container whose name starts with <paramref name="prefix"/>.</summary>
+    public void DeletePrefix(string container, string prefix)
     {
         foreach (var key in _blobs.Keys.Where(k => k.Container == container && k.Name.StartsWith(prefix, StringComparison.Ordinal)))
         {

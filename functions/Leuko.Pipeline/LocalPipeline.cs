@@ -1,0 +1,102 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using Leuko.Core.Classification;
+using Leuko.Core.Segmentation;
+using Leuko.Pipeline.Messaging;
+using Leuko.Pipeline.Stages;
+using Leuko.Pipeline.Storage;
+
+namespace Leuko.Pipeline;
+
+/// <summary>One image through the local pipeline: its result, each cell's outline, and stage times.</summary>
+public sealed record LocalImage(ImageResult Result, IReadOnlyList<OpenCvSharp.Point[]> Contours, double SegmentMs, double ClassifyMs);
+
+/// <summary>
+/// The cloud pipeline in one process, for <c>leuko analyze</c>: the same segmentation and classification stages, with
+/// blobs, results and the classification queue in memory. Each image's cells are classified in one batch of their
+/// own (one message per image, as in the cloud), so results do not depend on how many images run at once.
+/// Thread-safe: call <see cref="AnalyzeAsync"/> from as many workers as the run has.
+/// </summary>
+public sealed class LocalPipeline : IAsyncDisposable
+{
+    private readonly InMemoryBlobStore _blobs = new();
+    private readonly InMemoryResultStore _results = new();
+    private readonly InMemoryTransport _transport;
+    private readonly SegmentationStage _segmentation;
+    private readonly ClassificationStage _classification;
+    private readonly ConcurrentDictionary<string, TaskCompletionSource> _classifying = new();
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _consumer;
+
+    public LocalPipeline(LeukocyteSegmenter segmenter, LeukocyteClassifier classifier, int parallel)
+    {
+        Classes = classifier.Card.Classes;
+        _transport = new InMemoryTransport(parallel);
+        _segmentation = new SegmentationStage(_blobs, _results, _transport, segmenter, Classes, CropFormat.Bmp);
+        _classification = new ClassificationStage(_blobs, _results, classifier, maxAttempts: 1); // in one process, a retry would fail the same way
+        _consumer = _transport.RunAsync(HandleAsync, _stop.Token);
+    }
+
+    public IReadOnlyList<string> Classes { get; }
+
+    private async Task<MessageResult> HandleAsync(ReceivedMessage message, CancellationToken cancellationToken)
+    {
+        var result = await _classification.HandleAsync(message, cancellationToken);
+        var imageId = JsonSerializer.Deserialize<ClassificationMessage>(message.Body.Span, PipelineJson.Options)?.ImageId;
+        if (imageId is not null && _classifying.TryGetValue(imageId, out var done))
+        {
+            done.TrySetResult(); // completed, or failed by the stage: final either way
+        }
+
+        return result;
+    }
+
+    /// <summary>
+    /// Analyses one image: segmentation, then (through the in-memory queue) classification; returns once the image is
+    /// final. <paramref name="name"/> must be unique in the run.
+    /// </summary>
+    public async Task<LocalImage> AnalyzeAsync(string name, string source, byte[] data, CancellationToken cancellationToken)
+    {
+        var imageId = PipelineIds.Image(name);
+        var classified = _classifying.GetOrAdd(imageId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        try
+        {
+            await _blobs.PutAsync(Containers.Uploads, name, data, "application/octet-stream",
+                new Dictionary<string, string> { [Containers.SourceKey] = Uri.EscapeDataString(source) }, cancellationToken);
+            var row = await _segmentation.ProcessAsync(name, null, cancellationToken);
+            if (row.Status == ImageRow.Classifying)
+            {
+                await classified.Task.WaitAsync(cancellationToken);
+                row = (await _results.GetImageAsync(imageId, cancellationToken))!;
+            }
+
+            var cells = row.Status == ImageStatus.Completed ? await _results.GetCellsAsync(imageId, cancellationToken) : [];
+            var result = new ImageResult(
+                row.Source, row.Status, row.Error, row.Width, row.Height,
+                cells.Select(c => new CellResult(c.Index, c.Box, c.Class, c.Confidence, c.Probabilities, c.NeedsReview, c.Area)).ToList(),
+                Differential.Count(cells.Select(c => c.Class), Classes));
+            return new LocalImage(result, cells.Select(c => Contours.Parse(c.Contour)).ToList(), row.SegmentMs ?? 0, row.ClassifyMs ?? 0);
+        }
+        finally
+        {
+            _classifying.TryRemove(imageId, out _);
+            _blobs.Delete(Containers.Uploads, name);
+            _blobs.DeletePrefix(Containers.Crops, imageId + "/");
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _transport.Complete();
+        await _stop.CancelAsync();
+        try
+        {
+            await _consumer;
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        _stop.Dispose();
+    }
+}
