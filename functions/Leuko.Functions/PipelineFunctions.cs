@@ -1,6 +1,7 @@
 using Azure.Storage.Blobs;
 using Leuko.Pipeline.Stages;
 using Leuko.Pipeline.Storage;
+using Leuko.Pipeline.Webhooks;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.Azure.Functions.Worker;
@@ -14,7 +15,8 @@ namespace Leuko.Functions;
 /// consumes the queue with the Azure SDK. Blob triggers bind a BlobClient (nothing is downloaded by the binding):
 /// the stage reads the blob itself, with its metadata and version.
 /// </summary>
-public sealed class PipelineFunctions(SegmentationStage segmentation, ArchiveStage archives, PipelineQueries queries, IResultStore results)
+public sealed class PipelineFunctions(
+    SegmentationStage segmentation, ArchiveStage archives, PipelineQueries queries, IResultStore results, WebhookService webhooks)
 {
     /// <summary>An image uploaded to <c>uploads/</c>: segment it and queue its cells. In Azure the event comes from Event Grid (infra/).</summary>
     [Function("ImageUploaded")]
@@ -54,4 +56,39 @@ public sealed class PipelineFunctions(SegmentationStage segmentation, ArchiveSta
         await results.GetImageAsync("health-check", request.HttpContext.RequestAborted);
         return new JsonResult(new { status = "ok" });
     }
+
+    [Function("CreateWebhook")]
+    public async Task<IActionResult> CreateWebhook([HttpTrigger(AuthorizationLevel.Function, "post", Route = "webhooks")] HttpRequest request)
+    {
+        try
+        {
+            var body = await System.Text.Json.JsonSerializer.DeserializeAsync<WebhookRequest>(request.Body, PipelineJson.Options, request.HttpContext.RequestAborted)
+                       ?? throw new WebhookRequestException("a JSON body with url and types is required");
+            return new JsonResult(await webhooks.CreateAsync(body, request.HttpContext.RequestAborted), PipelineJson.Options) { StatusCode = StatusCodes.Status201Created };
+        }
+        catch (Exception e) when (e is WebhookRequestException or System.Text.Json.JsonException)
+        {
+            return new BadRequestObjectResult(new { error = e.Message });
+        }
+    }
+
+    [Function("ListWebhooks")]
+    public async Task<IActionResult> ListWebhooks([HttpTrigger(AuthorizationLevel.Function, "get", Route = "webhooks")] HttpRequest request) =>
+        new JsonResult(await webhooks.ListAsync(request.HttpContext.RequestAborted), PipelineJson.Options);
+
+    [Function("DeleteWebhook")]
+    public async Task<IActionResult> DeleteWebhook([HttpTrigger(AuthorizationLevel.Function, "delete", Route = "webhooks/{id}")] HttpRequest request, string id) =>
+        await webhooks.DeleteAsync(id, request.HttpContext.RequestAborted) ? new NoContentResult() : new NotFoundObjectResult(new { error = $"no webhook '{id}'" });
+
+    [Function("RotateWebhookSecret")]
+    public async Task<IActionResult> RotateWebhookSecret([HttpTrigger(AuthorizationLevel.Function, "post", Route = "webhooks/{id}/rotate-secret")] HttpRequest request, string id) =>
+        await webhooks.RotateSecretAsync(id, request.HttpContext.RequestAborted) is { } rotated
+            ? new JsonResult(rotated, PipelineJson.Options)
+            : new NotFoundObjectResult(new { error = $"no webhook '{id}'" });
+
+    [Function("WebhookDeliveries")]
+    public async Task<IActionResult> WebhookDeliveries([HttpTrigger(AuthorizationLevel.Function, "get", Route = "webhooks/{id}/deliveries")] HttpRequest request, string id) =>
+        await webhooks.DeliveriesAsync(id, 200, request.HttpContext.RequestAborted) is { } attempts
+            ? new JsonResult(attempts, PipelineJson.Options)
+            : new NotFoundObjectResult(new { error = $"no webhook '{id}'" });
 }

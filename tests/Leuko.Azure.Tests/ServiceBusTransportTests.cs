@@ -77,6 +77,20 @@ public class ServiceBusTransportTests
     }
 
     [Fact]
+    public async Task ADelayedMessageIsScheduled()
+    {
+        var client = new FakeClient();
+        await using var transport = new ServiceBusTransport(client, Queue);
+        var at = new DateTimeOffset(2030, 1, 2, 3, 4, 5, TimeSpan.Zero);
+
+        await transport.SendAsync(new OutgoingMessage("m", new byte[] { 1 }, new Dictionary<string, string>()) { NotBefore = at }, CancellationToken.None);
+        await transport.SendAsync(new OutgoingMessage("n", new byte[] { 1 }, new Dictionary<string, string>()), CancellationToken.None);
+
+        Assert.Equal(at, client.Sender.Sent[0].ScheduledEnqueueTime);
+        Assert.Equal(default, client.Sender.Sent[1].ScheduledEnqueueTime);
+    }
+
+    [Fact]
     public async Task CompleteOutcomeCompletesOnceAndNothingElse()
     {
         var message = Received();

@@ -43,7 +43,10 @@ internal sealed class PipelineHarness : IAsyncDisposable
             Queue = queue ?? Azurite.Unique("classify"),
             MaxAttempts = maxAttempts,
             QueueVisibilityTimeout = TimeSpan.FromSeconds(5),
+            AllowLoopbackWebhooks = true,
+            WebhookRetrySeconds = [0.2, 0.5, 1],
         };
+        options.WebhookQueue = options.Queue + "-webhooks";
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
         builder.Services.AddLeukoPipeline(options, runConsumer: consume);

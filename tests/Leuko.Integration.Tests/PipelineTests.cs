@@ -6,6 +6,7 @@ using Leuko.Pipeline;
 using Leuko.Pipeline.Messaging;
 using Leuko.Pipeline.Stages;
 using Leuko.Pipeline.Storage;
+using Leuko.Pipeline.Webhooks;
 using Leuko.Tests;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -57,13 +58,17 @@ public class PipelineTests
     }
 
     [Fact]
-    public async Task AnArchiveOf200ImagesCompletesAsOneBatch()
+    public async Task AnArchiveOf200ImagesCompletesAsOneBatchAndItsSubscriberHearsOfEveryImage()
     {
         await using var pipeline = await PipelineHarness.StartAsync();
+        await using var receiver = await WebhookReceiver.StartAsync();
         var samples = Samples.All();
         var entries = Enumerable.Range(0, 200).Select(i => ($"day{i % 3}/{i:D3}-{Path.GetFileName(samples[i % samples.Count].Name)}", samples[i % samples.Count].Data)).ToList();
         entries.Add(("notes.txt", "not an image"u8.ToArray()));
         var archiveName = $"{Azurite.Unique("batch")}.zip";
+        var webhooks = pipeline.Services.GetRequiredService<WebhookService>();
+        var subscription = await webhooks.CreateAsync(
+            new WebhookRequest(receiver.Url, null, null, $"{Containers.Archives}/{archiveName}"), CancellationToken.None);
         await PipelineHarness.UploadAsync(Containers.Archives, archiveName, Zips.Build(CompressionLevel.Fastest, entries.ToArray()));
         var batchId = PipelineIds.Batch(archiveName);
 
@@ -90,6 +95,34 @@ public class PipelineTests
         Assert.Equal(200, batch.Images.Select(i => i.Id).Distinct().Count());
         Assert.True(batch.Differential.Values.Sum(d => d.Count) >= 200);
         Assert.All(batch.Images, i => Assert.StartsWith($"{Containers.Archives}/{archiveName}!day", i.Source));
+
+        // The subscriber hears of every image once and of the batch once (receivers deduplicate by webhook-id).
+        var events = new Dictionary<string, System.Text.Json.Nodes.JsonNode>();
+        deadline = DateTime.UtcNow + TimeSpan.FromMinutes(1);
+        while (DateTime.UtcNow < deadline)
+        {
+            foreach (var request in receiver.Requests)
+            {
+                Assert.True(WebhookReceiver.SignedWith(request, subscription.Secret));
+                events[request.Id] = System.Text.Json.Nodes.JsonNode.Parse(request.Body)!;
+            }
+
+            if (events.Values.Count(e => e["type"]!.GetValue<string>() == WebhookEvents.ImageCompleted) >= 200 &&
+                events.Values.Any(e => e["type"]!.GetValue<string>() == WebhookEvents.BatchCompleted))
+            {
+                break;
+            }
+
+            await Task.Delay(250);
+        }
+
+        var imageEvents = events.Values.Where(e => e["type"]!.GetValue<string>() == WebhookEvents.ImageCompleted).ToList();
+        Assert.Equal(batch.Images.Select(i => i.Id).Order(), imageEvents.Select(e => e["data"]!["imageId"]!.GetValue<string>()).Order());
+        var batchEvent = Assert.Single(events.Values, e => e["type"]!.GetValue<string>() == WebhookEvents.BatchCompleted);
+        Assert.Equal(batchId, batchEvent["data"]!["batchId"]!.GetValue<string>());
+        Assert.Equal(200, batchEvent["data"]!["images"]!.GetValue<int>());
+        Assert.DoesNotContain(events.Values, e => e["type"]!.GetValue<string>() == WebhookEvents.ImageFailed);
+        await webhooks.DeleteAsync(subscription.Subscription.Id, CancellationToken.None);
     }
 
     [Fact]

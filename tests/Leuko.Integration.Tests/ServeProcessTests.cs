@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Net;
+using System.Net.Http.Json;
 using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using Azure.Data.Tables;
@@ -79,6 +80,24 @@ public class ServeProcessTests
             Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, png[..4]);
             Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync("/api/images/no-such-image")).StatusCode);
             Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync("/api/batches/no-such-batch")).StatusCode);
+
+            // The webhook API of the running host.
+            var created = await http.PostAsJsonAsync("/api/webhooks", new { url = $"http://127.0.0.1:{port}/hook", types = new[] { "image.completed" } });
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+            var subscription = JsonNode.Parse(await created.Content.ReadAsStringAsync())!;
+            var id = subscription["subscription"]!["id"]!.GetValue<string>();
+            Assert.StartsWith("whsec_", subscription["secret"]!.GetValue<string>());
+            Assert.Contains(id, await http.GetStringAsync("/api/webhooks"));
+            Assert.DoesNotContain("whsec_", await http.GetStringAsync("/api/webhooks"));
+            var rotated = await http.PostAsync($"/api/webhooks/{id}/rotate-secret", null);
+            Assert.Equal(HttpStatusCode.OK, rotated.StatusCode);
+            Assert.NotEqual(subscription["secret"]!.GetValue<string>(), JsonNode.Parse(await rotated.Content.ReadAsStringAsync())!["secret"]!.GetValue<string>());
+            Assert.Equal("[]", await http.GetStringAsync($"/api/webhooks/{id}/deliveries"));
+            Assert.Equal(HttpStatusCode.NoContent, (await http.DeleteAsync($"/api/webhooks/{id}")).StatusCode);
+            Assert.Equal(HttpStatusCode.NotFound, (await http.DeleteAsync($"/api/webhooks/{id}")).StatusCode);
+            var refused = await http.PostAsJsonAsync("/api/webhooks", new { url = "https://10.1.2.3/hook" });
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+            Assert.Contains("refused", await refused.Content.ReadAsStringAsync());
         }
         finally
         {
@@ -92,7 +111,7 @@ public class ServeProcessTests
         var start = new ProcessStartInfo("dotnet")
         {
             ArgumentList = { leuko, "serve", "--storage", Azurite.ConnectionString, "--transport", Transports.StorageQueue, "--queue", queue,
-                "--urls", $"http://127.0.0.1:{port}", "--queue-lock", "3" },
+                "--urls", $"http://127.0.0.1:{port}", "--queue-lock", "3", "--allow-loopback-webhooks" },
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };

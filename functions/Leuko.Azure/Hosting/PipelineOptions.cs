@@ -37,6 +37,18 @@ public sealed class PipelineOptions
     /// <summary>How long a storage-queue message stays locked (renewed while it is handled).</summary>
     public TimeSpan QueueVisibilityTimeout { get; set; } = TimeSpan.FromMinutes(1);
 
+    /// <summary>The webhook delivery queue (same transport as the classification queue).</summary>
+    public string WebhookQueue { get; set; } = "webhooks";
+
+    /// <summary>Development only: webhook subscribers on this machine (http://127.0.0.1) are allowed.</summary>
+    public bool AllowLoopbackWebhooks { get; set; }
+
+    /// <summary>Waits before each webhook retry, in seconds (default: 5, 30, 120, 600, 1800, 3600, 10800).</summary>
+    public double[]? WebhookRetrySeconds { get; set; }
+
+    /// <summary>The public base URL of the HTTP API, for links in webhook payloads. Default: https://WEBSITE_HOSTNAME/api, else http://127.0.0.1:7071/api.</summary>
+    public string? PublicApiUrl { get; set; }
+
     /// <summary>The ONNX model (its card beside it). Default: the bundled model.</summary>
     public string? Model { get; set; }
 }

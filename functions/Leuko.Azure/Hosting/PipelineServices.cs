@@ -8,6 +8,7 @@ using Leuko.Core.Segmentation;
 using Leuko.Pipeline.Messaging;
 using Leuko.Pipeline.Stages;
 using Leuko.Pipeline.Storage;
+using Leuko.Pipeline.Webhooks;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -23,6 +24,7 @@ public static class PipelineServices
         var options = new PipelineOptions();
         configuration.GetSection(PipelineOptions.Section).Bind(options);
         options.Storage ??= configuration["AzureWebJobsStorage"];
+        options.PublicApiUrl ??= configuration["WEBSITE_HOSTNAME"] is { Length: > 0 } host ? $"https://{host}/api" : null;
         return services.AddLeukoPipeline(options, runConsumer);
     }
 
@@ -42,38 +44,58 @@ public static class PipelineServices
         services.AddSingleton<IResultStore>(sp => sp.GetRequiredService<TableResultStore>());
         services.AddSingleton(sp => LeukocyteClassifier.Load(options.Model ?? LeukocyteClassifier.DefaultModelPath));
         services.AddSingleton(new LeukocyteSegmenter());
-        services.AddSingleton<IMessageTransport>(sp => CreateTransport(options, sp));
+        services.AddSingleton<IMessageTransport>(sp => CreateTransport(options, options.Queue, sp));
         services.AddSingleton<IMessageSender>(sp => sp.GetRequiredService<IMessageTransport>());
         services.AddSingleton<IMessageConsumer>(sp => sp.GetRequiredService<IMessageTransport>());
+
+        // Webhooks: subscriptions in tables, deliveries on a queue of their own, sent by their own consumer.
+        var webhookOptions = WebhookOptions.Default with
+        {
+            AllowLoopback = options.AllowLoopbackWebhooks,
+            RetrySchedule = options.WebhookRetrySeconds is { Length: > 0 } r ? r.Select(TimeSpan.FromSeconds).ToList() : WebhookOptions.Default.RetrySchedule,
+        };
+        services.AddSingleton(webhookOptions);
+        services.AddSingleton<TableWebhookStore>();
+        services.AddSingleton<IWebhookStore>(sp => sp.GetRequiredService<TableWebhookStore>());
+        services.AddSingleton(sp => new WebhookQueue(CreateTransport(options, options.WebhookQueue, sp)));
+        services.AddSingleton<IPipelineEvents>(sp => new WebhookPublisher(
+            sp.GetRequiredService<IWebhookStore>(), sp.GetRequiredService<WebhookQueue>().Transport, options.PublicApiUrl ?? "http://127.0.0.1:7071/api"));
+        services.AddSingleton(sp => new WebhookSender(
+            sp.GetRequiredService<IWebhookStore>(), sp.GetRequiredService<WebhookQueue>().Transport, WebhookSender.CreateHttpClient(webhookOptions), webhookOptions));
+        services.AddSingleton(sp => new WebhookService(sp.GetRequiredService<IWebhookStore>(), webhookOptions));
+
         services.AddSingleton(sp => new SegmentationStage(
             sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), sp.GetRequiredService<IMessageSender>(),
-            sp.GetRequiredService<LeukocyteSegmenter>(), sp.GetRequiredService<LeukocyteClassifier>().Card.Classes));
+            sp.GetRequiredService<LeukocyteSegmenter>(), sp.GetRequiredService<LeukocyteClassifier>().Card.Classes,
+            events: sp.GetRequiredService<IPipelineEvents>()));
         services.AddSingleton(sp => new ClassificationStage(
-            sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), sp.GetRequiredService<LeukocyteClassifier>(), options.MaxAttempts));
-        services.AddSingleton(sp => new ArchiveStage(sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>()));
+            sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), sp.GetRequiredService<LeukocyteClassifier>(), options.MaxAttempts,
+            sp.GetRequiredService<IPipelineEvents>()));
+        services.AddSingleton(sp => new ArchiveStage(sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), events: sp.GetRequiredService<IPipelineEvents>()));
         services.AddSingleton(sp => new PipelineQueries(
             sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), sp.GetRequiredService<LeukocyteClassifier>().Card.Classes));
         services.AddHostedService<StorageInitializer>();
         if (runConsumer)
         {
             services.AddHostedService<ClassificationWorker>();
+            services.AddHostedService<WebhookWorker>();
         }
 
         return services;
     }
 
-    private static IMessageTransport CreateTransport(PipelineOptions options, IServiceProvider sp)
+    private static IMessageTransport CreateTransport(PipelineOptions options, string queue, IServiceProvider sp)
     {
         var log = sp.GetRequiredService<ILoggerFactory>().CreateLogger("Leuko.Transport");
         return options.Transport switch
         {
             Transports.StorageQueue => new StorageQueueTransport(
-                new QueueServiceClient(options.Storage), options.Queue,
+                new QueueServiceClient(options.Storage), queue,
                 StorageQueueOptions.Default with { VisibilityTimeout = options.QueueVisibilityTimeout, MaxConcurrentCalls = options.MaxConcurrentCalls },
                 e => log.LogWarning(e, "storage queue")),
             Transports.ServiceBus => ServiceBusTransport.FromConnectionString(
                 options.ServiceBus ?? throw new InvalidOperationException("Leuko:ServiceBus must hold the Service Bus connection string for the service-bus transport"),
-                options.Queue, new ServiceBusTransportOptions { MaxConcurrentCalls = options.MaxConcurrentCalls }, e => log.LogWarning(e, "service bus")),
+                queue, new ServiceBusTransportOptions { MaxConcurrentCalls = options.MaxConcurrentCalls }, e => log.LogWarning(e, "service bus")),
             Transports.Memory => new InMemoryTransport(options.MaxConcurrentCalls),
             _ => throw new InvalidOperationException(
                 $"Leuko:Transport '{options.Transport}' is not one of {Transports.ServiceBus}, {Transports.StorageQueue}, {Transports.Memory}"),
@@ -81,13 +103,15 @@ public static class PipelineServices
     }
 
     /// <summary>Creates the containers, tables and queues before anything runs.</summary>
-    private sealed class StorageInitializer(AzureBlobStore blobs, TableResultStore tables, IMessageTransport transport) : IHostedService
+    private sealed class StorageInitializer(
+        AzureBlobStore blobs, TableResultStore tables, TableWebhookStore webhooks, IMessageTransport transport, WebhookQueue webhookQueue) : IHostedService
     {
         public async Task StartAsync(CancellationToken cancellationToken)
         {
             await blobs.InitializeAsync(cancellationToken);
             await tables.InitializeAsync(cancellationToken);
-            if (transport is StorageQueueTransport queue)
+            await webhooks.InitializeAsync(cancellationToken);
+            foreach (var queue in new[] { transport, webhookQueue.Transport }.OfType<StorageQueueTransport>())
             {
                 await queue.InitializeAsync(cancellationToken);
             }
@@ -96,3 +120,6 @@ public static class PipelineServices
         public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 }
+
+/// <summary>The webhook delivery queue, a transport of its own beside the classification queue.</summary>
+public sealed record WebhookQueue(IMessageTransport Transport);

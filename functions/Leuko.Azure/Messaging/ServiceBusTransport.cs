@@ -115,6 +115,11 @@ public sealed class ServiceBusTransport : IMessageTransport
             result.ApplicationProperties[DiagnosticIdProperty] = traceParent;
         }
 
+        if (message.NotBefore is { } notBefore)
+        {
+            result.ScheduledEnqueueTime = notBefore; // a delayed retry (webhook back-off)
+        }
+
         return result;
     }
 

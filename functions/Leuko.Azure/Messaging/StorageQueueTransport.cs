@@ -60,7 +60,8 @@ public sealed class StorageQueueTransport : IMessageTransport
         }
 
         var envelope = new Envelope(message.MessageId, new Dictionary<string, string>(message.Properties), Convert.ToBase64String(message.Body.Span));
-        await _queue.SendMessageAsync(JsonSerializer.Serialize(envelope), cancellationToken);
+        var delay = message.NotBefore is { } at && at > DateTimeOffset.UtcNow ? at - DateTimeOffset.UtcNow : (TimeSpan?)null;
+        await _queue.SendMessageAsync(JsonSerializer.Serialize(envelope), visibilityTimeout: delay, cancellationToken: cancellationToken);
     }
 
     public async Task RunAsync(MessageHandler handler, CancellationToken cancellationToken)

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Leuko.Azure.Hosting;
 using Leuko.Pipeline.Stages;
+using Leuko.Pipeline.Webhooks;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -37,10 +38,14 @@ internal static class ServeCommand
             Description = "Seconds a storage-queue message stays locked (renewed while it is handled); after a crash, messages reappear this long after.",
             DefaultValueFactory = _ => 60,
         };
+        var loopbackWebhooks = new Option<bool>("--allow-loopback-webhooks")
+        {
+            Description = "Development: accept webhook subscribers on this machine (http://127.0.0.1:PORT/...). Private and metadata addresses stay refused.",
+        };
         var model = EvaluateClassification.ModelOption();
         var command = new Command("serve", "Run the cloud pipeline locally against Azurite or a storage account: watch uploads/ and archives/, classify, and serve the HTTP API.")
         {
-            storage, transport, serviceBus, urls, queue, queueLock, model,
+            storage, transport, serviceBus, urls, queue, queueLock, loopbackWebhooks, model,
         };
         command.Validators.Add(r =>
         {
@@ -62,6 +67,9 @@ internal static class ServeCommand
                 ServiceBus = parse.GetValue(serviceBus),
                 Queue = parse.GetRequiredValue(queue),
                 QueueVisibilityTimeout = TimeSpan.FromSeconds(parse.GetValue(queueLock)),
+                WebhookQueue = parse.GetRequiredValue(queue) + "-webhooks",
+                AllowLoopbackWebhooks = parse.GetValue(loopbackWebhooks),
+                PublicApiUrl = parse.GetRequiredValue(urls).Split(';')[0].TrimEnd('/') + "/api",
                 Model = parse.GetRequiredValue(model),
             },
             parse.GetRequiredValue(urls), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct));
@@ -121,5 +129,25 @@ internal static class ServeCommand
             await queries.GetAnnotatedPngAsync(id, ct) is { } png ? Results.File(png, "image/png") : Results.NotFound(new { error = $"no analysed image '{id}'" }));
         app.MapGet("/api/batches/{id}", async (string id, PipelineQueries queries, CancellationToken ct) =>
             await queries.GetBatchAsync(id, ct) is { } batch ? Results.Json(batch, PipelineJson.Options) : Results.NotFound(new { error = $"no batch '{id}'" }));
+
+        app.MapPost("/api/webhooks", async (WebhookRequest request, WebhookService webhooks, CancellationToken ct) =>
+        {
+            try
+            {
+                var created = await webhooks.CreateAsync(request, ct);
+                return Results.Json(created, PipelineJson.Options, statusCode: StatusCodes.Status201Created);
+            }
+            catch (WebhookRequestException e)
+            {
+                return Results.BadRequest(new { error = e.Message });
+            }
+        });
+        app.MapGet("/api/webhooks", async (WebhookService webhooks, CancellationToken ct) => Results.Json(await webhooks.ListAsync(ct), PipelineJson.Options));
+        app.MapDelete("/api/webhooks/{id}", async (string id, WebhookService webhooks, CancellationToken ct) =>
+            await webhooks.DeleteAsync(id, ct) ? Results.NoContent() : Results.NotFound(new { error = $"no webhook '{id}'" }));
+        app.MapPost("/api/webhooks/{id}/rotate-secret", async (string id, WebhookService webhooks, CancellationToken ct) =>
+            await webhooks.RotateSecretAsync(id, ct) is { } rotated ? Results.Json(rotated, PipelineJson.Options) : Results.NotFound(new { error = $"no webhook '{id}'" }));
+        app.MapGet("/api/webhooks/{id}/deliveries", async (string id, WebhookService webhooks, CancellationToken ct) =>
+            await webhooks.DeliveriesAsync(id, 200, ct) is { } attempts ? Results.Json(attempts, PipelineJson.Options) : Results.NotFound(new { error = $"no webhook '{id}'" }));
     }
 }

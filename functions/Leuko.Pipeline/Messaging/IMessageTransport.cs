@@ -1,7 +1,13 @@
 namespace Leuko.Pipeline.Messaging;
 
-/// <summary>A message to send: its id (the broker's duplicate-detection key), a small JSON body and string properties (e.g. traceparent).</summary>
-public sealed record OutgoingMessage(string MessageId, ReadOnlyMemory<byte> Body, IReadOnlyDictionary<string, string> Properties);
+/// <summary>
+/// A message to send: its id (the broker's duplicate-detection key), a small JSON body, string properties (e.g.
+/// traceparent) and, for a delayed retry, the time before which it must not be delivered.
+/// </summary>
+public sealed record OutgoingMessage(string MessageId, ReadOnlyMemory<byte> Body, IReadOnlyDictionary<string, string> Properties)
+{
+    public DateTimeOffset? NotBefore { get; init; }
+}
 
 /// <summary>A message received under a lock (peek-lock, or a queue message's invisibility): settle it exactly once.</summary>
 /// <param name="DeliveryCount">1 on the first delivery, then one more per redelivery.</param>

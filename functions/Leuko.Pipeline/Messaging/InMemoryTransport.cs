@@ -23,7 +23,16 @@ public sealed class InMemoryTransport(int maxConcurrentHandlers = 1) : IMessageT
     public Task SendAsync(OutgoingMessage message, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _queued);
-        return _queue.Writer.WriteAsync(new ReceivedMessage(message.MessageId, message.Body, 1, message.Properties), cancellationToken).AsTask();
+        var received = new ReceivedMessage(message.MessageId, message.Body, 1, message.Properties);
+        var delay = message.NotBefore is { } at ? at - DateTimeOffset.UtcNow : TimeSpan.Zero;
+        if (delay <= TimeSpan.Zero)
+        {
+            return _queue.Writer.WriteAsync(received, cancellationToken).AsTask();
+        }
+
+        // Scheduled: counted as queued now, written when due.
+        _ = Task.Delay(delay, CancellationToken.None).ContinueWith(_ => _queue.Writer.TryWrite(received), TaskScheduler.Default);
+        return Task.CompletedTask;
     }
 
     /// <summary>No more messages will be sent: <see cref="RunAsync"/> returns once every message is settled (retries included).</summary>

@@ -1,5 +1,6 @@
 using Leuko.Pipeline.Archives;
 using Leuko.Pipeline.Storage;
+using Leuko.Pipeline.Webhooks;
 
 namespace Leuko.Pipeline.Stages;
 
@@ -9,8 +10,10 @@ namespace Leuko.Pipeline.Stages;
 /// it up like any upload. The batch row and one member row per image (pending until the image is final) make its
 /// progress readable. Refused entries are failed members; skipped entries are listed on the batch.
 /// </summary>
-public sealed class ArchiveStage(IBlobStore blobs, IResultStore results, ArchiveLimits? limits = null, TimeProvider? time = null)
+public sealed class ArchiveStage(
+    IBlobStore blobs, IResultStore results, ArchiveLimits? limits = null, IPipelineEvents? events = null, TimeProvider? time = null)
 {
+    private readonly IPipelineEvents _events = events ?? NoPipelineEvents.Instance;
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private readonly ArchiveLimits _limits = limits ?? ArchiveLimits.Default;
 
@@ -88,6 +91,9 @@ public sealed class ArchiveStage(IBlobStore blobs, IResultStore results, Archive
 
             batch = batch with { Status = BatchRow.Expanded, Images = images, Refused = refused, Skipped = skipped, Updated = _time.GetUtcNow() };
             await results.UpsertBatchAsync(batch, cancellationToken);
+
+            // Its images may all be final already (or there were none): then the batch is complete now.
+            await BatchProgress.CheckCompletedAsync(results, batchId, _events, cancellationToken);
             return batch;
         }
     }

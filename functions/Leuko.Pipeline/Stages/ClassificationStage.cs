@@ -3,6 +3,7 @@ using System.Text.Json;
 using Leuko.Core.Classification;
 using Leuko.Pipeline.Messaging;
 using Leuko.Pipeline.Storage;
+using Leuko.Pipeline.Webhooks;
 using OpenCvSharp;
 
 namespace Leuko.Pipeline.Stages;
@@ -15,9 +16,10 @@ namespace Leuko.Pipeline.Stages;
 /// with the reason.
 /// </summary>
 public sealed class ClassificationStage(
-    IBlobStore blobs, IResultStore results, LeukocyteClassifier classifier, int maxAttempts = 5, TimeProvider? time = null)
+    IBlobStore blobs, IResultStore results, LeukocyteClassifier classifier, int maxAttempts = 5, IPipelineEvents? events = null, TimeProvider? time = null)
 {
     private readonly TimeProvider _time = time ?? TimeProvider.System;
+    private readonly IPipelineEvents _events = events ?? NoPipelineEvents.Instance;
 
     public int MaxAttempts => maxAttempts;
 
@@ -123,7 +125,7 @@ public sealed class ClassificationStage(
                 cells.Count, cells.Count(c => c.NeedsReview), differential.ToDictionary(d => d.Key, d => d.Value.Count),
                 classifier.Card.Version, manifest.SegmentMs, Math.Round(classifyMs, 1), trace, manifest.BlobETag, _time.GetUtcNow());
             await results.UpsertImageAsync(row, cancellationToken);
-            await BatchProgress.RecordAsync(results, row, cancellationToken);
+            await BatchProgress.RecordAsync(results, row, _events, cancellationToken);
         }
         finally
         {
@@ -142,7 +144,7 @@ public sealed class ClassificationStage(
                 classifier.Card.Classes.ToDictionary(c => c, _ => 0), null, null, null, trace, null, _time.GetUtcNow())
             : existing with { Status = ImageStatus.Failed, Error = reason, TraceParent = trace ?? existing.TraceParent, Updated = _time.GetUtcNow() };
         await results.UpsertImageAsync(row, cancellationToken);
-        await BatchProgress.RecordAsync(results, row, cancellationToken);
+        await BatchProgress.RecordAsync(results, row, _events, cancellationToken);
     }
 
     private static (string Container, string Name) Split(string reference)

@@ -4,6 +4,7 @@ using Leuko.Core.Imaging;
 using Leuko.Core.Segmentation;
 using Leuko.Pipeline.Messaging;
 using Leuko.Pipeline.Storage;
+using Leuko.Pipeline.Webhooks;
 using OpenCvSharp;
 
 namespace Leuko.Pipeline.Stages;
@@ -19,9 +20,10 @@ namespace Leuko.Pipeline.Stages;
 /// the local run's 20 ms per field).</param>
 public sealed class SegmentationStage(
     IBlobStore blobs, IResultStore results, IMessageSender sender, LeukocyteSegmenter segmenter, IReadOnlyList<string> classes,
-    CropFormat cropFormat = CropFormat.Png, TimeProvider? time = null)
+    CropFormat cropFormat = CropFormat.Png, IPipelineEvents? events = null, TimeProvider? time = null)
 {
     private readonly TimeProvider _time = time ?? TimeProvider.System;
+    private readonly IPipelineEvents _events = events ?? NoPipelineEvents.Instance;
 
     /// <param name="uploadName">The blob's name in <c>uploads/</c>.</param>
     /// <param name="traceParent">The W3C trace context of the upload event, when the host has one.</param>
@@ -108,7 +110,7 @@ public sealed class SegmentationStage(
     private async Task<ImageRow> FinishAsync(ImageRow row, CancellationToken cancellationToken)
     {
         await results.UpsertImageAsync(row, cancellationToken);
-        await BatchProgress.RecordAsync(results, row, cancellationToken);
+        await BatchProgress.RecordAsync(results, row, _events, cancellationToken);
         return row;
     }
 }
@@ -139,11 +141,47 @@ public static class Contours
             }).ToArray();
 }
 
-/// <summary>Keeps a batch's member row in step with its image once the image is final.</summary>
+/// <summary>
+/// Once an image is final: its batch's member row follows, the image's event is announced, and when it was the batch's
+/// last pending image, the batch's completion too.
+/// </summary>
 public static class BatchProgress
 {
-    public static Task RecordAsync(IResultStore results, ImageRow row, CancellationToken cancellationToken) =>
-        row.BatchId is null || !row.IsFinal
-            ? Task.CompletedTask
-            : results.UpsertBatchMemberAsync(new BatchMemberRow(row.BatchId, row.ImageId, row.Source, row.Status, row.Error, row.Counts), cancellationToken);
+    public static async Task RecordAsync(IResultStore results, ImageRow row, IPipelineEvents events, CancellationToken cancellationToken)
+    {
+        if (!row.IsFinal)
+        {
+            return;
+        }
+
+        if (row.BatchId is not null)
+        {
+            await results.UpsertBatchMemberAsync(new BatchMemberRow(row.BatchId, row.ImageId, row.Source, row.Status, row.Error, row.Counts), cancellationToken);
+        }
+
+        await events.ImageFinalAsync(row, cancellationToken);
+        if (row.BatchId is not null)
+        {
+            await CheckCompletedAsync(results, row.BatchId, events, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// Announces the batch's completion when it is expanded and none of its images is pending. Two images finishing
+    /// at once may both announce it: the event's id is the same, so subscribers see one event (webhook-id).
+    /// </summary>
+    public static async Task CheckCompletedAsync(IResultStore results, string batchId, IPipelineEvents events, CancellationToken cancellationToken)
+    {
+        var batch = await results.GetBatchAsync(batchId, cancellationToken);
+        if (batch is not { Status: BatchRow.Expanded })
+        {
+            return;
+        }
+
+        var members = await results.GetBatchMembersAsync(batchId, cancellationToken);
+        if (members.All(m => m.Status != BatchMemberRow.Pending))
+        {
+            await events.BatchCompletedAsync(batch, members, cancellationToken);
+        }
+    }
 }

@@ -1,0 +1,110 @@
+using System.Text.Json;
+using Azure;
+using Azure.Data.Tables;
+using Leuko.Pipeline.Webhooks;
+
+namespace Leuko.Azure.Storage;
+
+/// <summary>
+/// Webhook subscriptions and delivery attempts in Table Storage: <c>webhooks</c> (PartitionKey "webhook", RowKey =
+/// subscription id) and <c>webhookdeliveries</c> (PartitionKey = subscription id, RowKey = reversed time, so the
+/// newest attempts come first). Secrets are stored: the sender needs them to sign.
+/// </summary>
+public sealed class TableWebhookStore(TableServiceClient service) : IWebhookStore
+{
+    public const string WebhooksTable = "webhooks";
+    public const string DeliveriesTable = "webhookdeliveries";
+    private const string Partition = "webhook";
+
+    public async Task InitializeAsync(CancellationToken cancellationToken)
+    {
+        await service.CreateTableIfNotExistsAsync(WebhooksTable, cancellationToken);
+        await service.CreateTableIfNotExistsAsync(DeliveriesTable, cancellationToken);
+    }
+
+    public Task UpsertAsync(WebhookSubscription s, CancellationToken cancellationToken) =>
+        service.GetTableClient(WebhooksTable).UpsertEntityAsync(
+            new TableEntity(Partition, s.Id)
+            {
+                ["Url"] = s.Url,
+                ["Types"] = JsonSerializer.Serialize(s.Types),
+                ["BatchId"] = s.BatchId,
+                ["SourcePrefix"] = s.SourcePrefix,
+                ["Secrets"] = JsonSerializer.Serialize(s.Secrets),
+                ["DisabledReason"] = s.DisabledReason,
+                ["Failures"] = s.Failures,
+                ["Created"] = s.Created,
+            },
+            TableUpdateMode.Replace, cancellationToken);
+
+    public async Task<WebhookSubscription?> GetAsync(string id, CancellationToken cancellationToken)
+    {
+        var response = await service.GetTableClient(WebhooksTable).GetEntityIfExistsAsync<TableEntity>(Partition, id, cancellationToken: cancellationToken);
+        return response.HasValue ? From(response.Value!) : null;
+    }
+
+    public async Task<IReadOnlyList<WebhookSubscription>> ListAsync(CancellationToken cancellationToken)
+    {
+        var list = new List<WebhookSubscription>();
+        await foreach (var e in service.GetTableClient(WebhooksTable).QueryAsync<TableEntity>(x => x.PartitionKey == Partition, cancellationToken: cancellationToken))
+        {
+            list.Add(From(e));
+        }
+
+        return list.OrderBy(s => s.Created).ToList();
+    }
+
+    private static WebhookSubscription From(TableEntity e) => new(
+        e.RowKey, e.GetString("Url"), JsonSerializer.Deserialize<List<string>>(e.GetString("Types") ?? "[]")!, e.GetString("BatchId"),
+        e.GetString("SourcePrefix"), JsonSerializer.Deserialize<List<WebhookSecret>>(e.GetString("Secrets") ?? "[]")!, e.GetString("DisabledReason"),
+        e.GetInt32("Failures") ?? 0, e.GetDateTimeOffset("Created") ?? DateTimeOffset.MinValue);
+
+    public async Task<bool> DeleteAsync(string id, CancellationToken cancellationToken)
+    {
+        if (await GetAsync(id, cancellationToken) is null)
+        {
+            return false;
+        }
+
+        try
+        {
+            await service.GetTableClient(WebhooksTable).DeleteEntityAsync(Partition, id, ETag.All, cancellationToken);
+            return true;
+        }
+        catch (RequestFailedException e) when (e.Status == 404)
+        {
+            return false;
+        }
+    }
+
+    public Task AddAttemptAsync(WebhookAttempt a, CancellationToken cancellationToken) =>
+        service.GetTableClient(DeliveriesTable).UpsertEntityAsync(
+            new TableEntity(a.SubscriptionId, $"{DateTimeOffset.MaxValue.UtcTicks - a.At.UtcTicks:D19}-{a.WebhookId}-{a.Attempt}")
+            {
+                ["WebhookId"] = a.WebhookId,
+                ["Type"] = a.Type,
+                ["Attempt"] = a.Attempt,
+                ["StatusCode"] = a.StatusCode,
+                ["Outcome"] = a.Outcome,
+                ["Error"] = a.Error,
+                ["LatencyMs"] = a.LatencyMs,
+                ["At"] = a.At,
+            },
+            TableUpdateMode.Replace, cancellationToken);
+
+    public async Task<IReadOnlyList<WebhookAttempt>> GetAttemptsAsync(string subscriptionId, int max, CancellationToken cancellationToken)
+    {
+        var list = new List<WebhookAttempt>();
+        await foreach (var e in service.GetTableClient(DeliveriesTable).QueryAsync<TableEntity>(x => x.PartitionKey == subscriptionId, maxPerPage: max, cancellationToken: cancellationToken))
+        {
+            list.Add(new WebhookAttempt(subscriptionId, e.GetString("WebhookId"), e.GetString("Type"), e.GetInt32("Attempt") ?? 0, e.GetInt32("StatusCode"),
+                e.GetString("Outcome"), e.GetString("Error"), e.GetDouble("LatencyMs") ?? 0, e.GetDateTimeOffset("At") ?? DateTimeOffset.MinValue));
+            if (list.Count >= max)
+            {
+                break;
+            }
+        }
+
+        return list;
+    }
+}

@@ -1,0 +1,21 @@
+using Leuko.Pipeline.Storage;
+
+namespace Leuko.Pipeline.Webhooks;
+
+/// <summary>What the stages announce: an image became final; a batch has every image final.</summary>
+public interface IPipelineEvents
+{
+    Task ImageFinalAsync(ImageRow image, CancellationToken cancellationToken);
+
+    Task BatchCompletedAsync(BatchRow batch, IReadOnlyList<BatchMemberRow> members, CancellationToken cancellationToken);
+}
+
+/// <summary>No one listens (leuko analyze, tests of the stages alone).</summary>
+public sealed class NoPipelineEvents : IPipelineEvents
+{
+    public static NoPipelineEvents Instance { get; } = new();
+
+    public Task ImageFinalAsync(ImageRow image, CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task BatchCompletedAsync(BatchRow batch, IReadOnlyList<BatchMemberRow> members, CancellationToken cancellationToken) => Task.CompletedTask;
+}

@@ -1,0 +1,64 @@
+namespace Leuko.Pipeline.Webhooks;
+
+/// <summary>The events a subscriber can ask for.</summary>
+public static class WebhookEvents
+{
+    /// <summary>An image is analysed (status <c>completed</c> or <c>no-leukocytes</c>).</summary>
+    public const string ImageCompleted = "image.completed";
+
+    /// <summary>An image failed (not an image, corrupt, or classification failed after its attempts).</summary>
+    public const string ImageFailed = "image.failed";
+
+    /// <summary>Every image of an archive's batch is final.</summary>
+    public const string BatchCompleted = "batch.completed";
+
+    public static readonly IReadOnlyList<string> All = [ImageCompleted, ImageFailed, BatchCompleted];
+}
+
+/// <summary>A signing secret, <c>whsec_BASE64</c>, valid until <paramref name="ExpiresAt"/> (null: current).</summary>
+public sealed record WebhookSecret(string Value, DateTimeOffset? ExpiresAt);
+
+/// <summary>A subscriber (table <c>webhooks</c>).</summary>
+/// <param name="Types">Event types wanted (<see cref="WebhookEvents"/>).</param>
+/// <param name="BatchId">Only events of this batch, when set.</param>
+/// <param name="SourcePrefix">Only events of images whose source starts with this, when set.</param>
+/// <param name="Secrets">The current secret, and during a rotation's grace period the previous one.</param>
+/// <param name="DisabledReason">Why deliveries stopped (410 Gone from the receiver), or null while active.</param>
+/// <param name="Failures">Deliveries that exhausted their retries.</param>
+public sealed record WebhookSubscription(
+    string Id,
+    string Url,
+    IReadOnlyList<string> Types,
+    string? BatchId,
+    string? SourcePrefix,
+    IReadOnlyList<WebhookSecret> Secrets,
+    string? DisabledReason,
+    int Failures,
+    DateTimeOffset Created)
+{
+    public bool Enabled => DisabledReason is null;
+}
+
+/// <summary>One delivery attempt (table <c>webhookdeliveries</c>), for <c>GET /api/webhooks/{id}/deliveries</c>.</summary>
+/// <param name="StatusCode">The receiver's HTTP status, or null when no response came (refused, timeout, network).</param>
+/// <param name="Outcome"><c>delivered</c>, <c>retry</c>, <c>disabled</c> (410), <c>failed</c> (gave up or refused).</param>
+public sealed record WebhookAttempt(
+    string SubscriptionId, string WebhookId, string Type, int Attempt, int? StatusCode, string Outcome, string? Error, double LatencyMs, DateTimeOffset At);
+
+/// <summary>Subscriptions and the record of attempts: Table Storage in the cloud and on Azurite, memory in one process.</summary>
+public interface IWebhookStore
+{
+    Task UpsertAsync(WebhookSubscription subscription, CancellationToken cancellationToken);
+
+    Task<WebhookSubscription?> GetAsync(string id, CancellationToken cancellationToken);
+
+    Task<IReadOnlyList<WebhookSubscription>> ListAsync(CancellationToken cancellationToken);
+
+    /// <summary>False when there was no such subscription.</summary>
+    Task<bool> DeleteAsync(string id, CancellationToken cancellationToken);
+
+    Task AddAttemptAsync(WebhookAttempt attempt, CancellationToken cancellationToken);
+
+    /// <summary>A subscription's attempts, newest first.</summary>
+    Task<IReadOnlyList<WebhookAttempt>> GetAttemptsAsync(string subscriptionId, int max, CancellationToken cancellationToken);
+}

@@ -1,0 +1,83 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Leuko.Pipeline.Messaging;
+using Leuko.Pipeline.Stages;
+using Leuko.Pipeline.Storage;
+
+namespace Leuko.Pipeline.Webhooks;
+
+/// <summary>
+/// One delivery to one subscriber, as queued for the sender stage: the webhook-id (stable across retries, the
+/// receiver's idempotency key), the event type, the JSON body (signed as it is) and the attempt number.
+/// </summary>
+public sealed record WebhookDelivery(string SubscriptionId, string WebhookId, string Type, string Body, int Attempt);
+
+/// <summary>
+/// Turns the pipeline's events into deliveries: for every enabled subscription whose types and filters match, a
+/// message on the delivery queue. The pipeline only enqueues; sending is the sender stage's, so a slow or dead
+/// receiver never slows the pipeline.
+/// </summary>
+/// <param name="apiBase">The public base URL of the HTTP API, for the payload's links (e.g. <c>https://app.example/api</c>).</param>
+public sealed class WebhookPublisher(IWebhookStore store, IMessageSender deliveries, string apiBase, TimeProvider? time = null) : IPipelineEvents
+{
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+
+    public async Task ImageFinalAsync(ImageRow image, CancellationToken cancellationToken)
+    {
+        var type = image.Status == ImageStatus.Failed ? WebhookEvents.ImageFailed : WebhookEvents.ImageCompleted;
+        var data = new
+        {
+            imageId = image.ImageId,
+            source = image.Source,
+            status = image.Status,
+            error = image.Error,
+            batchId = image.BatchId,
+            cells = image.Cells,
+            needsReview = image.NeedsReview,
+            differential = image.Counts,
+            links = new { self = $"{apiBase.TrimEnd('/')}/images/{image.ImageId}", annotated = $"{apiBase.TrimEnd('/')}/images/{image.ImageId}/annotated" },
+        };
+        await PublishAsync(type, $"{image.ImageId}:{image.BlobETag}", data, image.BatchId, image.Source, cancellationToken);
+    }
+
+    public async Task BatchCompletedAsync(BatchRow batch, IReadOnlyList<BatchMemberRow> members, CancellationToken cancellationToken)
+    {
+        var counts = members.SelectMany(m => m.Counts).GroupBy(c => c.Key).ToDictionary(g => g.Key, g => g.Sum(c => c.Value));
+        var data = new
+        {
+            batchId = batch.BatchId,
+            archive = batch.Archive,
+            images = members.Count,
+            completed = members.Count(m => m.Status == ImageStatus.Completed),
+            noLeukocytes = members.Count(m => m.Status == ImageStatus.NoLeukocytes),
+            failed = members.Count(m => m.Status == ImageStatus.Failed),
+            skipped = batch.Skipped.Count,
+            differential = counts,
+            links = new { self = $"{apiBase.TrimEnd('/')}/batches/{batch.BatchId}" },
+        };
+        await PublishAsync(WebhookEvents.BatchCompleted, $"{batch.BatchId}:{batch.Updated.UtcTicks}", data, batch.BatchId, batch.Archive, cancellationToken);
+    }
+
+    private async Task PublishAsync(string type, string subject, object data, string? batchId, string source, CancellationToken cancellationToken)
+    {
+        string? body = null;
+        foreach (var subscription in await store.ListAsync(cancellationToken))
+        {
+            if (!subscription.Enabled || !subscription.Types.Contains(type) ||
+                (subscription.BatchId is not null && subscription.BatchId != batchId) ||
+                (subscription.SourcePrefix is not null && !source.StartsWith(subscription.SourcePrefix, StringComparison.Ordinal)))
+            {
+                continue;
+            }
+
+            // The Standard Webhooks body: type, timestamp, data (thin: ids, status, counts, links; never image bytes).
+            body ??= JsonSerializer.Serialize(new { type, timestamp = _time.GetUtcNow(), data }, PipelineJson.Options);
+            var webhookId = "msg_" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{subscription.Id}|{type}|{subject}")))[..32];
+            var delivery = new WebhookDelivery(subscription.Id, webhookId, type, body, 1);
+            await deliveries.SendAsync(
+                new OutgoingMessage($"{webhookId}-1", JsonSerializer.SerializeToUtf8Bytes(delivery, PipelineJson.Options), new Dictionary<string, string>()),
+                cancellationToken);
+        }
+    }
+}

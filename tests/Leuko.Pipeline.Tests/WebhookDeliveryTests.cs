@@ -1,0 +1,252 @@
+using System.Text.Json.Nodes;
+using Leuko.Pipeline.Messaging;
+using Leuko.Pipeline.Storage;
+using Leuko.Pipeline.Webhooks;
+using Leuko.Tests;
+
+namespace Leuko.Pipeline.Tests;
+
+/// <summary>Webhook subscriptions, publishing and the sender stage, delivering to a real HTTP receiver on 127.0.0.1.</summary>
+public sealed class WebhookDeliveryTests
+{
+    private static readonly WebhookOptions Fast = WebhookOptions.Default with
+    {
+        AllowLoopback = true,
+        RetrySchedule = [TimeSpan.FromMilliseconds(50), TimeSpan.FromMilliseconds(50), TimeSpan.FromMilliseconds(50)],
+        Timeout = TimeSpan.FromSeconds(5),
+    };
+
+    /// <summary>Subscriptions, a publisher and a sender on one in-memory delivery queue.</summary>
+    private sealed class Rig(WebhookOptions options)
+    {
+        public InMemoryWebhookStore Store { get; } = new();
+
+        public InMemoryTransport Queue { get; } = new(2);
+
+        public WebhookService Service => new(Store, options);
+
+        public WebhookPublisher Publisher => new(Store, Queue, "http://127.0.0.1:7071/api");
+
+        /// <summary>Runs the sender on the queue until <paramref name="done"/> holds (or 20 s pass).</summary>
+        public async Task DeliverUntilAsync(Func<bool> done)
+        {
+            var sender = new WebhookSender(Store, Queue, WebhookSender.CreateHttpClient(options), options);
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+            var run = Queue.RunAsync(sender.HandleAsync, cts.Token);
+            while (!done() && !cts.IsCancellationRequested)
+            {
+                await Task.Delay(20);
+            }
+
+            await Task.Delay(200); // let a wrong extra delivery show itself
+            await cts.CancelAsync();
+            try
+            {
+                await run;
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+    }
+
+    private static ImageRow Completed(string id) => new(
+        id, $"uploads/{id}.jpg", $"{id}.jpg", null, ImageStatus.Completed, null, 640, 480, 2, 1,
+        new Dictionary<string, int> { ["EOSINOPHIL"] = 0, ["LYMPHOCYTE"] = 1, ["MONOCYTE"] = 0, ["NEUTROPHIL"] = 1 },
+        "v1", 10, 3, null, "\"etag\"", DateTimeOffset.UtcNow);
+
+    [Fact]
+    public async Task ADeliveryIsSignedPerTheStandardAndCarriesAThinPayload()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var rig = new Rig(Fast);
+        var created = await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, [WebhookEvents.ImageCompleted], null, null), CancellationToken.None);
+        Assert.StartsWith("whsec_", created.Secret);
+
+        await rig.Publisher.ImageFinalAsync(Completed("img1"), CancellationToken.None);
+        await rig.DeliverUntilAsync(() => receiver.Requests.Count >= 1);
+
+        var request = Assert.Single(receiver.Requests);
+        Assert.StartsWith("msg_", request.Id);
+        Assert.True(WebhookReceiver.SignedWith(request, created.Secret));
+        Assert.InRange(long.Parse(request.Timestamp), DateTimeOffset.UtcNow.AddMinutes(-1).ToUnixTimeSeconds(), DateTimeOffset.UtcNow.ToUnixTimeSeconds());
+        Assert.True(WebhookSigner.Verify(created.Secret, request.Id, long.Parse(request.Timestamp), request.Body, request.Signature, DateTimeOffset.UtcNow, TimeSpan.FromMinutes(5)));
+        var body = JsonNode.Parse(request.Body)!;
+        Assert.Equal(["type", "timestamp", "data"], body.AsObject().Select(p => p.Key));
+        Assert.Equal(WebhookEvents.ImageCompleted, body["type"]!.GetValue<string>());
+        Assert.Equal("img1", body["data"]!["imageId"]!.GetValue<string>());
+        Assert.Equal(1, body["data"]!["differential"]!["NEUTROPHIL"]!.GetValue<int>());
+        Assert.Equal("http://127.0.0.1:7071/api/images/img1", body["data"]!["links"]!["self"]!.GetValue<string>());
+
+        // A tampered body or another secret does not verify.
+        Assert.False(WebhookReceiver.SignedWith(request with { Body = request.Body.Replace("img1", "img2") }, created.Secret));
+        Assert.False(WebhookReceiver.SignedWith(request, WebhookSigner.NewSecret()));
+    }
+
+    [Fact]
+    public async Task AReceiverThatFailsTwiceGetsOneSuccessfulDeliveryOnTheThirdAttempt()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync(n => n switch { 1 => (500, null), 2 => (503, null), _ => (200, null) });
+        var rig = new Rig(Fast);
+        var created = await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), CancellationToken.None);
+
+        await rig.Publisher.ImageFinalAsync(Completed("img1"), CancellationToken.None);
+        await rig.DeliverUntilAsync(() => receiver.Requests.Any(r => r.AnsweredWith == 200));
+
+        Assert.Equal([500, 503, 200], receiver.Requests.Select(r => r.AnsweredWith));
+        Assert.Single(receiver.Requests.Select(r => r.Id).Distinct()); // the same webhook-id on every attempt
+        Assert.All(receiver.Requests, r => Assert.True(WebhookReceiver.SignedWith(r, created.Secret)));
+        var attempts = await rig.Service.DeliveriesAsync(created.Subscription.Id, 10, CancellationToken.None);
+        Assert.Equal([(1, "retry", 500), (2, "retry", 503), (3, "delivered", 200)],
+            attempts!.Reverse().Select(a => (a.Attempt, a.Outcome, a.StatusCode ?? 0)));
+        Assert.Equal(0, (await rig.Store.GetAsync(created.Subscription.Id, CancellationToken.None))!.Failures);
+    }
+
+    [Fact]
+    public async Task RetryAfterIsHonoured()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync(n => n == 1 ? (429, "1") : (200, null));
+        var rig = new Rig(Fast);
+        await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), CancellationToken.None);
+        await rig.Publisher.ImageFinalAsync(Completed("img1"), CancellationToken.None);
+        await rig.DeliverUntilAsync(() => receiver.Requests.Count >= 2);
+        var times = receiver.Requests.Select(r => r.At).ToList();
+        Assert.True(times[1] - times[0] >= TimeSpan.FromSeconds(0.9), $"second attempt after {(times[1] - times[0]).TotalSeconds:0.00} s");
+    }
+
+    [Fact]
+    public async Task AnExhaustedScheduleDeadLettersAndCountsAFailure()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync(_ => (502, null));
+        var rig = new Rig(Fast);
+        var created = await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), CancellationToken.None);
+        await rig.Publisher.ImageFinalAsync(Completed("img1"), CancellationToken.None);
+        await rig.DeliverUntilAsync(() => rig.Queue.DeadLetters.Count >= 1);
+
+        Assert.Equal(4, receiver.Requests.Count); // the first attempt and three retries
+        Assert.Equal(1, (await rig.Service.ListAsync(CancellationToken.None)).Single().Failures);
+        Assert.Single(rig.Queue.DeadLetters);
+        Assert.Contains("gave up after 4 attempts", (await rig.Service.DeliveriesAsync(created.Subscription.Id, 1, CancellationToken.None))![0].Error);
+    }
+
+    [Fact]
+    public async Task GoneDisablesTheSubscription()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync(_ => (410, null));
+        var rig = new Rig(Fast);
+        var created = await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), CancellationToken.None);
+        await rig.Publisher.ImageFinalAsync(Completed("img1"), CancellationToken.None);
+        await rig.DeliverUntilAsync(() => receiver.Requests.Count >= 1);
+
+        var view = (await rig.Service.ListAsync(CancellationToken.None)).Single();
+        Assert.False(view.Enabled);
+        Assert.Contains("410", view.DisabledReason);
+
+        // Nothing more is queued for a disabled subscription.
+        await rig.Publisher.ImageFinalAsync(Completed("img2"), CancellationToken.None);
+        Assert.Equal(0, rig.Queue.Pending);
+        Assert.Single(receiver.Requests);
+        Assert.Equal("disabled", (await rig.Service.DeliveriesAsync(created.Subscription.Id, 5, CancellationToken.None))![0].Outcome);
+    }
+
+    [Theory]
+    [InlineData("http://10.0.0.7/hook")]
+    [InlineData("https://10.0.0.7/hook")]
+    [InlineData("https://192.168.1.20/hook")]
+    [InlineData("https://172.16.0.1/hook")]
+    [InlineData("https://169.254.169.254/metadata/instance")]
+    [InlineData("https://[fd00:ec2::254]/hook")]
+    [InlineData("https://127.0.0.1/hook")]
+    [InlineData("https://localhost/hook")]
+    [InlineData("http://example.org/hook")]
+    [InlineData("ftp://example.org/hook")]
+    [InlineData("not a url")]
+    public async Task UnsafeTargetsAreRefusedWhenSubscribing(string url)
+    {
+        var service = new WebhookService(new InMemoryWebhookStore(), WebhookOptions.Default);
+        var e = await Assert.ThrowsAsync<WebhookRequestException>(() => service.CreateAsync(new WebhookRequest(url, null, null, null), CancellationToken.None));
+        Assert.StartsWith("url refused", e.Message);
+    }
+
+    [Fact]
+    public async Task TargetsAreCheckedAgainWhenSending()
+    {
+        // A subscription whose target became unsafe (stored before, or its name now resolves inward) is refused at send time.
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var rig = new Rig(Fast with { AllowLoopback = false });
+        await rig.Store.UpsertAsync(new WebhookSubscription("wh_1", receiver.Url, WebhookEvents.All, null, null,
+            [new WebhookSecret(WebhookSigner.NewSecret(), null)], null, 0, DateTimeOffset.UtcNow), CancellationToken.None);
+        await rig.Publisher.ImageFinalAsync(Completed("img1"), CancellationToken.None);
+        await rig.DeliverUntilAsync(() => rig.Queue.DeadLetters.Count >= 1);
+
+        Assert.Empty(receiver.Requests);
+        var attempt = Assert.Single((await rig.Store.GetAttemptsAsync("wh_1", 10, CancellationToken.None)));
+        Assert.Equal("failed", attempt.Outcome);
+        Assert.Contains("refused", attempt.Error);
+    }
+
+    [Fact]
+    public async Task DuringARotationBothSecretsSign()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var rig = new Rig(Fast);
+        var created = await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), CancellationToken.None);
+        var rotated = await rig.Service.RotateSecretAsync(created.Subscription.Id, CancellationToken.None);
+        Assert.NotNull(rotated);
+        Assert.NotEqual(created.Secret, rotated.Secret);
+
+        await rig.Publisher.ImageFinalAsync(Completed("img1"), CancellationToken.None);
+        await rig.DeliverUntilAsync(() => receiver.Requests.Count >= 1);
+
+        var request = Assert.Single(receiver.Requests);
+        Assert.Equal(2, request.Signature.Split(' ').Length);
+        Assert.True(WebhookReceiver.SignedWith(request, created.Secret));
+        Assert.True(WebhookReceiver.SignedWith(request, rotated.Secret));
+    }
+
+    [Fact]
+    public async Task AfterTheGracePeriodOnlyTheNewSecretSigns()
+    {
+        var time = new ManualTime(DateTimeOffset.UtcNow);
+        var store = new InMemoryWebhookStore();
+        var options = Fast with { RotationGrace = TimeSpan.FromHours(1) };
+        var service = new WebhookService(store, options, time);
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var created = await service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), CancellationToken.None);
+        var rotated = (await service.RotateSecretAsync(created.Subscription.Id, CancellationToken.None))!;
+        time.Now += TimeSpan.FromHours(2);
+
+        var queue = new InMemoryTransport();
+        await new WebhookPublisher(store, queue, "http://x/api", time).ImageFinalAsync(Completed("img1"), CancellationToken.None);
+        queue.Complete();
+        var sender = new WebhookSender(store, queue, WebhookSender.CreateHttpClient(options), options, time);
+        await queue.RunAsync(sender.HandleAsync, CancellationToken.None);
+
+        var request = Assert.Single(receiver.Requests);
+        Assert.Single(request.Signature.Split(' '));
+        Assert.True(WebhookReceiver.SignedWith(request, rotated.Secret));
+        Assert.False(WebhookReceiver.SignedWith(request, created.Secret));
+    }
+
+    [Fact]
+    public async Task FiltersAndTypesChooseTheSubscribers()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var rig = new Rig(Fast);
+        await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, [WebhookEvents.ImageFailed], null, null), CancellationToken.None);
+        await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, [WebhookEvents.ImageCompleted], "batch-7", null), CancellationToken.None);
+        await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, [WebhookEvents.ImageCompleted], null, "uploads/ward-3/"), CancellationToken.None);
+        await rig.Publisher.ImageFinalAsync(Completed("img1"), CancellationToken.None); // completed, no batch, uploads/img1.jpg
+        Assert.Equal(0, rig.Queue.Pending);
+        await rig.Publisher.ImageFinalAsync(Completed("img2") with { Source = "uploads/ward-3/img2.jpg" }, CancellationToken.None);
+        Assert.Equal(1, rig.Queue.Pending);
+        await Assert.ThrowsAsync<WebhookRequestException>(() => rig.Service.CreateAsync(new WebhookRequest(receiver.Url, ["image.done"], null, null), CancellationToken.None));
+    }
+
+    private sealed class ManualTime(DateTimeOffset now) : TimeProvider
+    {
+        public DateTimeOffset Now { get; set; } = now;
+
+        public override DateTimeOffset GetUtcNow() => Now;
+    }
+}
