@@ -8,24 +8,43 @@ public static class Transports
     public const string Memory = "memory";
 }
 
+/// <summary>A setting the deployed function app needs: infra/ must set it (a test checks).</summary>
+[AttributeUsage(AttributeTargets.Property)]
+public sealed class DeployedSettingAttribute : Attribute;
+
 /// <summary>
 /// Configuration of the pipeline, section <c>Leuko</c> (environment: <c>Leuko__Storage</c>, ...). The README lists
-/// every key.
+/// every key. In Azure no connection string or key is configured: the storage account and the Service Bus namespace
+/// are reached with the user-assigned managed identity (<see cref="StorageAccountName"/>, <see cref="ServiceBusNamespace"/>,
+/// <see cref="ManagedIdentityClientId"/>), as the Functions host reaches <c>AzureWebJobsStorage__accountName</c>.
 /// </summary>
 public sealed class PipelineOptions
 {
     public const string Section = "Leuko";
 
-    /// <summary>Storage account connection string (blobs, tables, and the storage-queue transport). Falls back to AzureWebJobsStorage.</summary>
+    /// <summary>Storage account connection string (blobs, tables, and the storage-queue transport), for Azurite and development. Falls back to AzureWebJobsStorage.</summary>
     public string? Storage { get; set; }
 
+    /// <summary>Storage account name, reached with the managed identity. Falls back to AzureWebJobsStorage__accountName.</summary>
+    public string? StorageAccountName { get; set; }
+
     /// <summary><c>service-bus</c>, <c>storage-queue</c> or <c>memory</c>.</summary>
+    [DeployedSetting]
     public string Transport { get; set; } = Transports.ServiceBus;
 
-    /// <summary>Service Bus connection string (for <c>service-bus</c>).</summary>
+    /// <summary>Service Bus connection string (for <c>service-bus</c>), for development.</summary>
     public string? ServiceBus { get; set; }
 
+    /// <summary>Service Bus namespace host name (<c>NAME.servicebus.windows.net</c>), reached with the managed identity.</summary>
+    [DeployedSetting]
+    public string? ServiceBusNamespace { get; set; }
+
+    /// <summary>Client id of the user-assigned managed identity. Falls back to AzureWebJobsStorage__clientId.</summary>
+    [DeployedSetting]
+    public string? ManagedIdentityClientId { get; set; }
+
     /// <summary>The classification queue (Service Bus queue or Storage queue).</summary>
+    [DeployedSetting]
     public string Queue { get; set; } = "classify";
 
     /// <summary>Deliveries of a classification message before it is dead-lettered and its image failed.</summary>
@@ -38,6 +57,7 @@ public sealed class PipelineOptions
     public TimeSpan QueueVisibilityTimeout { get; set; } = TimeSpan.FromMinutes(1);
 
     /// <summary>The webhook delivery queue (same transport as the classification queue).</summary>
+    [DeployedSetting]
     public string WebhookQueue { get; set; } = "webhooks";
 
     /// <summary>Development only: webhook subscribers on this machine (http://127.0.0.1) are allowed.</summary>
@@ -47,6 +67,7 @@ public sealed class PipelineOptions
     public double[]? WebhookRetrySeconds { get; set; }
 
     /// <summary>The public base URL of the HTTP API, for links in webhook payloads. Default: https://WEBSITE_HOSTNAME/api, else http://127.0.0.1:7071/api.</summary>
+    [DeployedSetting]
     public string? PublicApiUrl { get; set; }
 
     /// <summary>The ONNX model (its card beside it). Default: the bundled model.</summary>

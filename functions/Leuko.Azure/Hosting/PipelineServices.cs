@@ -1,6 +1,5 @@
 using Azure.Data.Tables;
 using Azure.Storage.Blobs;
-using Azure.Storage.Queues;
 using Leuko.Azure.Messaging;
 using Leuko.Azure.Storage;
 using Leuko.Core.Classification;
@@ -24,20 +23,19 @@ public static class PipelineServices
         var options = new PipelineOptions();
         configuration.GetSection(PipelineOptions.Section).Bind(options);
         options.Storage ??= configuration["AzureWebJobsStorage"];
+        options.StorageAccountName ??= configuration["AzureWebJobsStorage:accountName"];
+        options.ManagedIdentityClientId ??= configuration["AzureWebJobsStorage:clientId"];
         options.PublicApiUrl ??= configuration["WEBSITE_HOSTNAME"] is { Length: > 0 } host ? $"https://{host}/api" : null;
         return services.AddLeukoPipeline(options, runConsumer);
     }
 
     public static IServiceCollection AddLeukoPipeline(this IServiceCollection services, PipelineOptions options, bool runConsumer = true)
     {
-        if (string.IsNullOrWhiteSpace(options.Storage))
-        {
-            throw new InvalidOperationException("Leuko:Storage (or AzureWebJobsStorage) must hold a storage connection string");
-        }
-
         services.AddSingleton(options);
-        services.AddSingleton(new BlobServiceClient(options.Storage));
-        services.AddSingleton(new TableServiceClient(options.Storage));
+        var clients = AzureClients.From(options);
+        services.AddSingleton(clients);
+        services.AddSingleton(clients.Blobs);
+        services.AddSingleton(clients.Tables);
         services.AddSingleton<AzureBlobStore>();
         services.AddSingleton<IBlobStore>(sp => sp.GetRequiredService<AzureBlobStore>());
         services.AddSingleton<TableResultStore>();
@@ -90,12 +88,12 @@ public static class PipelineServices
         return options.Transport switch
         {
             Transports.StorageQueue => new StorageQueueTransport(
-                new QueueServiceClient(options.Storage), queue,
+                sp.GetRequiredService<AzureClients>().Queues, queue,
                 StorageQueueOptions.Default with { VisibilityTimeout = options.QueueVisibilityTimeout, MaxConcurrentCalls = options.MaxConcurrentCalls },
                 e => log.LogWarning(e, "storage queue")),
-            Transports.ServiceBus => ServiceBusTransport.FromConnectionString(
-                options.ServiceBus ?? throw new InvalidOperationException("Leuko:ServiceBus must hold the Service Bus connection string for the service-bus transport"),
-                queue, new ServiceBusTransportOptions { MaxConcurrentCalls = options.MaxConcurrentCalls }, e => log.LogWarning(e, "service bus")),
+            Transports.ServiceBus => new ServiceBusTransport(
+                sp.GetRequiredService<AzureClients>().ServiceBus(options), queue,
+                new ServiceBusTransportOptions { MaxConcurrentCalls = options.MaxConcurrentCalls }, e => log.LogWarning(e, "service bus")),
             Transports.Memory => new InMemoryTransport(options.MaxConcurrentCalls),
             _ => throw new InvalidOperationException(
                 $"Leuko:Transport '{options.Transport}' is not one of {Transports.ServiceBus}, {Transports.StorageQueue}, {Transports.Memory}"),

@@ -1,0 +1,23 @@
+// The storage account's Event Grid system topic. Its subscriptions (BlobCreated in uploads/ and archives/ to the
+// Functions host's blob extension webhook) are created by infra/hooks/postdeploy.sh: Event Grid validates the
+// endpoint when a subscription is created, which needs the deployed app.
+param name string
+param location string
+param tags object
+param storageName string
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageName
+}
+
+resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
+  name: name
+  location: location
+  tags: tags
+  properties: {
+    source: storage.id
+    topicType: 'Microsoft.Storage.StorageAccounts'
+  }
+}
+
+output systemTopicName string = topic.name
