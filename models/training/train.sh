@@ -3,13 +3,13 @@
 #   models/training/train.sh
 # 1. cuts the training crops with the C# segmenter (`leuko segment --dataset`), so training sees the served pixels;
 # 2. trains and exports with models/training/train.py (CPU: Debian's PyTorch 1.13; GPU: PyTorch 2.x, used when present).
-# Settings by environment: DATA (../shared/data), SIZE (64), EPOCHS (30), WORK (out/training), PYTHON (/usr/bin/python3),
+# Settings by environment: DATA (../shared/data), SIZE (64), EPOCHS (40), WORK (out/training), PYTHON (/usr/bin/python3),
 # OUT (models). Cost: see models/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${DATA:-../shared/data}
 SIZE=${SIZE:-64}
-EPOCHS=${EPOCHS:-30}
+EPOCHS=${EPOCHS:-40}
 WORK=${WORK:-out/training}
 PYTHON=${PYTHON:-/usr/bin/python3}
 OUT=${OUT:-models}
