@@ -184,6 +184,22 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
         return members;
     }
 
+    public async Task<bool> HasPendingMembersAsync(string batchId, CancellationToken cancellationToken)
+    {
+        var filter = TableClient.CreateQueryFilter($"PartitionKey eq {batchId} and Status eq {BatchMemberRow.Pending}");
+        await foreach (var page in Table(BatchImagesTable)
+                           .QueryAsync<TableEntity>(filter, maxPerPage: 1, select: ["RowKey"], cancellationToken: cancellationToken)
+                           .AsPages(pageSizeHint: 1))
+        {
+            if (page.Values.Count > 0)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     public async Task<bool> HasReceiptAsync(string container, string blobName, string etag, CancellationToken cancellationToken)
     {
         var existing = await Table(ReceiptsTable).GetEntityIfExistsAsync<TableEntity>(container, ReceiptKey(blobName), cancellationToken: cancellationToken);

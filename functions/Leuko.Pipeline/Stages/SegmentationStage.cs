@@ -178,10 +178,9 @@ public static class BatchProgress
             return;
         }
 
-        var members = await results.GetBatchMembersAsync(batchId, cancellationToken);
-        if (members.All(m => m.Status != BatchMemberRow.Pending))
+        if (!await results.HasPendingMembersAsync(batchId, cancellationToken))
         {
-            await events.BatchCompletedAsync(batch, members, cancellationToken);
+            await events.BatchCompletedAsync(batch, await results.GetBatchMembersAsync(batchId, cancellationToken), cancellationToken);
         }
     }
 }

@@ -100,6 +100,9 @@ public interface IResultStore
 
     Task<IReadOnlyList<BatchMemberRow>> GetBatchMembersAsync(string batchId, CancellationToken cancellationToken);
 
+    /// <summary>Whether any image of the batch is still pending (asked after every image: it must not read the whole batch).</summary>
+    Task<bool> HasPendingMembersAsync(string batchId, CancellationToken cancellationToken);
+
     /// <summary>Whether this exact version (name and ETag) of a blob was handled (the local host's scan receipts).</summary>
     Task<bool> HasReceiptAsync(string container, string blobName, string etag, CancellationToken cancellationToken);
 

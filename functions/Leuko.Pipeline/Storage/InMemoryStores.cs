@@ -51,7 +51,7 @@ public sealed class InMemoryBlobStore : IBlobStore
 public sealed class InMemoryResultStore : IResultStore
 {
     private readonly ConcurrentDictionary<string, ImageRow> _images = new();
-    private readonly ConcurrentDictionary<(string ImageId, int Index), CellRow> _cells = new();
+    private readonly ConcurrentDictionary<string, ConcurrentDictionary<int, CellRow>> _cells = new();
     private readonly ConcurrentDictionary<string, BatchRow> _batches = new();
     private readonly ConcurrentDictionary<(string BatchId, string ImageId), BatchMemberRow> _members = new();
     private readonly ConcurrentDictionary<(string, string), string> _receipts = new();
@@ -69,16 +69,17 @@ public sealed class InMemoryResultStore : IResultStore
 
     public Task UpsertCellsAsync(string imageId, IReadOnlyList<CellRow> cells, CancellationToken cancellationToken)
     {
+        var rows = _cells.GetOrAdd(imageId, _ => new ConcurrentDictionary<int, CellRow>());
         foreach (var cell in cells)
         {
-            _cells[(imageId, cell.Index)] = cell;
+            rows[cell.Index] = cell;
         }
 
         return Task.CompletedTask;
     }
 
     public Task<IReadOnlyList<CellRow>> GetCellsAsync(string imageId, CancellationToken cancellationToken) =>
-        Task.FromResult<IReadOnlyList<CellRow>>(_cells.Where(c => c.Key.ImageId == imageId).OrderBy(c => c.Key.Index).Select(c => c.Value).ToList());
+        Task.FromResult<IReadOnlyList<CellRow>>(_cells.TryGetValue(imageId, out var rows) ? rows.Values.OrderBy(c => c.Index).ToList() : []);
 
     public Task UpsertBatchAsync(BatchRow batch, CancellationToken cancellationToken)
     {
@@ -97,6 +98,9 @@ public sealed class InMemoryResultStore : IResultStore
 
     public Task<IReadOnlyList<BatchMemberRow>> GetBatchMembersAsync(string batchId, CancellationToken cancellationToken) =>
         Task.FromResult<IReadOnlyList<BatchMemberRow>>(_members.Where(m => m.Key.BatchId == batchId).OrderBy(m => m.Key.ImageId, StringComparer.Ordinal).Select(m => m.Value).ToList());
+
+    public Task<bool> HasPendingMembersAsync(string batchId, CancellationToken cancellationToken) =>
+        Task.FromResult(_members.Any(m => m.Key.BatchId == batchId && m.Value.Status == BatchMemberRow.Pending));
 
     public Task<bool> HasReceiptAsync(string container, string blobName, string etag, CancellationToken cancellationToken) =>
         Task.FromResult(_receipts.TryGetValue((container, blobName), out var existing) && existing == etag);
