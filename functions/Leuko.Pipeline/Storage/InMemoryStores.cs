@@ -56,8 +56,6 @@ public sealed class InMemoryResultStore : IResultStore
     private readonly ConcurrentDictionary<(string BatchId, string ImageId), BatchMemberRow> _members = new();
     private readonly ConcurrentDictionary<(string, string), string> _receipts = new();
 
-    public IReadOnlyCollection<ImageRow> Images => _images.Values.ToList();
-
     public Task UpsertImageAsync(ImageRow image, CancellationToken cancellationToken)
     {
         _images[image.ImageId] = image;
