@@ -14,11 +14,15 @@ public static class Annotator
         ["LYMPHOCYTE"] = "#2E86DE",
         ["MONOCYTE"] = "#8E44AD",
         ["NEUTROPHIL"] = "#27AE60",
+        ["BASOPHIL"] = "#1B2631",
+        ["IMMATURE_GRANULOCYTE"] = "#D35400",
+        ["ERYTHROBLAST"] = "#C0392B",
+        ["PLATELET"] = "#7F8C8D",
     };
 
     private static readonly string[] Fallback = ["#16A085", "#D35400", "#7F8C8D", "#C0392B", "#2C3E50"];
 
-    /// <summary>The colour of a class as #RRGGBB: fixed for the four leukocyte classes, from a palette for others.</summary>
+    /// <summary>The colour of a class as #RRGGBB: fixed for the five leukocyte classes and the other-cell kinds, from a palette for classes of other models.</summary>
     public static string ColourOf(string label, IReadOnlyList<string> classes)
     {
         if (Known.TryGetValue(label, out var colour))

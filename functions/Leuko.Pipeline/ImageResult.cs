@@ -18,7 +18,9 @@ public static class ImageStatus
 /// <param name="Status">One of <see cref="ImageStatus"/>.</param>
 /// <param name="Error">Why the image failed; null otherwise.</param>
 /// <param name="Cells">The leukocytes, largest first (empty unless completed).</param>
-/// <param name="Differential">Count and percentage per class over <paramref name="Cells"/> (every class of the model listed).</param>
+/// <param name="Differential">Count and percentage per class of the differential over <paramref name="Cells"/> (every class of it listed; other cells left out).</param>
+/// <param name="OtherCells">Cells reported apart from the differential, per kind (immature granulocytes, erythroblasts, platelets).</param>
+/// <param name="Scale">The physical scale the image was analysed at and how it was obtained; null when it was not decoded.</param>
 public sealed record ImageResult(
     string Source,
     string Status,
@@ -26,10 +28,12 @@ public sealed record ImageResult(
     int? Width,
     int? Height,
     IReadOnlyList<CellResult> Cells,
-    IReadOnlyDictionary<string, ClassCount> Differential)
+    IReadOnlyDictionary<string, ClassCount> Differential,
+    IReadOnlyDictionary<string, int> OtherCells,
+    ScaleRecord? Scale)
 {
-    public static ImageResult Failure(string source, string error, IReadOnlyList<string> classes) =>
-        new(source, ImageStatus.Failed, error, null, null, [], Leuko.Pipeline.Differential.Count([], classes));
+    public static ImageResult Failure(string source, string error, CellClasses classes) =>
+        new(source, ImageStatus.Failed, error, null, null, [], classes.Count([]), classes.CountOthers([]), null);
 }
 
 /// <summary>One classified leukocyte.</summary>
@@ -40,6 +44,7 @@ public sealed record ImageResult(
 /// <param name="Probabilities">Calibrated probability of every class, in the model's class order.</param>
 /// <param name="NeedsReview">True when the confidence is below the model card's review threshold: a person should look.</param>
 /// <param name="Area">Pixels in the cell region.</param>
+/// <param name="ReviewReason">Why a person should look (<c>other-cell</c>, <c>low-confidence</c>, <c>atypical</c>); null when accepted.</param>
 public sealed record CellResult(
     int Index,
     Box Box,
@@ -47,7 +52,8 @@ public sealed record CellResult(
     double Confidence,
     IReadOnlyDictionary<string, double> Probabilities,
     bool NeedsReview,
-    int Area);
+    int Area,
+    string? ReviewReason = null);
 
 /// <summary>An axis-aligned box in image pixels.</summary>
 public sealed record Box(int X, int Y, int Width, int Height);

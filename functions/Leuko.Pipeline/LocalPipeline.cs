@@ -28,16 +28,17 @@ public sealed class LocalPipeline : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _consumer;
 
-    public LocalPipeline(LeukocyteSegmenter segmenter, LeukocyteClassifier classifier, int parallel)
+    /// <param name="scale">The scale of every image (<c>--microns-per-pixel</c>); null: each image's own estimate.</param>
+    public LocalPipeline(LeukocyteSegmenter segmenter, LeukocyteClassifier classifier, int parallel, Leuko.Core.Scale.ImageScale? scale = null)
     {
-        Classes = classifier.Card.Classes;
+        Classes = CellClasses.Of(classifier.Card);
         _transport = new InMemoryTransport(parallel);
-        _segmentation = new SegmentationStage(_blobs, _results, _transport, segmenter, Classes, CropFormat.Bmp);
+        _segmentation = new SegmentationStage(_blobs, _results, _transport, segmenter, Classes.All, CropFormat.Bmp, scale: scale);
         _classification = new ClassificationStage(_blobs, _results, classifier, maxAttempts: 1); // in one process, a retry would fail the same way
         _consumer = _transport.RunAsync(HandleAsync, _stop.Token);
     }
 
-    public IReadOnlyList<string> Classes { get; }
+    public CellClasses Classes { get; }
 
     private async Task<MessageResult> HandleAsync(ReceivedMessage message, CancellationToken cancellationToken)
     {
@@ -73,8 +74,8 @@ public sealed class LocalPipeline : IAsyncDisposable
             var cells = row.Status == ImageStatus.Completed ? await _results.GetCellsAsync(imageId, cancellationToken) : [];
             var result = new ImageResult(
                 row.Source, row.Status, row.Error, row.Width, row.Height,
-                cells.Select(c => new CellResult(c.Index, c.Box, c.Class, c.Confidence, c.Probabilities, c.NeedsReview, c.Area)).ToList(),
-                Differential.Count(cells.Select(c => c.Class), Classes));
+                cells.Select(c => c.ToResult()).ToList(),
+                Classes.Count(cells.Select(c => c.Class)), Classes.CountOthers(cells.Select(c => c.Class)), row.Scale);
             return new LocalImage(result, cells.Select(c => Contours.Parse(c.Contour)).ToList(), row.SegmentMs ?? 0, row.ClassifyMs ?? 0);
         }
         finally

@@ -8,11 +8,11 @@ convolutions are not followed by their own normalisation: here they are the firs
 convolutions (a 3x1 followed directly by a 1x3, normalised and activated once), which widen the receptive field
 of the deeper blocks at two-thirds of the cost of a full 3x3.
 
-    block 1 (32 filters):  [conv3x3-BN-ReLU] x2                      -> maxpool 2 -> dropout
-    block 2 (64 filters):  [conv3x3-BN-ReLU] x2                      -> maxpool 2 -> dropout
-    block 3 (128 filters): conv3x3-BN-ReLU, conv3x1-conv1x3-BN-ReLU  -> maxpool 2 -> dropout
-    block 4 (256 filters): [conv3x1-conv1x3-BN-ReLU] x2              -> global average pool -> dropout
-    head: linear 256 -> 4
+    block 1 (F1 filters): [conv3x3-BN-ReLU] x2                      -> maxpool 2 -> dropout
+    block 2 (F2 filters): [conv3x3-BN-ReLU] x2                      -> maxpool 2 -> dropout
+    block 3 (F3 filters): conv3x3-BN-ReLU, conv3x1-conv1x3-BN-ReLU  -> maxpool 2 -> dropout
+    block 4 (F4 filters): [conv3x1-conv1x3-BN-ReLU] x2              -> global average pool -> dropout
+    head: linear F4 -> classes
 """
 import torch
 from torch import nn
@@ -32,11 +32,14 @@ def factorised_bn_relu(cin, cout):
 
 
 class LeukocyteCnn(nn.Module):
-    FILTERS = (32, 64, 128, 256)
+    # Filters per block. The paper does not give them; 24-48-96-192 costs 0.56x the FLOPs of 32-64-128-256 (so that a
+    # leave-one-source-out study of four trainings fits in an afternoon on two CPU cores) and halves inference time.
+    FILTERS = (24, 48, 96, 192)
 
-    def __init__(self, classes=4, dropout=(0.1, 0.2, 0.3, 0.4)):
+    def __init__(self, classes=4, dropout=(0.1, 0.2, 0.3, 0.4), filters=FILTERS):
         super().__init__()
-        f1, f2, f3, f4 = self.FILTERS
+        self.filters = tuple(filters)
+        f1, f2, f3, f4 = self.filters
         self.features = nn.Sequential(
             *conv_bn_relu(3, f1), *conv_bn_relu(f1, f1), nn.MaxPool2d(2), nn.Dropout(dropout[0]),
             *conv_bn_relu(f1, f2), *conv_bn_relu(f2, f2), nn.MaxPool2d(2), nn.Dropout(dropout[1]),

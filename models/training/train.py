@@ -24,15 +24,19 @@ from PIL import Image
 
 from model import LeukocyteCnn, layer_counts
 
-CLASSES = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
+# The five-part differential, then the cells a laboratory reports apart from it ("other cells seen"): each kind its own
+# class, so that a report can say which kind was seen.
+DIFFERENTIAL = ["BASOPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
+OTHER = ["IMMATURE_GRANULOCYTE", "ERYTHROBLAST", "PLATELET"]
+CLASSES = DIFFERENTIAL + OTHER
 
 
 def log(*args):
     print(time.strftime("%H:%M:%S"), *args, flush=True)
 
 
-def load_source(name, crops_dir, groups_path):
-    """Reads one source's crops: (images uint8 N,S,S,3 RGB; labels; groups; crop names)."""
+def load_source(name, crops_dirs, groups_path):
+    """Reads one source's crops (one or more folders): (images uint8 N,S,S,3 RGB; labels; groups; crop names)."""
     groups = {}
     if groups_path:
         with open(groups_path) as f:
@@ -41,18 +45,19 @@ def load_source(name, crops_dir, groups_path):
                 frame, source = line.rstrip("\n").split("\t")
                 groups[frame] = source
     images, labels, group_ids, names = [], [], [], []
-    with open(os.path.join(crops_dir, "dataset.tsv")) as f:
-        next(f)
-        for line in f:
-            crop, source, label, _ = line.rstrip("\n").split("\t")
-            label = label.upper()
-            if label not in CLASSES:
-                continue
-            img = np.asarray(Image.open(os.path.join(crops_dir, crop)).convert("RGB"))
-            images.append(img)
-            labels.append(CLASSES.index(label))
-            group_ids.append(name + ":" + (groups.get(source) or source))
-            names.append(name + ":" + source)
+    for crops_dir in crops_dirs:
+        with open(os.path.join(crops_dir, "dataset.tsv")) as f:
+            next(f)
+            for line in f:
+                crop, source, label = line.rstrip("\n").split("\t")[:3]
+                label = label.upper()
+                if label not in CLASSES:
+                    continue
+                img = np.asarray(Image.open(os.path.join(crops_dir, crop)).convert("RGB"))
+                images.append(img)
+                labels.append(CLASSES.index(label))
+                group_ids.append(name + ":" + (groups.get(source) or source))
+                names.append(name + ":" + source)
     log(f"{name}: {len(images)} crops, {len(set(group_ids))} source photographs")
     return np.stack(images), np.array(labels), group_ids, names
 
@@ -71,18 +76,56 @@ def grouped_split(labels, groups, fraction, rng):
     return ~val, val
 
 
+# Ruifrok & Johnston's stain vectors (haematoxylin, eosin, DAB) as rows, in RGB optical density, as in scikit-image.
+RGB_FROM_HED = torch.tensor([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
+RGB_FROM_HED = RGB_FROM_HED / RGB_FROM_HED.norm(dim=1, keepdim=True)
+HED_FROM_RGB = torch.linalg.inv(RGB_FROM_HED)
+
+
+def stain_jitter(x, gen, sigma=0.25, bias=0.05):
+    """Stain augmentation that follows the physics of absorption (Tellez et al. 2018): each pixel's optical density is
+    split into haematoxylin-, eosin- and residual-like stain amounts, each scaled by U(1-sigma, 1+sigma) and shifted by
+    U(-bias, bias) per image, and recomposed. A stronger or weaker stain, another dye lot or another lamp."""
+    n = x.shape[0]
+    od = -torch.log(x.clamp(min=1 / 255.0))
+    stains = torch.einsum("nchw,cd->ndhw", od, HED_FROM_RGB.to(x.device))
+    alpha = (1 + (torch.rand(n, 3, 1, 1, generator=gen) * 2 - 1) * sigma).to(x.device)
+    beta = ((torch.rand(n, 3, 1, 1, generator=gen) * 2 - 1) * bias).to(x.device)
+    od = torch.einsum("ndhw,dc->nchw", stains * alpha + beta, RGB_FROM_HED.to(x.device))
+    return torch.exp(-od.clamp(min=0)).clamp(0, 1)
+
+
+def camera_jitter(x, gen):
+    """What a camera adds: a white-balance cast (per-channel gain +-10%), defocus (Gaussian blur, sigma up to 1 px, on a
+    third of the crops) and sensor/JPEG noise (Gaussian, sd up to 0.02, on a third)."""
+    n = x.shape[0]
+    gain = (1 + (torch.rand(n, 3, 1, 1, generator=gen) - 0.5) * 0.2).to(x.device)
+    x = x * gain
+    sigma = float(torch.rand(1, generator=gen)) * 1.0
+    if float(torch.rand(1, generator=gen)) < 1 / 3 and sigma > 0.2:
+        r = torch.arange(-2, 3, dtype=torch.float32)
+        k = torch.exp(-(r ** 2) / (2 * sigma ** 2))
+        k = (k / k.sum()).to(x.device)
+        x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), k.view(1, 1, 1, 5).repeat(3, 1, 1, 1), groups=3)
+        x = F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), k.view(1, 1, 5, 1).repeat(3, 1, 1, 1), groups=3)
+    if float(torch.rand(1, generator=gen)) < 1 / 3:
+        x = x + torch.randn(x.shape, generator=gen).to(x.device) * float(torch.rand(1, generator=gen)) * 0.02
+    return x.clamp(0, 1)
+
+
 def augment(x, gen):
     """The paper's augmentations on a float batch in [0,1] (N,3,S,S): flips, 90-degree rotations, random shear,
-    brightness and contrast."""
+    brightness and contrast; scale +-15% (the error of a red-cell scale estimate); then stain and camera jitter."""
     n = x.shape[0]
     dev = x.device
+    x = camera_jitter(stain_jitter(x, gen), gen)
     k = int(torch.randint(0, 4, (1,), generator=gen))
     x = torch.rot90(x, k, dims=(2, 3))
     flip = torch.rand(n, generator=gen) < 0.5
     x = torch.where(flip.to(dev)[:, None, None, None], x.flip(3), x)
     # Shear (and a little scale) by an affine grid; borders replicate the edge (background colour of the crop).
     shear = (torch.rand(n, 2, generator=gen) - 0.5) * 0.4
-    scale = 1 + (torch.rand(n, generator=gen) - 0.5) * 0.2
+    scale = 1 + (torch.rand(n, generator=gen) - 0.5) * 0.3
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0] = scale
     theta[:, 0, 1] = shear[:, 0]
@@ -191,29 +234,72 @@ def sha256_of(paths):
     return h.hexdigest()
 
 
+def parse_pairs(values, what):
+    out = {}
+    for v in values or []:
+        if "=" not in v:
+            sys.exit(f"train: {what} must be NAME=VALUE, got '{v}'")
+        k, val = v.split("=", 1)
+        out[k] = val
+    return out
+
+
+def review_rule(probs, evidence, labels, sources, target, min_evidence):
+    """The review threshold: the smallest top-probability cut at which the accepted cells of every validation source are
+    at least `target` correct (the largest of the per-source cuts), cells of an "other" kind always flagged, and cells
+    with less evidence (logsumexp of the logits) than `min_evidence` flagged as unlike the training data."""
+    top, pred = probs.max(1)
+    top, pred = top.numpy(), pred.numpy()
+    labels, sources = np.asarray(labels), np.asarray(sources)
+    eligible = (pred < len(DIFFERENTIAL)) & (evidence >= min_evidence)
+    cuts = {}
+    for src in sorted(set(sources)):
+        m = sources == src
+        best = 1.0
+        for cut in np.unique(top[m])[::-1]:
+            acc = eligible[m] & (top[m] >= cut)
+            if acc.any() and (pred[m][acc] == labels[m][acc]).mean() >= target:
+                best = float(cut)
+        cuts[src] = best
+    return max(cuts.values()), cuts
+
+
+def review_figures(probs, evidence, labels, threshold, min_evidence):
+    top, pred = probs.max(1)
+    top, pred = top.numpy(), pred.numpy()
+    labels = np.asarray(labels)
+    accepted = (top >= threshold) & (pred < len(DIFFERENTIAL)) & (evidence >= min_evidence)
+    other = np.isin(labels, [CLASSES.index(c) for c in OTHER])
+    return {"cells": int(len(labels)), "coverage": round(float(accepted.mean()), 4) if len(labels) else 0.0,
+            "acceptedAccuracy": round(float((pred[accepted] == labels[accepted]).mean()), 4) if accepted.any() else None,
+            # an "other" cell is silently one of the five when it is given a differential class and not flagged
+            "otherSilentlyInDifferential": round(float(accepted[other].mean()), 4) if other.any() else None}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--kaggle", required=True, help="crops of the Kaggle frames (leuko segment --dataset)")
-    ap.add_argument("--kaggle-groups", required=True, help="groups.tsv: each frame's source photograph")
-    ap.add_argument("--pbc", required=True, help="crops of the PBC cells (leuko segment --dataset)")
-    ap.add_argument("--out", required=True, help="folder for the .onnx, model card and parity vectors")
+    ap.add_argument("--source", action="append", required=True,
+                    help="NAME=DIR[,DIR...]: a source (one microscope/laboratory) and its crop folders (leuko segment --dataset)")
+    ap.add_argument("--groups", action="append", help="NAME=groups.tsv: each frame's source photograph, for grouped validation")
+    ap.add_argument("--weight", action="append",
+                    help="NAME=W: crops of that source drawn per epoch, as a multiple of its training count (default 1)")
+    ap.add_argument("--hold-out", help="leave-one-source-out: train on every other source, report on this one, export nothing")
+    ap.add_argument("--out", required=True, help="folder for the .onnx, model card and parity vectors (or the hold-out report)")
     ap.add_argument("--name", default="leukocyte-cnn")
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=16)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--kaggle-per-epoch", type=float, default=0.4,
-                    help="fraction of the Kaggle frames drawn each epoch: they are ~35 augmentations of each photograph")
-    ap.add_argument("--pbc-weight", type=float, default=2.0, help="PBC cells drawn per epoch, as a multiple of their count")
+    ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--val-fraction", type=float, default=0.2)
     ap.add_argument("--review-accuracy", type=float, default=0.98,
-                    help="cells below the review threshold are flagged; above it validation accuracy is at least this")
+                    help="accepted cells (no needsReview) of every validation source are at least this accurate")
+    ap.add_argument("--evidence-quantile", type=float, default=0.02,
+                    help="cells with less evidence than this quantile of validation cells are flagged as unlike training")
     ap.add_argument("--seed", type=int, default=20240501)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--ema", type=float, default=0.997,
+    ap.add_argument("--ema", type=float, default=0.995,
                     help="decay of the exponential moving average of the weights (and batch-norm statistics) that is "
                          "validated and exported; 0 turns it off")
-    ap.add_argument("--keep-checkpoint", action="store_true", help="also save the chosen weights as NAME.checkpoint.pt")
     args = ap.parse_args()
 
     started = time.time()
@@ -224,22 +310,29 @@ def main():
     device = torch.device(args.device)
     log(f"torch {torch.__version__} on {device}, {args.threads} threads")
 
-    sources = {}
-    for name, crops, groups in (("kaggle", args.kaggle, args.kaggle_groups), ("pbc", args.pbc, None)):
-        sources[name] = load_source(name, crops, groups)
-    size = sources["kaggle"][0].shape[1]
+    dirs = {k: v.split(",") for k, v in parse_pairs(args.source, "--source").items()}
+    groups = parse_pairs(args.groups, "--groups")
+    weights = {k: float(v) for k, v in parse_pairs(args.weight, "--weight").items()}
+    if args.hold_out and args.hold_out not in dirs:
+        sys.exit(f"train: --hold-out {args.hold_out} is not a --source")
+    sources = {n: load_source(n, d, groups.get(n)) for n, d in dirs.items()}
+    size = next(iter(sources.values()))[0].shape[1]
     assert all(s[0].shape[1:] == (size, size, 3) for s in sources.values()), "all crops must have one size"
 
     rng = random.Random(args.seed)
     split = {}
-    for name, (imgs, labels, groups, _) in sources.items():
-        train, val = grouped_split(labels, groups, args.val_fraction, rng)
+    for name, (imgs, labels, gids, _) in sources.items():
+        if name == args.hold_out:
+            continue
+        train, val = grouped_split(labels, gids, args.val_fraction, rng)
         split[name] = (train, val)
-        log(f"{name}: train {train.sum()} crops / {len(set(np.array(groups)[train]))} photographs, "
-            f"validation {val.sum()} / {len(set(np.array(groups)[val]))}")
+        log(f"{name}: train {train.sum()} crops / {len(set(np.array(gids)[train]))} groups, "
+            f"validation {val.sum()} / {len(set(np.array(gids)[val]))}")
 
-    train_imgs = {n: sources[n][0][split[n][0]] for n in sources}
-    train_labels = {n: sources[n][1][split[n][0]] for n in sources}
+    train_names = list(split)
+    train_imgs = {n: sources[n][0][split[n][0]] for n in train_names}
+    train_labels = {n: sources[n][1][split[n][0]] for n in train_names}
+    val = {n: (sources[n][0][split[n][1]], sources[n][1][split[n][1]], np.array(sources[n][2])[split[n][1]]) for n in train_names}
     all_train = np.concatenate(list(train_imgs.values()))
     mean = torch.tensor(all_train.reshape(-1, 3).mean(0) / 255.0, dtype=torch.float32, device=device)
     std = torch.tensor(all_train.reshape(-1, 3).std(0) / 255.0, dtype=torch.float32, device=device)
@@ -248,17 +341,14 @@ def main():
     model = LeukocyteCnn(len(CLASSES)).to(device)
     counts = layer_counts(model)
     assert counts == {"conv": 11, "batchNorm": 8, "relu": 8, "dropout": 4}, counts
-    per_epoch = int(len(train_imgs["kaggle"]) * args.kaggle_per_epoch) + int(len(train_imgs["pbc"]) * args.pbc_weight)
+    draws = {n: int(len(train_imgs[n]) * weights.get(n, 1.0)) for n in train_names}
+    per_epoch = sum(draws.values())
     steps = args.epochs * math.ceil(per_epoch / args.batch)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.15)
-    # The weights are averaged over recent steps (Polyak averaging): the averaged model is what is validated, chosen
-    # and exported. Single-step weights swing by several points of grouped validation from epoch to epoch.
     ema = None
     if args.ema > 0:
         def ema_step(avg, new, n):
-            # The decay warms up with the step count (as in timm's ModelEmaV2), so the random initial weights do not
-            # linger in the average for the first epochs.
             d = min(args.ema, (1 + float(n)) / (10 + float(n)))
             return d * avg + (1 - d) * new
 
@@ -266,17 +356,14 @@ def main():
     gen = torch.Generator().manual_seed(args.seed)
     np_rng = np.random.default_rng(args.seed)
 
-    val = {n: (sources[n][0][split[n][1]], sources[n][1][split[n][1]], np.array(sources[n][2])[split[n][1]]) for n in sources}
     best = None
     history = []
     for epoch in range(1, args.epochs + 1):
         model.train()
         t0 = time.time()
-        k_idx = np_rng.choice(len(train_imgs["kaggle"]), int(len(train_imgs["kaggle"]) * args.kaggle_per_epoch), replace=False)
-        p_idx = np_rng.choice(len(train_imgs["pbc"]), int(len(train_imgs["pbc"]) * args.pbc_weight),
-                              replace=args.pbc_weight > 1)
-        imgs = np.concatenate([train_imgs["kaggle"][k_idx], train_imgs["pbc"][p_idx]])
-        labels = np.concatenate([train_labels["kaggle"][k_idx], train_labels["pbc"][p_idx]])
+        idx = {n: np_rng.choice(len(train_imgs[n]), draws[n], replace=draws[n] > len(train_imgs[n])) for n in train_names}
+        imgs = np.concatenate([train_imgs[n][idx[n]] for n in train_names])
+        labels = np.concatenate([train_labels[n][idx[n]] for n in train_names])
         order = np_rng.permutation(len(imgs))
         total, seen = 0.0, 0
         for i in range(0, len(order), args.batch):
@@ -294,14 +381,12 @@ def main():
             total += float(loss) * len(b)
             seen += len(b)
         served = ema.module if ema is not None else model
-        scores = {n: metrics(predict(served, val[n][0], mean, std, device), val[n][1]) for n in sources}
-        # Selection score: the weaker of the two sources' accuracy, then their mean (grouped validation only).
-        score = (min(s["accuracy"] for s in scores.values()), np.mean([s["accuracy"] for s in scores.values()]))
-        history.append({"epoch": epoch, "loss": round(total / seen, 4),
-                        **{f"{n}Accuracy": s["accuracy"] for n, s in scores.items()},
-                        "kaggleMacroPrecision": scores["kaggle"]["macroPrecision"]})
+        scores = {n: metrics(predict(served, val[n][0], mean, std, device), val[n][1]) for n in train_names}
+        # Selection score: the weakest source's grouped-validation accuracy, then the mean (never the held-out source).
+        score = (min(s["accuracy"] for s in scores.values()), float(np.mean([s["accuracy"] for s in scores.values()])))
+        history.append({"epoch": epoch, "loss": round(total / seen, 4), **{f"{n}Accuracy": s["accuracy"] for n, s in scores.items()}})
         log(f"epoch {epoch}/{args.epochs} loss {total / seen:.4f} "
-            + " ".join(f"{n} acc {s['accuracy']:.4f} prec {s['macroPrecision']:.4f}" for n, s in scores.items())
+            + " ".join(f"{n} {s['accuracy']:.4f}" for n, s in scores.items())
             + f" ({time.time() - t0:.0f}s, {seen / (time.time() - t0):.0f} crops/s)")
         if best is None or score > best[0]:
             best = (score, epoch, {k: v.detach().clone() for k, v in served.state_dict().items()})
@@ -309,37 +394,54 @@ def main():
     score, best_epoch, state = best
     model.load_state_dict(state)
     log(f"chose epoch {best_epoch} on grouped validation: {score}")
-    os.makedirs(args.out, exist_ok=True)
-    torch.save({"state": state, "mean": mean.cpu(), "std": std.cpu(), "epoch": best_epoch},
-               os.path.join(args.out, args.name + ".checkpoint.pt") if args.keep_checkpoint else os.devnull)
 
-    # Test-time augmentation is kept only if it helps on the grouped validation.
-    plain = {n: predict(model, val[n][0], mean, std, device) for n in sources}
-    tta = {n: predict_tta(model, val[n][0], mean, std, device) for n in sources}
+    # Test-time augmentation is kept only if it helps the weakest source on grouped validation.
+    plain = {n: predict(model, val[n][0], mean, std, device) for n in train_names}
+    tta = {n: predict_tta(model, val[n][0], mean, std, device) for n in train_names}
+
     def selection(logits):
-        acc = [metrics(logits[n], val[n][1])["accuracy"] for n in sources]
+        acc = [metrics(logits[n], val[n][1])["accuracy"] for n in train_names]
         return (min(acc), float(np.mean(acc)))
     use_tta = selection(tta) > selection(plain)
-    log(f"validation without test-time augmentation {selection(plain)}, with {selection(tta)}: "
-        f"{'dihedral8' if use_tta else 'none'}")
+    log(f"validation without test-time augmentation {selection(plain)}, with {selection(tta)}: {'dihedral8' if use_tta else 'none'}")
     val_logits = tta if use_tta else plain
-    all_logits = torch.cat(list(val_logits.values()))
-    all_labels = np.concatenate([val[n][1] for n in sources])
+    all_logits = torch.cat([val_logits[n] for n in train_names])
+    all_labels = np.concatenate([val[n][1] for n in train_names])
+    all_sources = np.concatenate([[n] * len(val[n][1]) for n in train_names])
     temperature = fit_temperature(all_logits, all_labels)
+    evidence = torch.logsumexp(all_logits, 1).numpy()
+    min_evidence = float(np.quantile(evidence, args.evidence_quantile))
     probs = F.softmax(all_logits / temperature, dim=1)
-    threshold, coverage, accepted_acc = review_threshold(probs, all_labels, args.review_accuracy)
-    log(f"temperature {temperature:.3f}; review below {threshold:.3f}: {1 - coverage:.1%} of validation cells flagged, "
-        f"accuracy of the rest {accepted_acc:.4f}")
+    threshold, cuts = review_rule(probs, evidence, all_labels, all_sources, args.review_accuracy, min_evidence)
+    review = {}
+    for n in train_names:
+        m = all_sources == n
+        review[n] = review_figures(probs[m], evidence[m], all_labels[m], threshold, min_evidence)
+    log(f"temperature {temperature:.3f}; review below {threshold:.3f} (per-source cuts {cuts}), evidence below {min_evidence:.3f}: {review}")
+    validation = {n: metrics(val_logits[n], val[n][1]) for n in train_names}
+    os.makedirs(args.out, exist_ok=True)
 
-    # Errors by source photograph: where the mistakes sit.
-    errors = defaultdict(lambda: [0, 0])
-    pred = val_logits["kaggle"].argmax(1).numpy()
-    for g, y, p in zip(val["kaggle"][2], val["kaggle"][1], pred):
-        errors[g][1] += 1
-        errors[g][0] += int(y != p)
-    wrong_sources = sorted(((g, e, n) for g, (e, n) in errors.items() if e), key=lambda t: -t[1])
-    for g, e, n in wrong_sources:
-        log(f"  kaggle validation photograph {g}: {e}/{n} frames wrong")
+    if args.hold_out:
+        imgs, labels, _, _ = sources[args.hold_out]
+        logits = predict_tta(model, imgs, mean, std, device) if use_tta else predict(model, imgs, mean, std, device)
+        ev = torch.logsumexp(logits, 1).numpy()
+        present = sorted(set(labels.tolist()))
+        trained = sorted(set(np.concatenate(list(train_labels.values())).tolist()))
+        report = {
+            "heldOut": args.hold_out, "trainedOn": train_names, "chosenEpoch": best_epoch, "testTimeAugmentation": "dihedral8" if use_tta else "none",
+            "heldOutAll": metrics(logits, labels),
+            # cells of a class no training source has cannot be right; the figure a laboratory can compare is on the classes trained
+            "heldOutTrainedClasses": metrics(logits[np.isin(labels, trained)], labels[np.isin(labels, trained)]),
+            "heldOutReview": review_figures(F.softmax(logits / temperature, 1), ev, labels, threshold, min_evidence),
+            "classesPresent": [CLASSES[c] for c in present], "classesTrained": [CLASSES[c] for c in trained],
+            "validation": validation, "validationReview": review, "seconds": round(time.time() - started), "history": history,
+        }
+        path = os.path.join(args.out, f"loso-{args.hold_out}.json")
+        with open(path, "w") as f:
+            json.dump(report, f, indent=2)
+        log(f"held out {args.hold_out}: accuracy {report['heldOutAll']['accuracy']:.4f} (trained classes "
+            f"{report['heldOutTrainedClasses']['accuracy']:.4f}), review {report['heldOutReview']}; wrote {path}")
+        return 0
 
     model.eval().cpu()
     onnx_path = os.path.join(args.out, args.name + ".onnx")
@@ -350,13 +452,15 @@ def main():
     torch.onnx.export(model, dummy, onnx_path, input_names=["input"], output_names=["logits"],
                       dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=13, **export_args)
 
-    # Parity vectors: normalised inputs (validation crops of each class and one random tensor) with PyTorch's logits.
+    # Parity vectors: a validation crop of each class present and one random tensor, with PyTorch's logits.
     parity_inputs = []
     for c in range(len(CLASSES)):
-        idx = np.where(val["pbc"][1] == c)[0][:1].tolist() + np.where(val["kaggle"][1] == c)[0][:1].tolist()
-        for src, i in [("pbc", j) for j in idx[:1]] + [("kaggle", j) for j in idx[1:]]:
-            x, _ = to_input(val[src][0][i : i + 1], mean.cpu(), std.cpu(), "cpu")
-            parity_inputs.append(normalise(x, mean.cpu(), std.cpu()))
+        for n in train_names:
+            hits = np.where(val[n][1] == c)[0]
+            if len(hits):
+                x, _ = to_input(val[n][0][hits[0] : hits[0] + 1], mean.cpu(), std.cpu(), "cpu")
+                parity_inputs.append(normalise(x, mean.cpu(), std.cpu()))
+                break
     parity_inputs.append(torch.randn(1, 3, size, size, generator=gen))
     px = torch.cat(parity_inputs)
     with torch.no_grad():
@@ -365,11 +469,21 @@ def main():
         json.dump({"inputShape": list(px.shape), "inputs": px.flatten().tolist(), "logits": plogits.tolist()}, f)
 
     crop_files = []
-    for d in (args.kaggle, args.pbc):
-        crop_files.append(os.path.join(d, "dataset.tsv"))
-        with open(os.path.join(d, "dataset.tsv")) as f:
-            next(f)
-            crop_files += [os.path.join(d, line.split("\t")[0]) for line in f]
+    scales = {}
+    for n, ds in dirs.items():
+        mpp = []
+        for d in ds:
+            crop_files.append(os.path.join(d, "dataset.tsv"))
+            with open(os.path.join(d, "dataset.tsv")) as f:
+                header = next(f).rstrip("\n").split("\t")
+                for line in f:
+                    row = dict(zip(header, line.rstrip("\n").split("\t")))
+                    crop_files.append(os.path.join(d, row["crop"]))
+                    if row.get("micronsPerPixel"):
+                        mpp.append(float(row["micronsPerPixel"]))
+        if mpp:
+            scales[n] = {"medianMicronsPerPixel": round(float(np.median(mpp)), 4),
+                         "p10": round(float(np.quantile(mpp, 0.1)), 4), "p90": round(float(np.quantile(mpp, 0.9)), 4)}
     with open(onnx_path, "rb") as f:
         onnx_sha = hashlib.sha256(f.read()).hexdigest()
 
@@ -379,34 +493,40 @@ def main():
         "onnxFile": os.path.basename(onnx_path),
         "onnxSha256": onnx_sha,
         "classes": CLASSES,
+        "differentialClasses": DIFFERENTIAL,
+        "otherClasses": OTHER,
         "input": {"name": "input", "layout": "NCHW", "width": size, "height": size, "colourOrder": "RGB",
                   "scale": 1 / 255.0, "mean": [round(v, 6) for v in mean.tolist()], "std": [round(v, 6) for v in std.tolist()],
-                  "resize": "square crop from the segmenter, resized with Crops.Resize (area when shrinking, bilinear when enlarging)"},
+                  "resize": "the segmenter's fixed physical window (SegmentationOptions.CropWindow, 22 µm) around the cell, resized with Crops.Resize (area when shrinking, bilinear when enlarging)"},
         "output": {"name": "logits", "softmaxTemperature": round(temperature, 4)},
         "testTimeAugmentation": "dihedral8" if use_tta else "none",
         "reviewThreshold": round(threshold, 4),
-        "reviewPolicy": f"needsReview when the calibrated top probability is below reviewThreshold: on validation, "
-                        f"{1 - coverage:.1%} of cells flagged, the rest {accepted_acc:.2%} accurate",
+        "minEvidence": round(min_evidence, 4),
+        "reviewPolicy": (f"needsReview when the calibrated top probability is below reviewThreshold, when the cell's evidence "
+                         f"(logsumexp of the logits) is below minEvidence (the {args.evidence_quantile:.0%} least typical validation cells), "
+                         f"or when the class is not one of the five of the differential. The threshold is the largest of the per-source "
+                         f"thresholds at which accepted validation cells are {args.review_accuracy:.0%} correct: "
+                         + "; ".join(f"{n} {r['coverage']:.1%} accepted, {r['acceptedAccuracy']:.2%} of them correct" for n, r in review.items()
+                                     if r["acceptedAccuracy"] is not None)),
         "architecture": {
-            "summary": "Anand et al. 2024 CNN: 4 conv blocks (32, 64, 128, 256 filters), 11 conv, 8 batch-norm, 8 ReLU, "
-                       "4 dropout; blocks 3-4 use factorised 3x1+1x3 convolutions; global average pooling and a linear head",
-            "layers": counts, "filters": list(LeukocyteCnn.FILTERS), "parameters": sum(p.numel() for p in model.parameters())},
+            "summary": "Anand et al. 2024 CNN: 4 conv blocks, 11 conv, 8 batch-norm, 8 ReLU, 4 dropout; blocks 3-4 use "
+                       "factorised 3x1+1x3 convolutions; global average pooling and a linear head",
+            "layers": counts, "filters": list(model.filters), "parameters": sum(p.numel() for p in model.parameters())},
         "training": {
-            "data": {"kaggle": {"crops": int(len(sources['kaggle'][1])), "photographs": len(set(sources['kaggle'][2]))},
-                     "pbc": {"crops": int(len(sources['pbc'][1]))},
-                     "sha256": sha256_of(crop_files)},
-            "cropsFrom": "leuko segment --dataset DIR --out OUT --size N (largest leukocyte of each frame)",
-            "split": f"grouped by source photograph, {args.val_fraction:.0%} of each class's photographs for validation, seed {args.seed}",
-            "augmentations": "90-degree rotations, flips, shear +-0.2 and scale +-10%, brightness +-0.15, contrast +-20%",
+            "data": {n: {"crops": int(len(sources[n][1])), "groups": len(set(sources[n][2])),
+                         "perClass": {CLASSES[c]: int((sources[n][1] == c).sum()) for c in sorted(set(sources[n][1].tolist()))},
+                         **({"scale": scales[n]} if n in scales else {})} for n in dirs},
+            "sha256": sha256_of(crop_files),
+            "cropsFrom": "leuko segment --dataset DIR --out OUT --size N (largest leukocyte of each frame, 22 µm window at the frame's estimated scale)",
+            "split": f"grouped (Kaggle by source photograph, others by image), {args.val_fraction:.0%} of each class's groups for validation, seed {args.seed}",
+            "augmentations": "90-degree rotations, flips, shear +-0.2 and scale +-15%, brightness +-0.15, contrast +-20%, "
+                             "haematoxylin/eosin stain jitter (x U(0.75,1.25), +-0.05 OD), white-balance cast +-10%, blur (1/3), noise (1/3)",
             "epochs": args.epochs, "chosenEpoch": best_epoch, "batch": args.batch, "learningRate": args.lr,
-            "kagglePerEpoch": args.kaggle_per_epoch, "pbcWeight": args.pbc_weight, "weightAverageDecay": args.ema,
-            "seed": args.seed,
+            "drawsPerEpoch": draws, "weightAverageDecay": args.ema, "seed": args.seed,
             "device": str(device), "torch": torch.__version__, "threads": args.threads,
-            "seconds": round(time.time() - started),
-            "history": history},
-        "validation": {n: metrics(val_logits[n], val[n][1]) for n in sources},
-        "validationPhotographs": {n: sorted(set(val[n][2].tolist())) for n in sources if n == "kaggle"},
-        "validationKaggleErrorsByPhotograph": [{"photograph": g, "wrong": e, "frames": n} for g, e, n in wrong_sources],
+            "seconds": round(time.time() - started), "history": history},
+        "validation": validation,
+        "validationReview": review,
     }
     with open(os.path.join(args.out, args.name + ".json"), "w") as f:
         json.dump(card, f, indent=2)

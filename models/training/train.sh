@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Reproduces the bundled classifier, models/leukocyte-cnn.{onnx,json,parity.json}, from ../shared/data in one command:
 #   models/training/train.sh
-# 1. cuts the training crops with the C# segmenter (`leuko segment --dataset`), so training sees the served pixels;
-# 2. trains and exports with models/training/train.py (CPU: Debian's PyTorch 1.13; GPU: PyTorch 2.x, used when present).
-# Settings by environment: DATA (../shared/data), SIZE (64), EPOCHS (40), WORK (out/training), PYTHON (/usr/bin/python3),
-# OUT (models). Cost: see models/README.md.
+# 1. cuts the training crops with the C# segmenter (`leuko segment --dataset`: the largest leukocyte of each image, a
+#    22 µm window at the image's estimated scale), so training sees the served pixels;
+# 2. trains the shipped model on every source (grouped validation within each source) and exports it;
+# 3. leave-one-source-out: trains the same recipe once per source without it and measures it on that source;
+# 4. writes the leave-one-source-out table into the model card (models/training/loso_card.py).
+# Settings by environment: DATA (../shared/data), SIZE (64), EPOCHS (16), WORK (out/training), PYTHON (/usr/bin/python3),
+# OUT (models), CROPS (1: cut the crops; 0: reuse WORK's), LOSO (1: run step 3). Cost: see models/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${DATA:-../shared/data}
 SIZE=${SIZE:-64}
-EPOCHS=${EPOCHS:-40}
+EPOCHS=${EPOCHS:-16}
 WORK=${WORK:-out/training}
 PYTHON=${PYTHON:-/usr/bin/python3}
 OUT=${OUT:-models}
+CROPS=${CROPS:-1}
+LOSO=${LOSO:-1}
 DATA=$(realpath "$DATA"); WORK=$(realpath -m "$WORK"); OUT=$(realpath -m "$OUT")
 
 if ! "$PYTHON" -c "import torch, onnx, PIL" 2>/dev/null; then
@@ -24,12 +29,24 @@ if ! "$PYTHON" -c "import torch, onnx, PIL" 2>/dev/null; then
   fi
 fi
 
-for source in kaggle-train pbc-dev; do
-  rm -rf "$WORK/crops-$SIZE/$source"
-  dotnet run --project functions/Leuko.Cli -c Release -- segment --dataset "$DATA/$source" --out "$WORK/crops-$SIZE/$source" --size "$SIZE"
-done
+C="$WORK/crops-$SIZE"
+if [ "$CROPS" = 1 ]; then
+  dotnet build functions/Leuko.Cli -c Release --nologo -v quiet >&2
+  for source in kaggle-train pbc-dev pbc-extra-dev deepbionet; do
+    rm -rf "${C:?}/$source"
+    dotnet run --no-build --project functions/Leuko.Cli -c Release -- segment --dataset "$DATA/$source" --out "$C/$source" --size "$SIZE"
+  done
+fi
 
+# Kaggle frames are ~35 augmentations of each photograph: a quarter of them a epoch is plenty; DeepBioNet is small.
+common=(--source "kaggle=$C/kaggle-train" --groups "kaggle=$DATA/kaggle-train/groups.tsv"
+        --source "pbc=$C/pbc-dev,$C/pbc-extra-dev" --source "deepbionet=$C/deepbionet"
+        --weight kaggle=0.25 --weight pbc=1 --weight deepbionet=3 --epochs "$EPOCHS")
 cd models/training
-exec "$PYTHON" train.py \
-  --kaggle "$WORK/crops-$SIZE/kaggle-train" --kaggle-groups "$DATA/kaggle-train/groups.tsv" \
-  --pbc "$WORK/crops-$SIZE/pbc-dev" --epochs "$EPOCHS" --out "$OUT"
+"$PYTHON" train.py "${common[@]}" --out "$OUT"
+if [ "$LOSO" = 1 ]; then
+  for held in kaggle pbc deepbionet; do
+    "$PYTHON" train.py "${common[@]}" --hold-out "$held" --out "$WORK/loso"
+  done
+  "$PYTHON" loso_card.py --card "$OUT/leukocyte-cnn.json" --reports "$WORK/loso"
+fi

@@ -86,7 +86,8 @@ public sealed class LeukocyteSegmenterTests
     [Fact]
     public void Cells_are_reported_largest_first()
     {
-        using var field = new SyntheticSmear(1).RoundCellAt(150, 150, nucleusRadius: 40).RoundCellAt(470, 320, nucleusRadius: 60);
+        using var field = new SyntheticSmear(1).RedCellAt(80, 400).RedCellAt(220, 420).RedCellAt(560, 80).RedCellAt(400, 90)
+            .RoundCellAt(150, 150, nucleusRadius: 40).RoundCellAt(470, 320, nucleusRadius: 60);
         using var result = _segmenter.Segment(field.Image);
 
         Assert.Equal(2, result.Leukocytes.Count);
@@ -95,7 +96,7 @@ public sealed class LeukocyteSegmenterTests
     }
 
     [Fact]
-    public void Crops_are_square_and_padded_where_the_cell_meets_the_border()
+    public void Crops_are_a_fixed_physical_window_padded_where_the_cell_meets_the_border()
     {
         using var field = new SyntheticSmear(1).RoundCellAt(70, 240, nucleusRadius: 60);
         using var result = _segmenter.Segment(field.Image);
@@ -103,8 +104,85 @@ public sealed class LeukocyteSegmenterTests
         var cell = Assert.Single(result.Leukocytes);
         Assert.Equal(cell.Crop.Width, cell.Crop.Height);
         Assert.Equal(MatType.CV_8UC3, cell.Crop.Type());
-        // Not stretched: the crop is the cell's longer side plus 10% padding on each side.
-        Assert.InRange(cell.Crop.Width, (int)(Math.Max(cell.Box.Width, cell.Box.Height) * 1.2) - 1, (int)(Math.Max(cell.Box.Width, cell.Box.Height) * 1.2) + 2);
+        // Not stretched: the crop is CropWindow µm at the image's scale, centred on the cell.
+        Assert.Equal((int)Math.Round(SegmentationOptions.Default.CropWindow / result.Scale.MicronsPerPixel), cell.Crop.Width);
+        // The window reaches past the left border: that part is the field's background colour (plasma).
+        var corner = cell.Crop.At<Vec3b>(cell.Crop.Height / 2, 0);
+        Assert.InRange(corner.Item0, SyntheticSmear.Plasma.Val0 - 6, SyntheticSmear.Plasma.Val0 + 6);
+    }
+
+    /// <summary>A field with enough isolated red cells to measure, and one lymphocyte-like cell, at any magnification.</summary>
+    private static SyntheticSmear RedCellField(double scale) =>
+        new SyntheticSmear(scale)
+            .RedCellAt(80, 80).RedCellAt(220, 70).RedCellAt(380, 80).RedCellAt(540, 90)
+            .RedCellAt(80, 400).RedCellAt(230, 400).RedCellAt(560, 390)
+            .RoundCellAt(380, 260);
+
+    [Fact]
+    public void One_smear_at_three_magnifications_gives_the_same_scale_and_the_same_physical_crop()
+    {
+        var scales = new[] { 0.5, 1.0, 2.0 };
+        var estimates = new List<double>();
+        var crops = new List<Mat>();
+        try
+        {
+            foreach (double s in scales)
+            {
+                using var field = RedCellField(s);
+                using var result = _segmenter.Segment(field.Image);
+                Assert.Equal(Leuko.Core.Scale.ScaleSource.Estimated, result.Scale.Source);
+                estimates.Add(result.Scale.MicronsPerPixel * s); // µm per reference pixel: the same smear
+                crops.Add(Crops.Resize(Assert.Single(result.Leukocytes).Crop, 64));
+            }
+
+            // The synthetic red cell is 96 reference px across: 7.5 µm over 96 px.
+            foreach (double e in estimates)
+            {
+                Assert.InRange(e, estimates[1] * 0.95, estimates[1] * 1.05);
+                Assert.InRange(e, 7.5 / 96 * 0.9, 7.5 / 96 * 1.1);
+            }
+
+            foreach (var crop in crops)
+            {
+                using var diff = new Mat();
+                Cv2.Absdiff(crop, crops[1], diff);
+                Assert.True(Cv2.Mean(diff).Val0 < 8, $"crop differs from the 640x480 one by {Cv2.Mean(diff).Val0:0.0} grey levels on average");
+            }
+        }
+        finally
+        {
+            crops.ForEach(c => c.Dispose());
+        }
+    }
+
+    [Fact]
+    public void A_given_scale_overrides_the_estimate()
+    {
+        using var field = RedCellField(1);
+        using var result = _segmenter.Segment(field.Image, Leuko.Core.Scale.ImageScale.Given(0.07));
+
+        Assert.Equal(Leuko.Core.Scale.ScaleSource.Given, result.Scale.Source);
+        Assert.Equal(0.07, result.Scale.MicronsPerPixel);
+        Assert.Equal((int)Math.Round(SegmentationOptions.Default.CropWindow / 0.07), Assert.Single(result.Leukocytes).Crop.Width);
+    }
+
+    [Theory]
+    [InlineData(120)]
+    [InlineData(360)]
+    public void A_single_cell_image_without_red_cells_gives_one_cell(int side)
+    {
+        // An analyser's export: one 12.5 µm lobed cell in the middle of a 36 µm frame, no red cell to measure.
+        double micronsPerPixel = 36.0 / side;
+        double scale = 7.5 / 96 / micronsPerPixel; // the synthetic smear's red cell is 96 reference px = 7.5 µm
+        using var smear = new SyntheticSmear(scale);
+        smear.LobedCellAt(230, 230);
+        int origin = (int)Math.Round(230 * scale) - (side / 2);
+        using var frame = new Mat(smear.Image, new Rect(origin, origin, side, side));
+        using var result = _segmenter.Segment(frame.Clone());
+
+        Assert.Equal(Leuko.Core.Scale.ScaleSource.Default, result.Scale.Source);
+        var cell = Assert.Single(result.Leukocytes);
+        Assert.InRange(cell.Centroid.X, side * 0.4, side * 0.6);
     }
 
     [Fact]

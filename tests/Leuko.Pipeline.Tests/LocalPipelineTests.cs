@@ -77,7 +77,7 @@ public sealed class LocalPipelineTests : IDisposable
         var data = Zips.SampleBytes();
         var local = await pipeline.AnalyzeAsync("field.jpg", "field.jpg", data, CancellationToken.None);
         using var image = Cv2.ImDecode(data, ImreadModes.Color);
-        using var drawn = Annotator.Draw(image, local.Result.Cells, local.Contours, pipeline.Classes);
+        using var drawn = Annotator.Draw(image, local.Result.Cells, local.Contours, pipeline.Classes.All);
         Assert.Equal(image.Size(), drawn.Size());
         var point = local.Contours[0][0];
         Assert.Equal(new Vec3b(0x60, 0xAE, 0x27), drawn.At<Vec3b>(point.Y, point.X)); // NEUTROPHIL #27AE60 in BGR

@@ -25,7 +25,7 @@ public sealed class WebhookDeliveryTests
 
         public WebhookService Service => new(Store, options);
 
-        public WebhookPublisher Publisher => new(Store, Queue, "http://127.0.0.1:7071/api");
+        public WebhookPublisher Publisher => new(Store, Queue, "http://127.0.0.1:7071/api", Classes);
 
         /// <summary>Runs the sender on the queue until <paramref name="done"/> holds (or 20 s pass).</summary>
         public async Task DeliverUntilAsync(Func<bool> done)
@@ -49,6 +49,11 @@ public sealed class WebhookDeliveryTests
             }
         }
     }
+
+    /// <summary>Five-part differential with the other-cell kinds apart, as the bundled model's card has it.</summary>
+    private static readonly CellClasses Classes = new(
+        ["BASOPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL", "ERYTHROBLAST"],
+        ["BASOPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"], ["ERYTHROBLAST"]);
 
     private static ImageRow Completed(string id) => new(
         id, $"uploads/{id}.jpg", $"{id}.jpg", null, ImageStatus.Completed, null, 640, 480, 2, 1,
@@ -76,6 +81,8 @@ public sealed class WebhookDeliveryTests
         Assert.Equal(WebhookEvents.ImageCompleted, body["type"]!.GetValue<string>());
         Assert.Equal("img1", body["data"]!["imageId"]!.GetValue<string>());
         Assert.Equal(1, body["data"]!["differential"]!["NEUTROPHIL"]!.GetValue<int>());
+        Assert.Equal(0, body["data"]!["differential"]!["BASOPHIL"]!.GetValue<int>()); // the five-part differential, every class listed
+        Assert.Equal(0, body["data"]!["otherCells"]!["ERYTHROBLAST"]!.GetValue<int>()); // other cells apart from it
         Assert.Equal("http://127.0.0.1:7071/api/images/img1", body["data"]!["links"]!["self"]!.GetValue<string>());
 
         // A tampered body or another secret does not verify.
@@ -217,7 +224,7 @@ public sealed class WebhookDeliveryTests
         time.Now += TimeSpan.FromHours(2);
 
         var queue = new InMemoryTransport();
-        await new WebhookPublisher(store, queue, "http://x/api", time).ImageFinalAsync(Completed("img1"), CancellationToken.None);
+        await new WebhookPublisher(store, queue, "http://x/api", Classes, time).ImageFinalAsync(Completed("img1"), CancellationToken.None);
         queue.Complete();
         var sender = new WebhookSender(store, queue, WebhookSender.CreateHttpClient(options), options, time);
         await queue.RunAsync(sender.HandleAsync, CancellationToken.None);

@@ -70,6 +70,12 @@ public sealed class PipelineOptions
     [DeployedSetting]
     public string? PublicApiUrl { get; set; }
 
+    /// <summary>
+    /// The physical scale of every image, in µm per pixel, where all uploads come from one calibrated microscope. An
+    /// upload's <c>micronsperpixel</c> metadata overrides it. Default: estimated per image from its red cells.
+    /// </summary>
+    public double? MicronsPerPixel { get; set; }
+
     /// <summary>The ONNX model (its card beside it). Default: the bundled model.</summary>
     public string? Model { get; set; }
 }

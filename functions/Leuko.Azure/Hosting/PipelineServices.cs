@@ -4,6 +4,7 @@ using Leuko.Azure.Messaging;
 using Leuko.Azure.Storage;
 using Leuko.Core.Classification;
 using Leuko.Core.Segmentation;
+using Leuko.Pipeline;
 using Leuko.Pipeline.Messaging;
 using Leuko.Pipeline.Stages;
 using Leuko.Pipeline.Storage;
@@ -42,6 +43,7 @@ public static class PipelineServices
         services.AddSingleton<IResultStore>(sp => sp.GetRequiredService<TableResultStore>());
         services.AddSingleton(sp => LeukocyteClassifier.Load(options.Model ?? LeukocyteClassifier.DefaultModelPath));
         services.AddSingleton(new LeukocyteSegmenter());
+        services.AddSingleton(sp => CellClasses.Of(sp.GetRequiredService<LeukocyteClassifier>().Card));
         services.AddSingleton<IMessageTransport>(sp => CreateTransport(options, options.Queue, sp));
         services.AddSingleton<IMessageSender>(sp => sp.GetRequiredService<IMessageTransport>());
         services.AddSingleton<IMessageConsumer>(sp => sp.GetRequiredService<IMessageTransport>());
@@ -57,7 +59,8 @@ public static class PipelineServices
         services.AddSingleton<IWebhookStore>(sp => sp.GetRequiredService<TableWebhookStore>());
         services.AddSingleton(sp => new WebhookQueue(CreateTransport(options, options.WebhookQueue, sp)));
         services.AddSingleton<IPipelineEvents>(sp => new WebhookPublisher(
-            sp.GetRequiredService<IWebhookStore>(), sp.GetRequiredService<WebhookQueue>().Transport, options.PublicApiUrl ?? "http://127.0.0.1:7071/api"));
+            sp.GetRequiredService<IWebhookStore>(), sp.GetRequiredService<WebhookQueue>().Transport, options.PublicApiUrl ?? "http://127.0.0.1:7071/api",
+            sp.GetRequiredService<CellClasses>()));
         services.AddSingleton(sp => new WebhookSender(
             sp.GetRequiredService<IWebhookStore>(), sp.GetRequiredService<WebhookQueue>().Transport, WebhookSender.CreateHttpClient(webhookOptions), webhookOptions));
         services.AddSingleton(sp => new WebhookService(sp.GetRequiredService<IWebhookStore>(), webhookOptions));
@@ -65,13 +68,13 @@ public static class PipelineServices
         services.AddSingleton(sp => new SegmentationStage(
             sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), sp.GetRequiredService<IMessageSender>(),
             sp.GetRequiredService<LeukocyteSegmenter>(), sp.GetRequiredService<LeukocyteClassifier>().Card.Classes,
-            events: sp.GetRequiredService<IPipelineEvents>()));
+            events: sp.GetRequiredService<IPipelineEvents>(), scale: options.MicronsPerPixel is { } mpp ? Leuko.Core.Scale.ImageScale.Given(mpp) : null));
         services.AddSingleton(sp => new ClassificationStage(
             sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), sp.GetRequiredService<LeukocyteClassifier>(), options.MaxAttempts,
             sp.GetRequiredService<IPipelineEvents>()));
         services.AddSingleton(sp => new ArchiveStage(sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), events: sp.GetRequiredService<IPipelineEvents>()));
         services.AddSingleton(sp => new PipelineQueries(
-            sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), sp.GetRequiredService<LeukocyteClassifier>().Card.Classes));
+            sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), sp.GetRequiredService<CellClasses>()));
         services.AddHostedService<StorageInitializer>();
         if (runConsumer)
         {

@@ -18,7 +18,7 @@ public sealed class AzureBlobStore(BlobServiceClient service) : IBlobStore
         {
             var response = await service.GetBlobContainerClient(container).GetBlobClient(name).DownloadContentAsync(cancellationToken);
             var details = response.Value.Details;
-            return new StoredBlob(name, response.Value.Content.ToMemory(), details.ETag.ToString(), new Dictionary<string, string>(details.Metadata));
+            return new StoredBlob(name, response.Value.Content.ToMemory(), details.ETag.ToString(), new Dictionary<string, string>(details.Metadata, StringComparer.OrdinalIgnoreCase));
         }
         catch (RequestFailedException e) when (e.Status == 404)
         {

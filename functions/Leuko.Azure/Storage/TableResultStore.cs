@@ -59,6 +59,9 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
             ["BlobETag"] = image.BlobETag,
             ["Updated"] = image.Updated,
             ["Counts"] = JsonSerializer.Serialize(image.Counts),
+            ["MicronsPerPixel"] = image.Scale?.MicronsPerPixel,
+            ["ScaleSource"] = image.Scale?.Source,
+            ["RedCells"] = image.Scale?.RedCells,
         };
         foreach (var (cls, count) in image.Counts)
         {
@@ -82,7 +85,8 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
             e.GetInt32("Width"), e.GetInt32("Height"), e.GetInt32("Cells") ?? 0, e.GetInt32("NeedsReview") ?? 0,
             JsonSerializer.Deserialize<Dictionary<string, int>>(e.GetString("Counts") ?? "{}")!,
             e.GetString("ModelVersion"), e.GetDouble("SegmentMs"), e.GetDouble("ClassifyMs"), e.GetString("TraceParent"), e.GetString("BlobETag"),
-            e.GetDateTimeOffset("Updated") ?? e.Timestamp ?? DateTimeOffset.MinValue);
+            e.GetDateTimeOffset("Updated") ?? e.Timestamp ?? DateTimeOffset.MinValue,
+            e.GetDouble("MicronsPerPixel") is { } mpp ? new ScaleRecord(mpp, e.GetString("ScaleSource") ?? "", e.GetInt32("RedCells") ?? 0) : null);
     }
 
     public async Task UpsertCellsAsync(string imageId, IReadOnlyList<CellRow> cells, CancellationToken cancellationToken)
@@ -111,6 +115,7 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
             ["Contour"] = c.Contour,
             ["CropBlob"] = c.CropBlob,
             ["Probabilities"] = JsonSerializer.Serialize(c.Probabilities),
+            ["ReviewReason"] = c.ReviewReason,
         };
         return e;
     }
@@ -127,7 +132,7 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
                 imageId, e.GetInt32("Index") ?? 0, e.GetString("Class"), e.GetDouble("Confidence") ?? 0,
                 JsonSerializer.Deserialize<Dictionary<string, double>>(e.GetString("Probabilities") ?? "{}")!, e.GetBoolean("NeedsReview") ?? false,
                 new Box(e.GetInt32("X") ?? 0, e.GetInt32("Y") ?? 0, e.GetInt32("Width") ?? 0, e.GetInt32("Height") ?? 0),
-                e.GetInt32("Area") ?? 0, e.GetString("Contour") ?? "", e.GetString("CropBlob") ?? ""));
+                e.GetInt32("Area") ?? 0, e.GetString("Contour") ?? "", e.GetString("CropBlob") ?? "", e.GetString("ReviewReason")));
         }
 
         return cells.OrderBy(c => c.Index).ToList();

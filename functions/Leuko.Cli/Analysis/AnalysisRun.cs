@@ -115,10 +115,10 @@ internal static class AnalysisRun
     }
 
     /// <summary>Writes <c>annotated/NAME.jpg</c> and returns its path relative to the output folder.</summary>
-    private static string WriteAnnotated(string outputDir, string name, byte[] data, LocalImage local, IReadOnlyList<string> classes)
+    private static string WriteAnnotated(string outputDir, string name, byte[] data, LocalImage local, CellClasses classes)
     {
         using var image = ImageDecoder.Decode(data);
-        using var drawn = Annotator.Draw(image, local.Result.Cells, local.Contours, classes);
+        using var drawn = Annotator.Draw(image, local.Result.Cells, local.Contours, classes.All);
         var relative = $"annotated/{Path.ChangeExtension(name, ".jpg")}";
         var path = Path.GetFullPath(Path.Combine(outputDir, relative));
         if (!path.StartsWith(Path.GetFullPath(outputDir) + Path.DirectorySeparatorChar, StringComparison.Ordinal))

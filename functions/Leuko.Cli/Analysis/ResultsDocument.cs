@@ -17,7 +17,12 @@ internal sealed record ResultsDocument(
     public const int CurrentVersion = 1;
 }
 
-internal sealed record ModelRecord(string Name, string Version, IReadOnlyList<string> Classes, double ReviewThreshold);
+/// <param name="Classes">Every class the model gives.</param>
+/// <param name="DifferentialClasses">The classes counted in the differential.</param>
+/// <param name="OtherClasses">The cells counted apart from it (always flagged for review).</param>
+internal sealed record ModelRecord(
+    string Name, string Version, IReadOnlyList<string> Classes, IReadOnlyList<string> DifferentialClasses, IReadOnlyList<string> OtherClasses,
+    double ReviewThreshold);
 
 /// <summary>One input image: <see cref="ImageResult"/> with the path of its annotated copy (relative to the output folder).</summary>
 internal sealed record ImageRecord(
@@ -27,11 +32,13 @@ internal sealed record ImageRecord(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] int? Width,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] int? Height,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? Annotated,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] ScaleRecord? Scale,
     IReadOnlyList<CellResult> Cells,
-    IReadOnlyDictionary<string, ClassCount> Differential)
+    IReadOnlyDictionary<string, ClassCount> Differential,
+    IReadOnlyDictionary<string, int> OtherCells)
 {
     public static ImageRecord From(ImageResult r, string? annotated) =>
-        new(r.Source, r.Status, r.Error, r.Width, r.Height, annotated, r.Cells, r.Differential);
+        new(r.Source, r.Status, r.Error, r.Width, r.Height, annotated, r.Scale, r.Cells, r.Differential, r.OtherCells);
 }
 
 /// <summary>The run: counts by status, the differential over every cell, and speed.</summary>
@@ -44,12 +51,13 @@ internal sealed record RunSummary(
     int Cells,
     int NeedsReview,
     IReadOnlyDictionary<string, ClassCount> Differential,
+    IReadOnlyDictionary<string, int> OtherCells,
     double Seconds,
     double ImagesPerSecond,
     int Parallel,
     StageSeconds StageSeconds)
 {
-    public static RunSummary From(IReadOnlyList<ImageResult> images, int skipped, IReadOnlyList<string> classes, TimeSpan elapsed, int parallel, StageSeconds stages)
+    public static RunSummary From(IReadOnlyList<ImageResult> images, int skipped, CellClasses classes, TimeSpan elapsed, int parallel, StageSeconds stages)
     {
         var cells = images.SelectMany(i => i.Cells).ToList();
         return new RunSummary(
@@ -60,7 +68,8 @@ internal sealed record RunSummary(
             skipped,
             cells.Count,
             cells.Count(c => c.NeedsReview),
-            Pipeline.Differential.Count(cells.Select(c => c.Class), classes),
+            classes.Count(cells.Select(c => c.Class)),
+            classes.CountOthers(cells.Select(c => c.Class)),
             Math.Round(elapsed.TotalSeconds, 3),
             Math.Round(images.Count / Math.Max(elapsed.TotalSeconds, 1e-6), 2),
             parallel,

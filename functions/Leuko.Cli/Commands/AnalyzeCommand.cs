@@ -3,6 +3,7 @@ using System.Text.Json;
 using Leuko.Cli.Analysis;
 using Leuko.Cli.Reports;
 using Leuko.Core.Classification;
+using Leuko.Core.Scale;
 using Leuko.Core.Segmentation;
 using Leuko.Pipeline;
 using Leuko.Pipeline.Archives;
@@ -51,19 +52,21 @@ internal static class AnalyzeCommand
             }
         });
         var model = EvaluateClassification.ModelOption();
+        var micronsPerPixel = ScaleOption.Create();
         var command = new Command("analyze", "Find, classify and count the leukocytes in smear photographs; write results.json, results.csv, annotated images and report.html.")
         {
-            inputs, output, format, parallel, model,
+            inputs, output, format, parallel, model, micronsPerPixel,
         };
         command.SetAction((parse, ct) => RunAsync(
             parse.GetRequiredValue(inputs), parse.GetRequiredValue(output).FullName, parse.GetRequiredValue(format), parse.GetValue(parallel),
-            parse.GetRequiredValue(model), ArchiveLimits.Default, parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct));
+            parse.GetRequiredValue(model), ArchiveLimits.Default, parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct,
+            ScaleOption.Of(parse.GetValue(micronsPerPixel))));
         return command;
     }
 
     internal static async Task<int> RunAsync(
         string[] inputPaths, string outputDir, string[] formats, int parallel, string modelPath, ArchiveLimits limits,
-        TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+        TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken, ImageScale? scale = null)
     {
         if (!NativeDependencies.Check(stderr))
         {
@@ -97,7 +100,7 @@ internal static class AnalyzeCommand
             }
 
             var (document, written) = await RunProgress.RunAsync(stderr, plan.Images.Count, progress =>
-                AnalyzeAsync(plan, classifier, outputDir, formats, parallel, progress, cancellationToken));
+                AnalyzeAsync(plan, classifier, outputDir, formats, parallel, progress, cancellationToken, scale));
             var card = classifier.Card;
 
             var s = document.Summary;
@@ -106,7 +109,10 @@ internal static class AnalyzeCommand
                 $"{s.Failed} failed{(s.Skipped > 0 ? $", {s.Skipped} archive entries skipped" : "")}.");
             stdout.WriteLine(
                 $"{s.Cells} leukocytes ({s.NeedsReview} to review): " +
-                string.Join(", ", card.Classes.Select(c => $"{c} {s.Differential[c].Count} ({s.Differential[c].Percent:0.#}%)")));
+                string.Join(", ", card.Differential.Select(c => $"{c} {s.Differential[c].Count} ({s.Differential[c].Percent:0.#}%)")) +
+                (s.OtherCells.Values.Sum() > 0
+                    ? "; other cells seen: " + string.Join(", ", s.OtherCells.Where(o => o.Value > 0).Select(o => $"{o.Value} {o.Key}"))
+                    : ""));
             foreach (var path in written)
             {
                 var shown = Path.GetRelativePath(Environment.CurrentDirectory, path);
@@ -125,12 +131,12 @@ internal static class AnalyzeCommand
     /// <summary>Runs the pipeline over <paramref name="plan"/> and writes the chosen result files into <paramref name="outputDir"/>.</summary>
     internal static async Task<(ResultsDocument Document, IReadOnlyList<string> Written)> AnalyzeAsync(
         AnalysisPlan plan, LeukocyteClassifier classifier, string outputDir, string[] formats, int parallel, Action<ImageResult> progress,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, ImageScale? scale = null)
     {
         Directory.CreateDirectory(outputDir);
         bool html = formats.Contains("html");
         RunOutcome outcome;
-        await using (var pipeline = new LocalPipeline(new LeukocyteSegmenter(), classifier, parallel))
+        await using (var pipeline = new LocalPipeline(new LeukocyteSegmenter(), classifier, parallel, scale))
         {
             outcome = await AnalysisRun.ExecuteAsync(plan, pipeline, outputDir, parallel, annotate: html, progress, cancellationToken);
         }
@@ -138,10 +144,10 @@ internal static class AnalyzeCommand
         var card = classifier.Card;
         var document = new ResultsDocument(
             ResultsDocument.CurrentVersion,
-            new ModelRecord(card.Name, card.Version, card.Classes, card.ReviewThreshold),
+            new ModelRecord(card.Name, card.Version, card.Classes, card.Differential, card.Others, card.ReviewThreshold),
             outcome.Images.Select((r, i) => ImageRecord.From(r, outcome.Annotated[i])).ToList(),
             plan.Skipped,
-            RunSummary.From(outcome.Images, plan.Skipped.Count, card.Classes, outcome.Elapsed, parallel, outcome.Stages));
+            RunSummary.From(outcome.Images, plan.Skipped.Count, CellClasses.Of(card), outcome.Elapsed, parallel, outcome.Stages));
 
         var written = new List<string>();
         if (formats.Contains("json"))

@@ -1,4 +1,5 @@
 using Leuko.Core.Imaging;
+using Leuko.Core.Scale;
 using Leuko.Core.Segmentation;
 
 namespace Leuko.Cli.Commands;
@@ -17,7 +18,7 @@ internal static class DatasetCrops
     /// </summary>
     public static Leukocyte? Target(SegmentationResult result) => result.Leukocytes.Count > 0 ? result.Leukocytes[0] : null;
 
-    public static Task<int> RunAsync(DirectoryInfo root, DirectoryInfo output, int? size, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+    public static Task<int> RunAsync(DirectoryInfo root, DirectoryInfo output, int? size, ImageScale? scale, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
     {
         if (!NativeDependencies.Check(stderr))
         {
@@ -38,11 +39,11 @@ internal static class DatasetCrops
         }
 
         var segmenter = new LeukocyteSegmenter(SegmentationOptions.LabelledFrame);
-        var rows = new (string? Crop, int Cells, string? Problem)[files.Count];
+        var rows = new (string? Crop, int Cells, ImageScale? Scale, string? Problem)[files.Count];
         var progress = new Progress("segment dataset", files.Count, stderr);
         Parallel.For(0, files.Count, new ParallelOptions { CancellationToken = cancellationToken }, i =>
         {
-            rows[i] = CropOne(segmenter, files[i], output.FullName, size);
+            rows[i] = CropOne(segmenter, files[i], output.FullName, size, scale);
             progress.Advance();
         });
 
@@ -50,14 +51,14 @@ internal static class DatasetCrops
         using (var index = new StreamWriter(Path.Combine(output.FullName, "dataset.tsv")))
         using (var unsegmented = new StreamWriter(Path.Combine(output.FullName, "unsegmented.tsv")))
         {
-            index.WriteLine("crop\tsource\tclass\tleukocytes");
+            index.WriteLine("crop\tsource\tclass\tleukocytes\tmicronsPerPixel\tscaleSource");
             unsegmented.WriteLine("source\treason");
             for (int i = 0; i < files.Count; i++)
             {
                 var label = ClassOf(files[i].Name);
                 if (rows[i].Crop is { } crop)
                 {
-                    index.WriteLine($"{crop}\t{files[i].Name}\t{label}\t{rows[i].Cells}");
+                    index.WriteLine(FormattableString.Invariant($"{crop}\t{files[i].Name}\t{label}\t{rows[i].Cells}\t{rows[i].Scale!.MicronsPerPixel:0.####}\t{rows[i].Scale!.SourceName}"));
                 }
                 else
                 {
@@ -79,24 +80,28 @@ internal static class DatasetCrops
         return slash > 0 ? relativePath[..slash] : string.Empty;
     }
 
-    private static (string? Crop, int Cells, string? Problem) CropOne(LeukocyteSegmenter segmenter, InputFile file, string output, int? size)
+    private static (string? Crop, int Cells, ImageScale? Scale, string? Problem) CropOne(LeukocyteSegmenter segmenter, InputFile file, string output, int? size, ImageScale? scale)
     {
         try
         {
             using var image = ImageDecoder.DecodeFile(file.Path);
-            using var result = segmenter.Segment(image);
+            using var result = segmenter.Segment(image, scale);
             if (Target(result) is not { } target)
             {
-                return (null, 0, "no leukocyte found");
+                return (null, 0, result.Scale, "no leukocyte found");
             }
 
             var crop = Path.ChangeExtension(file.Name, ".png");
             SegmentCommand.WriteCrop(output, crop, target.Crop, size);
-            return (crop, result.Leukocytes.Count, null);
+            return (crop, result.Leukocytes.Count, result.Scale, null);
         }
         catch (Exception e) when (e is InvalidImageException or IOException or UnauthorizedAccessException)
         {
-            return (null, 0, e.Message);
+            return (null, 0, null, e.Message);
+        }
+        catch (OpenCvSharp.OpenCVException e)
+        {
+            throw new InvalidOperationException($"segmenting '{file.Path}' failed: {e.Message}", e);
         }
     }
 }

@@ -10,7 +10,9 @@ using OpenCvSharp;
 namespace Leuko.Cli.Commands;
 
 /// <summary>
-/// <c>leuko evaluate classification</c>: end to end from raw labelled frames: segment, take the target cell, classify.
+/// <c>leuko evaluate classification</c>: end to end from raw labelled frames: segment with the options
+/// <c>leuko analyze</c> uses, take the target cell (the largest), classify. It differs from analyze in one way only,
+/// which it prints: a frame is scored by its largest cell, while analyze reports every cell it finds.
 /// </summary>
 internal static class EvaluateClassification
 {
@@ -21,20 +23,26 @@ internal static class EvaluateClassification
     {
         var data = new Option<DirectoryInfo>("--data")
         {
-            Description = "Folder with one subfolder of images per class (EOSINOPHIL, LYMPHOCYTE, MONOCYTE, NEUTROPHIL; case-insensitive).",
+            Description = "Folder with one subfolder of images per class, named as the model's classes (BASOPHIL, EOSINOPHIL, LYMPHOCYTE, MONOCYTE, " +
+                          "NEUTROPHIL, IMMATURE_GRANULOCYTE, ERYTHROBLAST, PLATELET; case-insensitive).",
             Required = true,
         };
         var model = ModelOption();
         var json = new Option<bool>("--json") { Description = "Print exactly one JSON object with the metrics on stdout." };
-        var command = new Command("classification", "Accuracy, precision, recall and the confusion matrix of segmentation + classification on labelled frames.")
+        var micronsPerPixel = ScaleOption.Create();
+        var command = new Command("classification", "Accuracy, precision, recall, the review flag's coverage and accuracy, and the confusion matrix of segmentation + classification on labelled frames.")
         {
-            data, model, json,
+            data, model, json, micronsPerPixel,
         };
         command.SetAction((parse, ct) => RunAsync(
             parse.GetRequiredValue(data).FullName, parse.GetRequiredValue(model), parse.GetValue(json),
-            parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct));
+            parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct, ScaleOption.Of(parse.GetValue(micronsPerPixel))));
         return command;
     }
+
+    /// <summary>How these figures relate to what <c>leuko analyze</c> reports, printed with them.</summary>
+    private const string ScoringNote =
+        "segmented as leuko analyze does (same options and scale); each frame scored by its largest cell, where analyze reports every cell; a frame without a cell counts wrong";
 
     /// <summary>The <c>--model</c> option every classifying command shares.</summary>
     public static Option<string> ModelOption() => new("--model")
@@ -69,7 +77,9 @@ internal static class EvaluateClassification
         }
     }
 
-    internal static Task<int> RunAsync(string dataPath, string modelPath, bool json, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+    internal static Task<int> RunAsync(
+        string dataPath, string modelPath, bool json, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken,
+        Leuko.Core.Scale.ImageScale? scale = null)
     {
         if (!NativeDependencies.Check(stderr))
         {
@@ -102,8 +112,9 @@ internal static class EvaluateClassification
             return Task.FromResult(ExitCodes.BadUsage);
         }
 
-        var segmenter = new LeukocyteSegmenter(SegmentationOptions.LabelledFrame);
-        var evaluator = new ClassificationEvaluator(classes);
+        // The options leuko analyze segments with, so that these figures predict what analyze reports.
+        var segmenter = new LeukocyteSegmenter(SegmentationOptions.Default);
+        var evaluator = new ClassificationEvaluator(classes, classifier.Card.Others);
         var progress = new Progress("evaluate", samples.Count, stderr);
         foreach (var chunk in samples.Chunk(Chunk))
         {
@@ -113,7 +124,7 @@ internal static class EvaluateClassification
                 try
                 {
                     using var image = ImageDecoder.DecodeFile(chunk[i].Path);
-                    using var result = segmenter.Segment(image);
+                    using var result = segmenter.Segment(image, scale);
                     crops[i] = DatasetCrops.Target(result)?.Crop.Clone();
                 }
                 catch (InvalidImageException e)
@@ -127,14 +138,16 @@ internal static class EvaluateClassification
             var found = crops.Select((c, i) => (Crop: c, Index: i)).Where(t => t.Crop is not null).ToList();
             var predictions = classifier.Classify(found.Select(t => t.Crop!).ToList());
             var predicted = new int?[chunk.Length];
+            var review = new bool[chunk.Length];
             for (int k = 0; k < found.Count; k++)
             {
                 predicted[found[k].Index] = classes.IndexOf(predictions[k].Label);
+                review[found[k].Index] = predictions[k].NeedsReview;
             }
 
             for (int i = 0; i < chunk.Length; i++)
             {
-                evaluator.Add(chunk[i].Truth, predicted[i]);
+                evaluator.Add(chunk[i].Truth, predicted[i], review[i]);
                 crops[i]?.Dispose();
             }
         }
@@ -150,6 +163,11 @@ internal static class EvaluateClassification
                 macroPrecision = Math.Round(m.MacroPrecision, 4),
                 macroRecall = Math.Round(m.MacroRecall, 4),
                 macroF1 = Math.Round(m.MacroF1, 4),
+                coverage = Math.Round(m.Coverage, 4),
+                acceptedAccuracy = m.AcceptedAccuracy is { } aa ? Math.Round(aa, 4) : (double?)null,
+                otherSamples = m.OtherSamples,
+                otherSilentlyInDifferential = m.OtherSilentlyInDifferential is { } os ? Math.Round(os, 4) : (double?)null,
+                scoring = ScoringNote,
                 classes = m.Classes,
                 perClass = m.PerClass.ToDictionary(
                     kv => kv.Key,
@@ -162,6 +180,9 @@ internal static class EvaluateClassification
         stdout.WriteLine($"Classification on {dataPath} with {classifier.Card.Name} {classifier.Card.Version}");
         stdout.WriteLine($"  samples {m.Samples}, unsegmented {m.Unsegmented} (counted wrong)");
         stdout.WriteLine($"  accuracy {m.Accuracy:0.0000}  macro precision {m.MacroPrecision:0.0000}  macro recall {m.MacroRecall:0.0000}  macro F1 {m.MacroF1:0.0000}");
+        stdout.WriteLine($"  review: {m.Coverage:P1} accepted without review, {(m.AcceptedAccuracy is { } a ? a.ToString("0.0000", System.Globalization.CultureInfo.InvariantCulture) : "n/a")} of them correct" +
+                         (m.OtherSamples > 0 ? $"; other cells silently in the differential {m.OtherSilentlyInDifferential:P1} of {m.OtherSamples}" : ""));
+        stdout.WriteLine($"  scoring: {ScoringNote}");
         stdout.WriteLine();
         stdout.WriteLine($"  {"class",-12} {"precision",9} {"recall",7} {"f1",7} {"support",8}");
         foreach (var (name, s) in m.PerClass)

@@ -33,18 +33,19 @@ internal static class EvaluateCommand
         });
         var json = new Option<bool>("--json") { Description = "Print exactly one JSON object with the metrics on stdout." };
         var errors = new Option<bool>("--list-errors") { Description = "List each image with a false positive or false negative on stderr." };
+        var micronsPerPixel = ScaleOption.Create();
         var command = new Command("segmentation", "Detection precision, recall, F1 and mean IoU of the segmenter's leukocyte boxes.")
         {
-            voc, iou, json, errors,
+            voc, iou, json, errors, micronsPerPixel,
         };
         command.SetAction((parse, ct) => RunSegmentationAsync(
-            parse.GetRequiredValue(voc).FullName, parse.GetValue(iou), parse.GetValue(json), parse.GetValue(errors),
+            parse.GetRequiredValue(voc).FullName, parse.GetValue(iou), parse.GetValue(json), parse.GetValue(errors), ScaleOption.Of(parse.GetValue(micronsPerPixel)),
             parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct));
         return command;
     }
 
     internal static Task<int> RunSegmentationAsync(
-        string vocPath, double iou, bool json, bool listErrors, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+        string vocPath, double iou, bool json, bool listErrors, Leuko.Core.Scale.ImageScale? scale, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
     {
         if (!NativeDependencies.Check(stderr))
         {
@@ -71,7 +72,7 @@ internal static class EvaluateCommand
             try
             {
                 using var image = ImageDecoder.DecodeFile(images[i].ImagePath);
-                using var result = segmenter.Segment(image);
+                using var result = segmenter.Segment(image, scale);
                 detections[i] = result.Leukocytes.Select(l => l.Box).ToList();
             }
             catch (InvalidImageException e)

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using Leuko.Core.Imaging;
+using Leuko.Core.Scale;
 using Leuko.Core.Segmentation;
 using OpenCvSharp;
 
@@ -34,9 +35,10 @@ internal static class SegmentCommand
             }
         });
         var masks = new Option<bool>("--masks") { Description = "Also write the background, erythrocyte and leukocyte masks of each image, and an overlay of the cells found." };
+        var micronsPerPixel = ScaleOption.Create();
         var command = new Command("segment", "Find the leukocytes in images and write a square crop of each, with segmentation.json.")
         {
-            inputs, output, masks, dataset, size,
+            inputs, output, masks, dataset, size, micronsPerPixel,
         };
         command.Validators.Add(r =>
         {
@@ -48,13 +50,13 @@ internal static class SegmentCommand
             }
         });
         command.SetAction((parse, cancellationToken) => parse.GetValue(dataset) is { } root
-            ? DatasetCrops.RunAsync(root, parse.GetRequiredValue(output), parse.GetValue(size), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, cancellationToken)
-            : RunAsync(parse.GetRequiredValue(inputs), parse.GetRequiredValue(output), parse.GetValue(masks), parse.GetValue(size), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, cancellationToken));
+            ? DatasetCrops.RunAsync(root, parse.GetRequiredValue(output), parse.GetValue(size), ScaleOption.Of(parse.GetValue(micronsPerPixel)), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, cancellationToken)
+            : RunAsync(parse.GetRequiredValue(inputs), parse.GetRequiredValue(output), parse.GetValue(masks), parse.GetValue(size), ScaleOption.Of(parse.GetValue(micronsPerPixel)), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, cancellationToken));
         return command;
     }
 
     internal static Task<int> RunAsync(
-        string[] inputPaths, DirectoryInfo output, bool writeMasks, int? size, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+        string[] inputPaths, DirectoryInfo output, bool writeMasks, int? size, ImageScale? scale, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
     {
         if (!NativeDependencies.Check(stderr))
         {
@@ -78,7 +80,7 @@ internal static class SegmentCommand
         Directory.CreateDirectory(output.FullName);
         Parallel.For(0, files.Count, new ParallelOptions { CancellationToken = cancellationToken }, i =>
         {
-            records[i] = SegmentOne(segmenter, files[i], output.FullName, writeMasks, size);
+            records[i] = SegmentOne(segmenter, files[i], output.FullName, writeMasks, size, scale);
             progress.Advance();
         });
 
@@ -103,12 +105,12 @@ internal static class SegmentCommand
         return Task.FromResult(summary.Failed > 0 ? ExitCodes.SomeFailed : ExitCodes.Success);
     }
 
-    private static ImageRecord SegmentOne(LeukocyteSegmenter segmenter, InputFile file, string output, bool writeMasks, int? size)
+    private static ImageRecord SegmentOne(LeukocyteSegmenter segmenter, InputFile file, string output, bool writeMasks, int? size, ImageScale? scale)
     {
         try
         {
             using var image = ImageDecoder.DecodeFile(file.Path);
-            using var result = segmenter.Segment(image);
+            using var result = segmenter.Segment(image, scale);
             var stem = Path.ChangeExtension(file.Name, null);
             var cells = new List<CellRecord>();
             for (int i = 0; i < result.Leukocytes.Count; i++)
@@ -138,11 +140,11 @@ internal static class SegmentCommand
                 Write(output, maskNames["overlay"], overlay);
             }
 
-            return new ImageRecord(file.Path, cells.Count > 0 ? "completed" : "no-leukocytes", null, image.Width, image.Height, cells, maskNames);
+            return new ImageRecord(file.Path, cells.Count > 0 ? "completed" : "no-leukocytes", null, image.Width, image.Height, Leuko.Pipeline.ScaleRecord.Of(result.Scale), cells, maskNames);
         }
         catch (Exception e) when (e is InvalidImageException or IOException or UnauthorizedAccessException)
         {
-            return new ImageRecord(file.Path, "failed", e.Message, null, null, null, null);
+            return new ImageRecord(file.Path, "failed", e.Message, null, null, null, null, null);
         }
     }
 
@@ -187,7 +189,7 @@ internal static class SegmentCommand
     internal sealed record SummaryRecord(int Images, int Completed, int NoLeukocytes, int Failed, int Leukocytes, double Seconds);
 
     internal sealed record ImageRecord(
-        string Source, string Status, string? Error, int? Width, int? Height,
+        string Source, string Status, string? Error, int? Width, int? Height, Leuko.Pipeline.ScaleRecord? Scale,
         IReadOnlyList<CellRecord>? Leukocytes, IReadOnlyDictionary<string, string>? Masks);
 
     internal sealed record CellRecord(int Index, BoxRecord Box, int Area, int NucleusArea, PointRecord Centroid, string Crop);

@@ -5,8 +5,8 @@ using Leuko.Cli.Analysis;
 namespace Leuko.Cli.Reports;
 
 /// <summary>
-/// <c>results.csv</c>: one row per cell (RFC 4180, CRLF), with its image, box, class, confidence, review flag and the
-/// probability of every class.
+/// <c>results.csv</c>: one row per cell (RFC 4180, CRLF), with its image, box, class, confidence, review flag and
+/// reason, the image's physical scale and how it was obtained, and the probability of every class.
 /// </summary>
 internal static class CsvReport
 {
@@ -15,7 +15,7 @@ internal static class CsvReport
         using var writer = new StreamWriter(path);
         using var csv = CsvWriter.Create(writer, null, false);
         var classes = document.Model.Classes;
-        csv.WriteHeader(new[] { "source", "cell", "class", "confidence", "needs_review", "x", "y", "width", "height", "area" }
+        csv.WriteHeader(new[] { "source", "cell", "class", "confidence", "needs_review", "x", "y", "width", "height", "area", "review_reason", "microns_per_pixel", "scale_source" }
             .Concat(classes.Select(c => $"p_{c.ToLowerInvariant()}")).ToArray());
         foreach (var image in document.Images)
         {
@@ -25,6 +25,7 @@ internal static class CsvReport
                     {
                         image.Source, N(cell.Index), cell.Class, N(cell.Confidence), cell.NeedsReview ? "true" : "false",
                         N(cell.Box.X), N(cell.Box.Y), N(cell.Box.Width), N(cell.Box.Height), N(cell.Area),
+                        cell.ReviewReason ?? "", image.Scale is { } scale ? N(scale.MicronsPerPixel) : "", image.Scale?.Source ?? "",
                     }
                     .Concat(classes.Select(c => N(cell.Probabilities[c]))).ToArray());
             }

@@ -23,7 +23,7 @@ internal static class HtmlReport
     public static string Render(ResultsDocument document)
     {
         var s = document.Summary;
-        var classes = document.Model.Classes;
+        var classes = document.Model.DifferentialClasses;
         var b = new StringBuilder();
         b.Append("""
             <!doctype html>
@@ -86,7 +86,12 @@ internal static class HtmlReport
                 .Append($"<td class=\"num\">{n.Count}</td><td class=\"num\">{F(n.Percent)}</td></tr>\n");
         }
 
-        b.Append("</tbody></table></section>\n");
+        b.Append("</tbody></table>\n");
+        b.Append("<p id=\"other-cells\">Other cells seen (not in the differential, always to review): ")
+            .Append(s.OtherCells.Values.Sum() == 0
+                ? "none"
+                : E(string.Join(", ", s.OtherCells.Where(o => o.Value > 0).Select(o => $"{o.Value} {o.Key}"))))
+            .Append("</p></section>\n");
 
         var failed = document.Images.Where(i => i.Status == ImageStatus.Failed).ToList();
         if (failed.Count > 0 || document.Skipped.Count > 0)
@@ -154,7 +159,9 @@ internal static class HtmlReport
         b.Append($"<article class=\"image\" id=\"image-{index}\" data-status=\"{image.Status}\" data-cells=\"{image.Cells.Count}\"")
             .Append(review > 0 ? $" data-review=\"{review}\"" : "").Append(">\n")
             .Append($"<h3>{E(image.Source)}</h3>\n<p><span class=\"badge {image.Status}\">{image.Status}</span> ")
-            .Append(E(string.Join(", ", classes.Where(c => image.Differential[c].Count > 0).Select(c => $"{c} {image.Differential[c].Count}"))))
+            .Append(E(string.Join(", ", classes.Where(c => image.Differential[c].Count > 0).Select(c => $"{c} {image.Differential[c].Count}")
+                .Concat(image.OtherCells.Where(o => o.Value > 0).Select(o => $"other: {o.Key} {o.Value}")))))
+            .Append(image.Scale is { } scale ? $" <span class=\"muted\">{scale.MicronsPerPixel.ToString("0.####", CultureInfo.InvariantCulture)} µm/px ({E(scale.Source)})</span>" : "")
             .Append(review > 0 ? $" <span class=\"badge review\">{review} to review</span>" : "").Append("</p>\n");
         int w = image.Width ?? 0, h = image.Height ?? 0;
         b.Append($"<div class=\"frame\"><img src=\"{E(Uri.EscapeDataString(image.Annotated!).Replace("%2F", "/"))}\" width=\"{w}\" height=\"{h}\" loading=\"lazy\" alt=\"{E(image.Source)} with its leukocytes outlined\">")

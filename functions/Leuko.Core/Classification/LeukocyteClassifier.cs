@@ -167,12 +167,43 @@ public sealed class LeukocyteClassifier : IDisposable
         int classes = Card.Classes.Count;
         for (int i = 0; i < crops.Count; i++)
         {
-            var probabilities = Softmax(logits.AsSpan(i * classes, classes), Card.Output.SoftmaxTemperature);
+            var row = logits.AsSpan(i * classes, classes);
+            var probabilities = Softmax(row, Card.Output.SoftmaxTemperature);
             int top = Array.IndexOf(probabilities, probabilities.Max());
-            results[i] = new CellClassification(Card.Classes[top], probabilities, probabilities[top] < Card.ReviewThreshold);
+            var label = Card.Classes[top];
+            results[i] = new CellClassification(label, probabilities, ReviewReason(label, probabilities[top], Evidence(row)));
         }
 
         return results;
+    }
+
+    /// <summary>
+    /// Why a person must look at a cell, by the card's review policy, or null when the model's answer can be accepted:
+    /// a kind outside the differential, a calibrated confidence under the threshold, or a cell unlike the training data
+    /// (less evidence than <see cref="ModelCard.MinEvidence"/>).
+    /// </summary>
+    private string? ReviewReason(string label, float confidence, double evidence) =>
+        Card.Others.Contains(label) ? ReviewReasons.OtherCell
+        : confidence < Card.ReviewThreshold ? ReviewReasons.LowConfidence
+        : evidence < Card.MinEvidence ? ReviewReasons.Atypical
+        : null;
+
+    /// <summary>The model's evidence for a cell: log-sum-exp of its logits (the negative free energy of Liu et al. 2020), low for inputs unlike any training class.</summary>
+    public static double Evidence(ReadOnlySpan<float> logits)
+    {
+        float max = float.NegativeInfinity;
+        foreach (var l in logits)
+        {
+            max = Math.Max(max, l);
+        }
+
+        double sum = 0;
+        foreach (var l in logits)
+        {
+            sum += Math.Exp(l - max);
+        }
+
+        return max + Math.Log(sum);
     }
 
     /// <summary>Classifies one crop.</summary>

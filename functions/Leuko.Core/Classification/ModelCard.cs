@@ -16,8 +16,20 @@ public sealed record ModelCard(
     ModelInput Input,
     ModelOutput Output,
     double ReviewThreshold,
-    string? TestTimeAugmentation = null)
+    string? TestTimeAugmentation = null,
+    IReadOnlyList<string>? DifferentialClasses = null,
+    IReadOnlyList<string>? OtherClasses = null,
+    double? MinEvidence = null)
 {
+    /// <summary>
+    /// The classes counted in the differential (the five-part differential of a laboratory). A card that names none
+    /// counts every class (the four-class models before the other-cell kinds).
+    /// </summary>
+    public IReadOnlyList<string> Differential => DifferentialClasses ?? Classes;
+
+    /// <summary>Cells the laboratory reports apart from the differential ("other cells seen"): never accepted without review.</summary>
+    public IReadOnlyList<string> Others => OtherClasses ?? [];
+
     /// <summary>The card's value of <see cref="TestTimeAugmentation"/> for averaging over the 8 symmetries of the square.</summary>
     public const string Dihedral8 = "dihedral8";
 

@@ -4,20 +4,31 @@ namespace Leuko.Core.Evaluation;
 public sealed record ClassScores(double Precision, double Recall, double F1, int Support);
 
 /// <summary>Classification metrics over labelled samples; unsegmented samples count as wrong.</summary>
+/// <param name="Coverage">Share of samples accepted without review.</param>
+/// <param name="AcceptedAccuracy">Accuracy of the accepted samples (the review flag's promise); null when none was accepted.</param>
+/// <param name="OtherSamples">Samples whose truth is a kind outside the differential.</param>
+/// <param name="OtherSilentlyInDifferential">Share of those given a differential class without review; null when there are none.</param>
 public sealed record ClassificationMetrics(
     int Samples, int Unsegmented, double Accuracy, double MacroPrecision, double MacroRecall, double MacroF1,
-    IReadOnlyList<string> Classes, IReadOnlyDictionary<string, ClassScores> PerClass, int[][] Confusion);
+    IReadOnlyList<string> Classes, IReadOnlyDictionary<string, ClassScores> PerClass, int[][] Confusion,
+    double Coverage, double? AcceptedAccuracy, int OtherSamples, double? OtherSilentlyInDifferential);
 
-/// <summary>Accumulates (truth, prediction) pairs; a prediction of null is a sample where no cell was found.</summary>
-public sealed class ClassificationEvaluator(IReadOnlyList<string> classes)
+/// <summary>
+/// Accumulates (truth, prediction, needs review) triples; a prediction of null is a sample where no cell was found.
+/// <paramref name="others"/> are the classes reported apart from the differential.
+/// </summary>
+public sealed class ClassificationEvaluator(IReadOnlyList<string> classes, IReadOnlyCollection<string>? others = null)
 {
     private readonly int[][] _confusion = classes.Select(_ => new int[classes.Count]).ToArray();
     private readonly int[] _unsegmented = new int[classes.Count];
+    private readonly HashSet<int> _others = (others ?? []).Select(o => classes.ToList().IndexOf(o)).Where(i => i >= 0).ToHashSet();
+    private int _accepted, _acceptedCorrect, _otherSamples, _otherSilent;
 
     public IReadOnlyList<string> Classes { get; } = classes;
 
-    public void Add(int truth, int? predicted)
+    public void Add(int truth, int? predicted, bool needsReview = false)
     {
+        bool accepted = predicted is not null && !needsReview;
         if (predicted is { } p)
         {
             _confusion[truth][p]++;
@@ -25,6 +36,18 @@ public sealed class ClassificationEvaluator(IReadOnlyList<string> classes)
         else
         {
             _unsegmented[truth]++;
+        }
+
+        if (accepted)
+        {
+            _accepted++;
+            _acceptedCorrect += predicted == truth ? 1 : 0;
+        }
+
+        if (_others.Contains(truth))
+        {
+            _otherSamples++;
+            _otherSilent += accepted && !_others.Contains(predicted!.Value) ? 1 : 0;
         }
     }
 
@@ -51,6 +74,8 @@ public sealed class ClassificationEvaluator(IReadOnlyList<string> classes)
         return new ClassificationMetrics(
             samples, _unsegmented.Sum(), samples == 0 ? 0 : (double)correct / samples,
             Mean(s => s.Precision), Mean(s => s.Recall), Mean(s => s.F1),
-            Classes, perClass, _confusion.Select(r => r.ToArray()).ToArray());
+            Classes, perClass, _confusion.Select(r => r.ToArray()).ToArray(),
+            samples == 0 ? 0 : (double)_accepted / samples, _accepted == 0 ? null : (double)_acceptedCorrect / _accepted,
+            _otherSamples, _otherSamples == 0 ? null : (double)_otherSilent / _otherSamples);
     }
 }

@@ -1,3 +1,5 @@
+using Leuko.Core.Imaging;
+using Leuko.Core.Scale;
 using OpenCvSharp;
 
 namespace Leuko.Core.Segmentation;
@@ -5,23 +7,22 @@ namespace Leuko.Core.Segmentation;
 /// <summary>
 /// Finds leukocytes in a stained blood-smear photograph by the method of Anand et al. (BMC Medical Imaging 2024):
 /// background subtraction, an erythrocyte mask and a leukocyte mask, noise removal, and contours.
-/// Pure: an 8-bit BGR image in, a <see cref="SegmentationResult"/> out. Thread-safe.
+/// Lengths are physical: each image's scale comes from its own red cells (<see cref="RedCellScaleEstimator"/>) unless
+/// the caller gives it. Pure: an 8-bit BGR image in, a <see cref="SegmentationResult"/> out. Thread-safe.
 /// </summary>
 public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
 {
-    /// <summary>Size of the reference field the options' lengths are given in (a BCCD field).</summary>
-    public static readonly Size ReferenceSize = new(640, 480);
+    /// <summary>
+    /// Red cells more than this (CIELAB b*) bluer than the field median are taken for blue-grey red cells, and the nucleus
+    /// threshold moves below them; pink red cells sit within a few units of the median (BCCD, PBC: measured) and leave
+    /// the field median as the reference, where it was designed.
+    /// </summary>
+    private const double BlueRedCells = 5;
 
     public SegmentationOptions Options { get; } = options ?? SegmentationOptions.Default;
 
-    /// <summary>
-    /// Length scale of an image relative to the reference field: the square root of the pixel-count ratio,
-    /// so that any resolution of the same optics gets proportional kernel sizes and area limits.
-    /// </summary>
-    public static double ScaleOf(Size size) =>
-        Math.Sqrt((double)size.Width * size.Height / (ReferenceSize.Width * ReferenceSize.Height));
-
-    public SegmentationResult Segment(Mat bgr)
+    /// <summary>Segments <paramref name="bgr"/> at the <paramref name="given"/> scale, or at the scale estimated from its red cells when null.</summary>
+    public SegmentationResult Segment(Mat bgr, ImageScale? given = null)
     {
         ArgumentNullException.ThrowIfNull(bgr);
         if (bgr.Empty() || bgr.Type() != MatType.CV_8UC3)
@@ -29,7 +30,8 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
             throw new ArgumentException("expected a non-empty 8-bit, 3-channel BGR image", nameof(bgr));
         }
 
-        double scale = ScaleOf(bgr.Size());
+        var imageScale = given ?? new RedCellScaleEstimator(Options.Scale).Estimate(bgr);
+        double scale = imageScale.PixelsPerMicron; // pixels per µm: multiplies every length of the options
         using var smooth = new Mat();
         Cv2.GaussianBlur(bgr, smooth, new Size(0, 0), Options.SmoothingSigma * scale);
 
@@ -71,14 +73,14 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
             if (CellRegion(labels, label, box, area, leukocyteMask) is { } cell)
             {
                 leukocytes.Add(new Leukocyte(
-                    cell.Box, cell.Area, area, cell.Centroid, cell.Contour, SquareCrop(bgr, cell.Box, backgroundColour)));
+                    cell.Box, cell.Area, area, cell.Centroid, cell.Contour, SquareCrop(bgr, cell.Box, scale, backgroundColour)));
             }
         }
 
         var erythrocytes = ErythrocyteMask(stained, leukocyteMask, scale);
-        Cv2.BitwiseAnd(background, ~erythrocytes, background);
+        Cv2.Subtract(background, erythrocytes, background); // binary masks: a AND NOT b
         leukocytes.Sort((a, b) => b.Area.CompareTo(a.Area));
-        return new SegmentationResult(leukocytes, background, erythrocytes, leukocyteMask);
+        return new SegmentationResult(leukocytes, imageScale, background, erythrocytes, leukocyteMask);
     }
 
     /// <summary>
@@ -110,7 +112,7 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
     private Mat ErythrocyteMask(Mat stained, Mat leukocyteMask, double scale)
     {
         var erythrocytes = new Mat();
-        Cv2.BitwiseAnd(stained, ~leukocyteMask, erythrocytes);
+        Cv2.Subtract(stained, leukocyteMask, erythrocytes);
         using var open = Disk(Options.NoiseRadius * scale);
         Cv2.MorphologyEx(erythrocytes, erythrocytes, MorphTypes.Open, open);
         Cv2.FindContours(erythrocytes, out Point[][] contours, out HierarchyIndex[] hierarchy, RetrievalModes.CComp, ContourApproximationModes.ApproxSimple);
@@ -124,18 +126,30 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
             }
         }
 
-        Cv2.BitwiseAnd(erythrocytes, ~leukocyteMask, erythrocytes);
+        Cv2.Subtract(erythrocytes, leukocyteMask, erythrocytes);
         return erythrocytes;
     }
 
     /// <summary>
-    /// Nuclei: markedly bluer than the field (CIELAB b* below its median by <see cref="SegmentationOptions.NucleusBlueShift"/>),
-    /// opened to drop speckle and closed to join the lobes of one nucleus.
+    /// Nuclei: markedly bluer (CIELAB b* lower by <see cref="SegmentationOptions.NucleusBlueShift"/>) than both the field
+    /// and its red cells, opened to drop speckle and closed to join the lobes of one nucleus. The red cells' b* is the
+    /// median over the darker of the two populations of the field's non-nucleus pixels (Otsu on L*: red cells absorb,
+    /// plasma does not): where the stain leaves red cells blue-grey rather than pink (seen on the Olympus BX53 fields),
+    /// they are bluer than the plasma-dominated field median and would otherwise pass for nuclei.
     /// </summary>
     private Mat NucleusMask(Mat lab, double scale)
     {
         using var blueYellow = lab.ExtractChannel(2);
-        double threshold = Median(blueYellow) - Options.NucleusBlueShift;
+        using var lightness = lab.ExtractChannel(0);
+        double fieldMedian = Histograms.Median(blueYellow, null);
+        using var notNucleus = new Mat();
+        Cv2.Threshold(blueYellow, notNucleus, fieldMedian - Options.NucleusBlueShift, 255, ThresholdTypes.Binary);
+        using var dark = new Mat();
+        Cv2.Threshold(lightness, dark, Histograms.Otsu(lightness, notNucleus), 255, ThresholdTypes.BinaryInv);
+        Cv2.BitwiseAnd(dark, notNucleus, dark);
+        double redCells = Cv2.CountNonZero(dark) == 0 ? fieldMedian : Histograms.Median(blueYellow, dark);
+        double reference = redCells < fieldMedian - BlueRedCells ? redCells : fieldMedian;
+        double threshold = reference - Options.NucleusBlueShift;
         var nucleus = new Mat();
         Cv2.Threshold(blueYellow, nucleus, threshold, 255, ThresholdTypes.BinaryInv);
         using var open = Disk(Options.NoiseRadius * scale);
@@ -197,10 +211,13 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
         return (box, Cv2.CountNonZero(region), centroid, shifted);
     }
 
-    /// <summary>A square around the cell, padded by <see cref="SegmentationOptions.CropPadding"/>; where the square leaves the image it is filled with the field's background colour.</summary>
-    private Mat SquareCrop(Mat bgr, Rect box, Scalar backgroundColour)
+    /// <summary>
+    /// The square of <see cref="SegmentationOptions.CropWindow"/> µm centred on the cell's box; where the square leaves
+    /// the image it is filled with the field's background colour.
+    /// </summary>
+    private Mat SquareCrop(Mat bgr, Rect box, double pixelsPerMicron, Scalar backgroundColour)
     {
-        int side = (int)Math.Ceiling(Math.Max(box.Width, box.Height) * (1 + (2 * Options.CropPadding)));
+        int side = Math.Max(8, (int)Math.Round(Options.CropWindow * pixelsPerMicron));
         int x = box.X + (box.Width / 2) - (side / 2);
         int y = box.Y + (box.Height / 2) - (side / 2);
         var square = new Rect(x, y, side, side);
@@ -228,22 +245,5 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
     {
         int r = Math.Max(1, (int)Math.Round(radius));
         return Cv2.GetStructuringElement(MorphShapes.Ellipse, new Size((2 * r) + 1, (2 * r) + 1));
-    }
-
-    private static double Median(Mat gray)
-    {
-        using var hist = new Mat();
-        Cv2.CalcHist([gray], [0], null, hist, 1, [256], [new Rangef(0, 256)]);
-        double half = gray.Total() / 2.0, seen = 0;
-        for (int v = 0; v < 256; v++)
-        {
-            seen += hist.At<float>(v);
-            if (seen >= half)
-            {
-                return v;
-            }
-        }
-
-        return 255;
     }
 }

@@ -1,10 +1,13 @@
+using Leuko.Core.Scale;
+
 namespace Leuko.Core.Segmentation;
 
 /// <summary>
-/// The segmenter's parameters. Lengths are in pixels of the reference field (a 640x480 BCCD smear field,
-/// where a red cell of 7.5 µm is about 100 px across, so 1 px is about 0.075 µm) and are scaled
-/// to each image by <see cref="LeukocyteSegmenter.ScaleOf"/>, so that a 320x240 frame of the same smear
-/// gets half the lengths.
+/// The segmenter's parameters. Lengths are physical (micrometres) and areas in µm²: each image's scale
+/// (<see cref="ImageScale"/>, estimated from its red cells or given) turns them into pixels, so that the same cell
+/// gets the same treatment at 40x or 100x, in a 320x240 frame or a 2,000-px field. The values were designed on BCCD
+/// fields (0.08 µm/px as measured from their red cells) and checked on the Kaggle frames (0.17), PBC (0.10) and
+/// DeepBioNet (0.14).
 /// </summary>
 public sealed record SegmentationOptions
 {
@@ -17,11 +20,14 @@ public sealed record SegmentationOptions
     /// </summary>
     public static SegmentationOptions LabelledFrame { get; } = new() { MinBorderNucleusArea = Default.MinNucleusArea };
 
+    /// <summary>How an image's scale is estimated from its red cells where none is given.</summary>
+    public ScaleOptions Scale { get; init; } = ScaleOptions.Default;
+
     /// <summary>
-    /// Gaussian smoothing before thresholding, in reference pixels: removes JPEG block noise and the
-    /// granularity of chromatin so that a nucleus thresholds as one body.
+    /// Gaussian smoothing before thresholding (µm): removes JPEG block noise and the granularity of chromatin so that
+    /// a nucleus thresholds as one body. At most a tenth of the smallest nucleus's radius.
     /// </summary>
-    public double SmoothingSigma { get; init; } = 1.5;
+    public double SmoothingSigma { get; init; } = 0.12;
 
     /// <summary>
     /// How much bluer than the field's median colour (in CIELAB b*, 8-bit units) a pixel must be to count as
@@ -31,29 +37,27 @@ public sealed record SegmentationOptions
     /// </summary>
     public double NucleusBlueShift { get; init; } = 20;
 
-    /// <summary>
-    /// Opening radius for nucleus noise (reference px): stain speckles and debris edges are thinner than this.
-    /// </summary>
-    public double NoiseRadius { get; init; } = 2;
+    /// <summary>Opening radius for nucleus noise (µm): stain speckles and debris edges are thinner than this.</summary>
+    public double NoiseRadius { get; init; } = 0.16;
 
     /// <summary>
-    /// Closing radius that joins the lobes of one neutrophil nucleus (reference px): lobes are linked by
-    /// chromatin strands and lie within about twice this of one another, while two leukocytes rarely touch.
+    /// Closing radius that joins the lobes of one neutrophil nucleus (µm): lobes are linked by chromatin strands
+    /// under a micrometre long and lie within about twice this of one another, while two leukocytes rarely touch.
     /// </summary>
-    public double LobeJoinRadius { get; init; } = 8;
+    public double LobeJoinRadius { get; init; } = 0.64;
 
     /// <summary>
-    /// Smallest nucleus area (reference px²) that counts as a leukocyte. Platelets are purple too: a single one is
-    /// 2-3 µm (30-40 px, up to ~1,300 px²) and a large platelet or a clump, as thresholded, reaches ~2,100 px²,
-    /// while the smallest lymphocyte nucleus (~6 µm) is ~5,000 px². The limit sits between the two populations.
+    /// Smallest nucleus area (µm²) that counts as a leukocyte. Platelets are purple too: a single one is 2-3 µm across
+    /// (up to ~7 µm²) and a large platelet or a clump, as thresholded, reaches ~13 µm², while the smallest lymphocyte
+    /// nucleus (~6 µm across) is ~28 µm². The limit sits between the two populations.
     /// </summary>
-    public double MinNucleusArea { get; init; } = 3000;
+    public double MinNucleusArea { get; init; } = 19;
 
     /// <summary>
-    /// Smallest visible nucleus area (reference px²) of a cell cut by the image border. A fragment smaller than the
-    /// smallest whole nucleus cannot be recognised (annotators, like a person counting, skip it), so it is not reported.
+    /// Smallest visible nucleus area (µm²) of a cell cut by the image border. A fragment smaller than the smallest
+    /// whole nucleus cannot be recognised (annotators, like a person counting, skip it), so it is not reported.
     /// </summary>
-    public double MinBorderNucleusArea { get; init; } = 5500;
+    public double MinBorderNucleusArea { get; init; } = 35;
 
     /// <summary>
     /// The cytoplasm around the nucleus, as a fraction of the nucleus's equivalent radius: the cell region is the
@@ -63,9 +67,13 @@ public sealed record SegmentationOptions
     /// </summary>
     public double CytoplasmMargin { get; init; } = 0.25;
 
-    /// <summary>Radius of a red cell (reference px; 7.5 µm across): a hole in the erythrocyte mask smaller than half its disc is central pallor.</summary>
-    public double RedCellRadius { get; init; } = 50;
+    /// <summary>Radius of a red cell (µm; 7.5 µm across): a hole in the erythrocyte mask smaller than half its disc is central pallor.</summary>
+    public double RedCellRadius { get; init; } = 3.75;
 
-    /// <summary>Extra context around a cell in its square crop, as a fraction of the cell's longer side on each side.</summary>
-    public double CropPadding { get; init; } = 0.1;
+    /// <summary>
+    /// Side of the square crop around each cell (µm), the classifier's view: a fixed physical window, so a cell's size
+    /// is part of what the model sees and a cell looks the same at any magnification. Mature leukocytes are 7-20 µm
+    /// across and immature granulocytes up to ~20 µm; 22 µm holds the largest with a rim of its neighbourhood.
+    /// </summary>
+    public double CropWindow { get; init; } = 22;
 }

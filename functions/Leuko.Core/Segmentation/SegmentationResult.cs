@@ -1,15 +1,19 @@
+using Leuko.Core.Scale;
 using OpenCvSharp;
 
 namespace Leuko.Core.Segmentation;
 
 /// <summary>
-/// What the segmenter found in one image: the leukocytes, largest first, and the three masks of the method
-/// (255 = inside). Owns its images: dispose it.
+/// What the segmenter found in one image: the leukocytes, largest first, the scale it worked at, and the three masks
+/// of the method (255 = inside). Owns its images: dispose it.
 /// </summary>
 public sealed class SegmentationResult(
-    IReadOnlyList<Leukocyte> leukocytes, Mat backgroundMask, Mat erythrocyteMask, Mat leukocyteMask) : IDisposable
+    IReadOnlyList<Leukocyte> leukocytes, ImageScale scale, Mat backgroundMask, Mat erythrocyteMask, Mat leukocyteMask) : IDisposable
 {
     public IReadOnlyList<Leukocyte> Leukocytes { get; } = leukocytes;
+
+    /// <summary>The physical scale the image was segmented at, and how it was obtained.</summary>
+    public ImageScale Scale { get; } = scale;
 
     /// <summary>Unstained glass and plasma: bright and unsaturated.</summary>
     public Mat BackgroundMask { get; } = backgroundMask;

@@ -115,15 +115,15 @@ public sealed class ClassificationStage(
                     probabilities[names[k]] = Math.Round(c.Probabilities[k], 4);
                 }
 
-                return new CellRow(manifest.ImageId, entry.Index, c.Label, probabilities[c.Label], probabilities, c.NeedsReview, entry.Box, entry.Area, entry.Contour, entry.Crop);
+                return new CellRow(manifest.ImageId, entry.Index, c.Label, probabilities[c.Label], probabilities, c.NeedsReview, entry.Box, entry.Area, entry.Contour, entry.Crop, c.ReviewReason);
             }).ToList();
 
             await results.UpsertCellsAsync(manifest.ImageId, cells, cancellationToken);
-            var differential = Differential.Count(cells.Select(c => c.Class), names);
+            var counts = names.ToDictionary(n => n, n => cells.Count(c => c.Class == n));
             var row = new ImageRow(
                 manifest.ImageId, manifest.Source, manifest.Upload, manifest.BatchId, ImageStatus.Completed, null, manifest.Width, manifest.Height,
-                cells.Count, cells.Count(c => c.NeedsReview), differential.ToDictionary(d => d.Key, d => d.Value.Count),
-                classifier.Card.Version, manifest.SegmentMs, Math.Round(classifyMs, 1), trace, manifest.BlobETag, _time.GetUtcNow());
+                cells.Count, cells.Count(c => c.NeedsReview), counts,
+                classifier.Card.Version, manifest.SegmentMs, Math.Round(classifyMs, 1), trace, manifest.BlobETag, _time.GetUtcNow(), manifest.Scale);
             await results.UpsertImageAsync(row, cancellationToken);
             await BatchProgress.RecordAsync(results, row, _events, cancellationToken);
         }

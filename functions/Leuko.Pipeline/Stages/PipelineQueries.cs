@@ -7,22 +7,25 @@ namespace Leuko.Pipeline.Stages;
 public sealed record ImageView(
     string Id, string Source, string? BatchId, string Status, string? Error, int? Width, int? Height, string? ModelVersion,
     double? SegmentMs, double? ClassifyMs, string? TraceParent, DateTimeOffset Updated, IReadOnlyList<CellView> Cells,
-    IReadOnlyDictionary<string, ClassCount> Differential);
+    IReadOnlyDictionary<string, ClassCount> Differential, IReadOnlyDictionary<string, int> OtherCells, ScaleRecord? Scale);
 
 /// <summary>A classified cell as the HTTP API returns it.</summary>
-public sealed record CellView(int Index, Box Box, string Class, double Confidence, IReadOnlyDictionary<string, double> Probabilities, bool NeedsReview, int Area, string Crop);
+public sealed record CellView(
+    int Index, Box Box, string Class, double Confidence, IReadOnlyDictionary<string, double> Probabilities, bool NeedsReview, int Area, string Crop,
+    string? ReviewReason);
 
 /// <summary>An archive's batch as the HTTP API returns it (<c>GET /api/batches/{id}</c>).</summary>
 /// <param name="Status"><c>expanding</c>, <c>processing</c> (images pending), <c>completed</c>, or <c>failed</c> (archive refused).</param>
 public sealed record BatchView(
     string Id, string Archive, string Status, string? Error, int Total, int Completed, int NoLeukocytes, int Failed, int Pending,
-    IReadOnlyList<string> Skipped, IReadOnlyDictionary<string, ClassCount> Differential, IReadOnlyList<BatchImageView> Images);
+    IReadOnlyList<string> Skipped, IReadOnlyDictionary<string, ClassCount> Differential, IReadOnlyDictionary<string, int> OtherCells,
+    IReadOnlyList<BatchImageView> Images);
 
 /// <summary>One image of a batch.</summary>
 public sealed record BatchImageView(string Id, string Source, string Status, string? Error);
 
 /// <summary>The read side of the pipeline, shared by the Functions HTTP API and <c>leuko serve</c>.</summary>
-public sealed class PipelineQueries(IBlobStore blobs, IResultStore results, IReadOnlyList<string> classes)
+public sealed class PipelineQueries(IBlobStore blobs, IResultStore results, CellClasses classes)
 {
     public async Task<ImageView?> GetImageAsync(string imageId, CancellationToken cancellationToken)
     {
@@ -36,8 +39,8 @@ public sealed class PipelineQueries(IBlobStore blobs, IResultStore results, IRea
         return new ImageView(
             row.ImageId, row.Source, row.BatchId, row.Status, row.Error, row.Width, row.Height, row.ModelVersion, row.SegmentMs, row.ClassifyMs,
             row.TraceParent, row.Updated,
-            cells.Select(c => new CellView(c.Index, c.Box, c.Class, c.Confidence, c.Probabilities, c.NeedsReview, c.Area, c.CropBlob)).ToList(),
-            Differential.Count(cells.Select(c => c.Class), classes));
+            cells.Select(c => new CellView(c.Index, c.Box, c.Class, c.Confidence, c.Probabilities, c.NeedsReview, c.Area, c.CropBlob, c.ReviewReason)).ToList(),
+            classes.Count(cells.Select(c => c.Class)), classes.CountOthers(cells.Select(c => c.Class)), row.Scale);
     }
 
     public async Task<BatchView?> GetBatchAsync(string batchId, CancellationToken cancellationToken)
@@ -50,7 +53,7 @@ public sealed class PipelineQueries(IBlobStore blobs, IResultStore results, IRea
 
         var members = await results.GetBatchMembersAsync(batchId, cancellationToken);
         int pending = members.Count(m => m.Status == BatchMemberRow.Pending);
-        var counts = classes.ToDictionary(c => c, c => members.Sum(m => m.Counts.GetValueOrDefault(c)));
+        var (differential, others) = classes.FromCounts(classes.All.ToDictionary(c => c, c => members.Sum(m => m.Counts.GetValueOrDefault(c))));
         var status = batch.Status switch
         {
             BatchRow.Failed => "failed",
@@ -61,7 +64,7 @@ public sealed class PipelineQueries(IBlobStore blobs, IResultStore results, IRea
             batch.BatchId, batch.Archive, status, batch.Error, members.Count,
             members.Count(m => m.Status == ImageStatus.Completed), members.Count(m => m.Status == ImageStatus.NoLeukocytes),
             members.Count(m => m.Status == ImageStatus.Failed), pending, batch.Skipped,
-            Differential.Count(counts.SelectMany(c => Enumerable.Repeat(c.Key, c.Value)), classes),
+            differential, others,
             members.Select(m => new BatchImageView(m.ImageId, m.Source, m.Status, m.Error)).ToList());
     }
 
@@ -82,8 +85,8 @@ public sealed class PipelineQueries(IBlobStore blobs, IResultStore results, IRea
 
         var cells = await results.GetCellsAsync(imageId, cancellationToken);
         using var image = Leuko.Core.Imaging.ImageDecoder.Decode(blob.Content.Span);
-        var drawnCells = cells.Select(c => new CellResult(c.Index, c.Box, c.Class, c.Confidence, c.Probabilities, c.NeedsReview, c.Area)).ToList();
-        using var drawn = Annotator.Draw(image, drawnCells, cells.Select(c => Contours.Parse(c.Contour)).ToList(), classes);
+        var drawnCells = cells.Select(c => c.ToResult()).ToList();
+        using var drawn = Annotator.Draw(image, drawnCells, cells.Select(c => Contours.Parse(c.Contour)).ToList(), classes.All);
         Cv2.ImEncode(".png", drawn, out var png);
         return png;
     }

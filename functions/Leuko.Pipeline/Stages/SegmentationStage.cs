@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Text.Json;
+using System.Globalization;
 using Leuko.Core.Imaging;
+using Leuko.Core.Scale;
 using Leuko.Core.Segmentation;
 using Leuko.Pipeline.Messaging;
 using Leuko.Pipeline.Storage;
@@ -18,9 +20,11 @@ namespace Leuko.Pipeline.Stages;
 /// <param name="cropFormat">How crops are stored, losslessly: <see cref="CropFormat.Png"/> in blob storage (compact, viewable);
 /// <see cref="CropFormat.Bmp"/> in memory, where compressing costs more than it saves (measured: PNG took 3.9 ms of
 /// the local run's 20 ms per field).</param>
+/// <param name="scale">The scale of every image (the <c>Leuko:MicronsPerPixel</c> setting, or <c>--microns-per-pixel</c>);
+/// an upload's <see cref="Containers.MicronsPerPixelKey"/> metadata overrides it; null: estimated per image.</param>
 public sealed class SegmentationStage(
     IBlobStore blobs, IResultStore results, IMessageSender sender, LeukocyteSegmenter segmenter, IReadOnlyList<string> classes,
-    CropFormat cropFormat = CropFormat.Png, IPipelineEvents? events = null, TimeProvider? time = null)
+    CropFormat cropFormat = CropFormat.Png, IPipelineEvents? events = null, TimeProvider? time = null, ImageScale? scale = null)
 {
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private readonly IPipelineEvents _events = events ?? NoPipelineEvents.Instance;
@@ -53,8 +57,10 @@ public sealed class SegmentationStage(
 
         long start = Stopwatch.GetTimestamp();
         Mat image;
+        ImageScale? given;
         try
         {
+            given = GivenScale(blob.Metadata);
             image = ImageDecoder.Decode(blob.Content.Span);
         }
         catch (InvalidImageException e)
@@ -64,12 +70,13 @@ public sealed class SegmentationStage(
 
         using (image)
         {
-            using var segmentation = segmenter.Segment(image);
+            using var segmentation = segmenter.Segment(image, given);
             double segmentMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            var scaleRecord = ScaleRecord.Of(segmentation.Scale);
             if (segmentation.Leukocytes.Count == 0)
             {
                 return await FinishAsync(
-                    Row(imageId, source, uploadName, batchId, ImageStatus.NoLeukocytes, null, image.Width, image.Height, trace, blob.ETag) with { SegmentMs = Math.Round(segmentMs, 1) },
+                    Row(imageId, source, uploadName, batchId, ImageStatus.NoLeukocytes, null, image.Width, image.Height, trace, blob.ETag) with { SegmentMs = Math.Round(segmentMs, 1), Scale = scaleRecord },
                     cancellationToken);
             }
 
@@ -84,7 +91,7 @@ public sealed class SegmentationStage(
                 entries.Add(new CropEntry(i, new Box(cell.Box.X, cell.Box.Y, cell.Box.Width, cell.Box.Height), cell.Area, Contours.Format(cell.Contour), $"{Containers.Crops}/{crop}"));
             }
 
-            var manifest = new CropManifest(imageId, source, uploadName, batchId, blob.ETag, image.Width, image.Height, Math.Round(segmentMs, 1), entries);
+            var manifest = new CropManifest(imageId, source, uploadName, batchId, blob.ETag, image.Width, image.Height, Math.Round(segmentMs, 1), entries, scaleRecord);
             var manifestName = $"{imageId}/manifest.json";
             await blobs.PutAsync(Containers.Crops, manifestName, JsonSerializer.SerializeToUtf8Bytes(manifest, PipelineJson.Options), "application/json", null, cancellationToken);
 
@@ -93,6 +100,7 @@ public sealed class SegmentationStage(
             {
                 Cells = entries.Count,
                 SegmentMs = Math.Round(segmentMs, 1),
+                Scale = scaleRecord,
             };
             await results.UpsertImageAsync(row, cancellationToken);
             var properties = new Dictionary<string, string> { [PipelineTelemetry.TraceParent] = trace };
@@ -102,6 +110,24 @@ public sealed class SegmentationStage(
             activity?.SetTag("leuko.cells", entries.Count);
             return row;
         }
+    }
+
+    /// <summary>The upload's own scale (metadata), else the stage's; a malformed value fails the image with its reason.</summary>
+    private ImageScale? GivenScale(IReadOnlyDictionary<string, string> metadata)
+    {
+        if (!metadata.TryGetValue(Containers.MicronsPerPixelKey, out var text))
+        {
+            return scale;
+        }
+
+        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double value)
+            || !double.IsFinite(value) || value < ImageScale.MinMicronsPerPixel || value > ImageScale.MaxMicronsPerPixel)
+        {
+            throw new InvalidImageException(
+                $"metadata {Containers.MicronsPerPixelKey}='{text}' is not a scale: give micrometres per pixel between {ImageScale.MinMicronsPerPixel} and {ImageScale.MaxMicronsPerPixel}, e.g. 0.1");
+        }
+
+        return ImageScale.Given(value);
     }
 
     private ImageRow Row(string imageId, string source, string upload, string? batchId, string status, string? error, int? width, int? height, string? trace, string? etag) =>

@@ -43,4 +43,10 @@ public static class Containers
 
     /// <summary>Metadata on an upload that came from an archive: the archive entry it came from.</summary>
     public const string SourceKey = "leukosource";
+
+    /// <summary>
+    /// Metadata on an upload (or an archive, for all its entries): the images' physical scale in µm per pixel, where the
+    /// uploader knows the microscope's calibration. Without it each image's scale is estimated from its red cells.
+    /// </summary>
+    public const string MicronsPerPixelKey = "micronsperpixel";
 }

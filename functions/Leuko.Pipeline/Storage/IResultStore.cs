@@ -5,6 +5,7 @@ namespace Leuko.Pipeline.Storage;
 /// <see cref="ImageStatus"/> or <see cref="ImageRow.Classifying"/> while its cells wait for classification.
 /// <paramref name="Source"/> is what the user gave (<c>uploads/NAME</c>, or <c>archives/NAME!entry</c>);
 /// <paramref name="Upload"/> is the blob analysed, in <c>uploads/</c>. <paramref name="BlobETag"/> is the version of the upload it describes: a replayed event for that version changes nothing.
+/// <paramref name="Counts"/> holds every class of the model, the other-cell kinds included. <paramref name="Scale"/> is the physical scale it was segmented at.
 /// </summary>
 public sealed record ImageRow(
     string ImageId,
@@ -23,7 +24,8 @@ public sealed record ImageRow(
     double? ClassifyMs,
     string? TraceParent,
     string? BlobETag,
-    DateTimeOffset Updated)
+    DateTimeOffset Updated,
+    ScaleRecord? Scale = null)
 {
     /// <summary>Segmented; the cells are queued for classification.</summary>
     public const string Classifying = "classifying";
@@ -34,6 +36,7 @@ public sealed record ImageRow(
 /// <summary>One classified cell (table <c>cells</c>: PartitionKey = image id, RowKey = cell index).</summary>
 /// <param name="Contour">The cell's outline, simplified, as "x,y x,y ..." in image pixels.</param>
 /// <param name="CropBlob">The crop, as <c>crops/NAME</c>.</param>
+/// <param name="ReviewReason">Why the cell needs review (see <see cref="Leuko.Core.Classification.ReviewReasons"/>), or null.</param>
 public sealed record CellRow(
     string ImageId,
     int Index,
@@ -44,7 +47,12 @@ public sealed record CellRow(
     Box Box,
     int Area,
     string Contour,
-    string CropBlob);
+    string CropBlob,
+    string? ReviewReason = null)
+{
+    /// <summary>The cell as every host reports it.</summary>
+    public CellResult ToResult() => new(Index, Box, Class, Confidence, Probabilities, NeedsReview, Area, ReviewReason);
+}
 
 /// <summary>An archive expanded into a batch (table <c>batches</c>).</summary>
 /// <param name="Images">Image entries expanded into <c>uploads/</c> (each becomes an image).</param>

@@ -19,13 +19,15 @@ public sealed record WebhookDelivery(string SubscriptionId, string WebhookId, st
 /// receiver never slows the pipeline.
 /// </summary>
 /// <param name="apiBase">The public base URL of the HTTP API, for the payload's links (e.g. <c>https://app.example/api</c>).</param>
-public sealed class WebhookPublisher(IWebhookStore store, IMessageSender deliveries, string apiBase, TimeProvider? time = null) : IPipelineEvents
+/// <param name="classes">The model's classes: payloads carry the five-part differential and the other cells apart.</param>
+public sealed class WebhookPublisher(IWebhookStore store, IMessageSender deliveries, string apiBase, CellClasses classes, TimeProvider? time = null) : IPipelineEvents
 {
     private readonly TimeProvider _time = time ?? TimeProvider.System;
 
     public async Task ImageFinalAsync(ImageRow image, CancellationToken cancellationToken)
     {
         var type = image.Status == ImageStatus.Failed ? WebhookEvents.ImageFailed : WebhookEvents.ImageCompleted;
+        var (differential, others) = classes.FromCounts(image.Counts);
         var data = new
         {
             imageId = image.ImageId,
@@ -35,7 +37,9 @@ public sealed class WebhookPublisher(IWebhookStore store, IMessageSender deliver
             batchId = image.BatchId,
             cells = image.Cells,
             needsReview = image.NeedsReview,
-            differential = image.Counts,
+            differential = differential.ToDictionary(d => d.Key, d => d.Value.Count),
+            otherCells = others,
+            scale = image.Scale,
             links = new { self = $"{apiBase.TrimEnd('/')}/images/{image.ImageId}", annotated = $"{apiBase.TrimEnd('/')}/images/{image.ImageId}/annotated" },
         };
         await PublishAsync(type, $"{image.ImageId}:{image.BlobETag}", data, image.BatchId, image.Source, cancellationToken);
@@ -43,7 +47,8 @@ public sealed class WebhookPublisher(IWebhookStore store, IMessageSender deliver
 
     public async Task BatchCompletedAsync(BatchRow batch, IReadOnlyList<BatchMemberRow> members, CancellationToken cancellationToken)
     {
-        var counts = members.SelectMany(m => m.Counts).GroupBy(c => c.Key).ToDictionary(g => g.Key, g => g.Sum(c => c.Value));
+        var (differential, others) = classes.FromCounts(
+            members.SelectMany(m => m.Counts).GroupBy(c => c.Key).ToDictionary(g => g.Key, g => g.Sum(c => c.Value)));
         var data = new
         {
             batchId = batch.BatchId,
@@ -53,7 +58,8 @@ public sealed class WebhookPublisher(IWebhookStore store, IMessageSender deliver
             noLeukocytes = members.Count(m => m.Status == ImageStatus.NoLeukocytes),
             failed = members.Count(m => m.Status == ImageStatus.Failed),
             skipped = batch.Skipped.Count,
-            differential = counts,
+            differential = differential.ToDictionary(d => d.Key, d => d.Value.Count),
+            otherCells = others,
             links = new { self = $"{apiBase.TrimEnd('/')}/batches/{batch.BatchId}" },
         };
         await PublishAsync(WebhookEvents.BatchCompleted, $"{batch.BatchId}:{batch.Updated.UtcTicks}", data, batch.BatchId, batch.Archive, cancellationToken);

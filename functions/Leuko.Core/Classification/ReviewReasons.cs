@@ -1,0 +1,14 @@
+namespace Leuko.Core.Classification;
+
+/// <summary>Why a cell needs review, as results and the API report it.</summary>
+public static class ReviewReasons
+{
+    /// <summary>Not one of the five leukocytes of the differential (an immature granulocyte, an erythroblast, a platelet): always looked at.</summary>
+    public const string OtherCell = "other-cell";
+
+    /// <summary>The calibrated confidence is under the model card's review threshold.</summary>
+    public const string LowConfidence = "low-confidence";
+
+    /// <summary>The cell is unlike the training data: less evidence than the card's minimum.</summary>
+    public const string Atypical = "atypical";
+}
