@@ -53,7 +53,7 @@ public sealed record CellResult(
     IReadOnlyDictionary<string, double> Probabilities,
     bool NeedsReview,
     int Area,
-    string? ReviewReason = null);
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.Never)] string? ReviewReason = null);
 
 /// <summary>An axis-aligned box in image pixels.</summary>
 public sealed record Box(int X, int Y, int Width, int Height);

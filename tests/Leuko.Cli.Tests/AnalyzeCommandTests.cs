@@ -29,28 +29,58 @@ public class AnalyzeCommandTests
         Assert.Contains("6 images", r.Stdout);
         Assert.Contains("report.html", r.Stdout);
         var results = Results(temp.Path);
-        Assert.Equal(1, results["schemaVersion"]!.GetValue<int>());
+        Assert.Equal(2, results["schemaVersion"]!.GetValue<int>());
         Assert.Equal(6, Images(results).Count);
         var summary = results["summary"]!;
         Assert.Equal(6, summary["completed"]!.GetValue<int>());
         int cells = summary["cells"]!.GetValue<int>();
         Assert.Equal(7, cells); // the samples' annotations hold 7 leukocytes, all found
-        Assert.Equal(cells, summary["differential"]!.AsObject().Sum(c => c.Value!["count"]!.GetValue<int>()));
-        Assert.Equal(100.0, summary["differential"]!.AsObject().Sum(c => c.Value!["percent"]!.GetValue<double>()), 0);
+        // The five-part differential plus the other cells seen account for every cell.
+        Assert.Equal(["BASOPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"], summary["differential"]!.AsObject().Select(c => c.Key));
+        Assert.Equal(["IMMATURE_GRANULOCYTE", "ERYTHROBLAST", "PLATELET"], summary["otherCells"]!.AsObject().Select(c => c.Key));
+        int counted = summary["differential"]!.AsObject().Sum(c => c.Value!["count"]!.GetValue<int>());
+        Assert.Equal(cells, counted + summary["otherCells"]!.AsObject().Sum(c => c.Value!.GetValue<int>()));
+        if (counted > 0)
+        {
+            Assert.Equal(100.0, summary["differential"]!.AsObject().Sum(c => c.Value!["percent"]!.GetValue<double>()), 0);
+        }
+
         foreach (var image in Images(results))
         {
-            Assert.Equal(["source", "status", "error", "width", "height", "annotated", "cells", "differential"], image!.AsObject().Select(p => p.Key));
+            Assert.Equal(["source", "status", "error", "width", "height", "annotated", "scale", "cells", "differential", "otherCells"], image!.AsObject().Select(p => p.Key));
             Assert.True(File.Exists(Path.Combine(temp.Path, image["annotated"]!.GetValue<string>())));
+            // BCCD fields are full of red cells: the scale is measured, near BCCD's 0.08 µm/px.
+            Assert.Equal("estimated", image["scale"]!["source"]!.GetValue<string>());
+            Assert.InRange(image["scale"]!["micronsPerPixel"]!.GetValue<double>(), 0.065, 0.1);
             foreach (var cell in image["cells"]!.AsArray())
             {
-                Assert.Equal(["index", "box", "class", "confidence", "probabilities", "needsReview", "area"], cell!.AsObject().Select(p => p.Key));
+                Assert.Equal(["index", "box", "class", "confidence", "probabilities", "needsReview", "area", "reviewReason"], cell!.AsObject().Select(p => p.Key));
+                Assert.Equal(cell["needsReview"]!.GetValue<bool>(), cell["reviewReason"] is not null);
             }
         }
 
         var csv = File.ReadAllLines(Path.Combine(temp.Path, "results.csv"));
-        Assert.Equal("source,cell,class,confidence,needs_review,x,y,width,height,area,p_eosinophil,p_lymphocyte,p_monocyte,p_neutrophil", csv[0]);
+        Assert.Equal(
+            "source,cell,class,confidence,needs_review,x,y,width,height,area,review_reason,microns_per_pixel,scale_source," +
+            "p_basophil,p_eosinophil,p_lymphocyte,p_monocyte,p_neutrophil,p_immature_granulocyte,p_erythroblast,p_platelet", csv[0]);
         Assert.Equal(cells, csv.Length - 1);
         Assert.True(File.Exists(Path.Combine(temp.Path, "report.html")));
+    }
+
+    [Fact]
+    public async Task AGivenScaleOverridesTheEstimate()
+    {
+        using var estimated = new TempDir();
+        using var given = new TempDir();
+        var sample = Path.Combine(CliRunner.SampleImages, "BloodImage_00037.jpg");
+        Assert.Equal(0, (await Analyze(estimated.Path, sample)).ExitCode);
+        var r = await CliRunner.RunAsync(["analyze", sample, "--out", given.Path, "--microns-per-pixel", "0.2"]);
+
+        Assert.Equal(0, r.ExitCode);
+        var scale = Image(Results(given.Path), "BloodImage_00037.jpg")["scale"]!;
+        Assert.Equal("given", scale["source"]!.GetValue<string>());
+        Assert.Equal(0.2, scale["micronsPerPixel"]!.GetValue<double>());
+        Assert.Equal("estimated", Image(Results(estimated.Path), "BloodImage_00037.jpg")["scale"]!["source"]!.GetValue<string>());
     }
 
     [Fact]

@@ -135,13 +135,22 @@ public sealed class CommandLineTests
         using var json = JsonDocument.Parse(result.Stdout);
         var root = json.RootElement;
         Assert.Equal(
-            ["samples", "unsegmented", "accuracy", "macroPrecision", "macroRecall", "macroF1", "classes", "perClass", "confusion"],
+            ["samples", "unsegmented", "accuracy", "macroPrecision", "macroRecall", "macroF1", "coverage", "acceptedAccuracy",
+             "otherSamples", "otherSilentlyInDifferential", "scoring", "classes", "perClass", "confusion"],
             root.EnumerateObject().Select(p => p.Name).ToArray());
-        Assert.Equal(16, root.GetProperty("samples").GetInt32());
-        Assert.Equal(["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"], root.GetProperty("classes").EnumerateArray().Select(c => c.GetString()!).ToArray());
+        int files = Directory.GetFiles(cells, "*", SearchOption.AllDirectories).Count(f => !f.EndsWith(".md", StringComparison.Ordinal));
+        Assert.Equal(files, root.GetProperty("samples").GetInt32());
+        Assert.Equal(
+            ["BASOPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL", "IMMATURE_GRANULOCYTE", "ERYTHROBLAST", "PLATELET"],
+            root.GetProperty("classes").EnumerateArray().Select(c => c.GetString()!).ToArray());
         var confusion = root.GetProperty("confusion").EnumerateArray().Select(r => r.EnumerateArray().Select(v => v.GetInt32()).ToArray()).ToArray();
-        Assert.Equal(16, confusion.Sum(r => r.Sum()) + root.GetProperty("unsegmented").GetInt32());
-        Assert.All(confusion, row => Assert.Equal(4, row.Sum()));
+        Assert.Equal(files, confusion.Sum(r => r.Sum()) + root.GetProperty("unsegmented").GetInt32());
+        var classes = root.GetProperty("classes").EnumerateArray().Select(c => c.GetString()!).ToArray();
+        for (int i = 0; i < classes.Length; i++)
+        {
+            var folder = Path.Combine(cells, classes[i]);
+            Assert.Equal(Directory.Exists(folder) ? Directory.GetFiles(folder).Length : 0, confusion[i].Sum());
+        }
         foreach (var name in new[] { "precision", "recall", "f1", "support" })
         {
             Assert.True(root.GetProperty("perClass").GetProperty("MONOCYTE").TryGetProperty(name, out _), name);
@@ -177,7 +186,7 @@ public sealed class CommandLineTests
 
         Assert.Equal(0, result.ExitCode);
         var index = File.ReadAllLines(Path.Combine(dir.Path, "dataset.tsv"));
-        Assert.Equal("crop\tsource\tclass\tleukocytes", index[0]);
+        Assert.Equal("crop\tsource\tclass\tleukocytes\tmicronsPerPixel\tscaleSource", index[0]);
         Assert.Equal(16, index.Length - 1);
         foreach (var row in index.Skip(1).Select(l => l.Split('\t')))
         {

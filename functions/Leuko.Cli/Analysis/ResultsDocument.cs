@@ -4,7 +4,7 @@ using Leuko.Pipeline;
 namespace Leuko.Cli.Analysis;
 
 /// <summary>
-/// <c>results.json</c> of <c>leuko analyze</c>. Version 1; the layout is documented in README.md ("results.json") and
+/// <c>results.json</c> of <c>leuko analyze</c>. Version 2 (five-part differential with other cells apart, each image's scale, review reasons); the layout is documented in README.md ("results.json") and
 /// <see cref="SchemaVersion"/> is raised on any incompatible change.
 /// </summary>
 internal sealed record ResultsDocument(
@@ -14,7 +14,7 @@ internal sealed record ResultsDocument(
     IReadOnlyList<SkippedInput> Skipped,
     RunSummary Summary)
 {
-    public const int CurrentVersion = 1;
+    public const int CurrentVersion = 2;
 }
 
 /// <param name="Classes">Every class the model gives.</param>

@@ -52,8 +52,14 @@ internal sealed class RedCellMasks : IDisposable
             }
         }
 
+        // The smear, less a 3-px band along any non-smear fill: the fill's anti-aliased edge is a dark line that Otsu
+        // would otherwise take for the red cells' population.
         using var smear = new Mat();
         Cv2.Threshold(brightest, smear, NotSmearBelow, 255, ThresholdTypes.Binary);
+        using (var kernel = Cv2.GetStructuringElement(MorphShapes.Rect, new Size(3, 3)))
+        {
+            Cv2.Erode(smear, smear, kernel, iterations: 3, borderType: BorderTypes.Constant, borderValue: Scalar.All(255));
+        }
         using var nucleus = new Mat();
         Cv2.Threshold(blueYellow, nucleus, Histograms.Median(blueYellow, smear) - NucleusBlueShift, 255, ThresholdTypes.BinaryInv);
         Cv2.BitwiseAnd(nucleus, smear, nucleus);

@@ -41,11 +41,12 @@ public sealed class RedCellScaleEstimator(ScaleOptions? options = null)
             double diameter = AreaWeightedMedian(diameters);
             // Red cells of one smear are alike (a normal red-cell distribution width is 11-15%): when most measured outlines
             // are far from their median, what was measured is debris or fragments, not a population of red cells. A few
-            // round shapes that disagree with the outlines of all the others are debris too.
+            // round shapes that disagree with the outlines of all the others are debris too; many alike are not.
             int alike = diameters.Count(d => Math.Abs(d - diameter) <= Options.SizeTolerance * diameter);
             if (alike >= Options.MinRedCells && alike >= diameters.Count / 2.0
                 && Plausible(Options.RedCellDiameterMicrons / diameter) is { } isolated
-                && (packed is null || Math.Abs(Math.Log(isolated / packed.Value)) <= Math.Log(1 + Options.SizeTolerance)))
+                && (packed is null || alike >= Options.TrustedRedCells
+                    || Math.Abs(Math.Log(isolated / packed.Value)) <= Math.Log(1 + Options.SizeTolerance)))
             {
                 return new ImageScale(isolated, ScaleSource.Estimated, diameters.Count);
             }

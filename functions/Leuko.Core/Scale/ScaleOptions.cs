@@ -43,6 +43,13 @@ public sealed record ScaleOptions
     /// </summary>
     public double SizeTolerance { get; init; } = 0.25;
 
+    /// <summary>
+    /// With this many isolated red cells alike, their diameter is the scale even where the outline estimate of a packed
+    /// field disagrees (on the Olympus BX53 fields, 30-40 isolated cells a field, the outlines of touching cells read
+    /// flatter arcs); with fewer, a disagreement means the few round shapes were debris (seen on BCCD).
+    /// </summary>
+    public int TrustedRedCells { get; init; } = 10;
+
     /// <summary>Smallest outline measured, in pixels across: below it a shape is stain debris at any magnification a smear is photographed at.</summary>
     public double MinDiameterPixels { get; init; } = 8;
 }
