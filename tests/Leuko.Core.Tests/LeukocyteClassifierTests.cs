@@ -79,14 +79,49 @@ public sealed class LeukocyteClassifierTests : IDisposable
     [InlineData(0.0, false)]
     public void Cells_under_the_review_threshold_need_review(double threshold, bool needsReview)
     {
-        using var classifier = LeukocyteClassifier.Load(ModelWithCard(card => card["reviewThreshold"] = threshold));
+        // Only the confidence rule here: no other kinds and no evidence bound.
+        using var classifier = LeukocyteClassifier.Load(ModelWithCard(card =>
+        {
+            card["reviewThreshold"] = threshold;
+            card["otherClasses"] = new JsonArray();
+            card.Remove("minEvidence");
+        }));
         using var crop = new Mat(100, 100, MatType.CV_8UC3, new Scalar(200, 120, 140));
 
         var result = classifier.Classify(crop);
 
         Assert.Equal(needsReview, result.NeedsReview);
-        Assert.Equal(4, result.Probabilities.Count);
+        Assert.Equal(needsReview ? ReviewReasons.LowConfidence : null, result.ReviewReason);
+        Assert.Equal(classifier.Card.Classes.Count, result.Probabilities.Count);
         Assert.Contains(result.Label, classifier.Card.Classes);
+    }
+
+    [Fact]
+    public void A_cell_of_an_other_kind_or_with_too_little_evidence_always_needs_review()
+    {
+        using var crop = new Mat(100, 100, MatType.CV_8UC3, new Scalar(200, 120, 140));
+        string label;
+        using (var plain = LeukocyteClassifier.Load(ModelWithCard(card => card["otherClasses"] = new JsonArray())))
+        {
+            label = plain.Classify(crop).Label;
+        }
+
+        using var other = LeukocyteClassifier.Load(ModelWithCard(card =>
+        {
+            card["reviewThreshold"] = 0.0;
+            card["otherClasses"] = new JsonArray(JsonValue.Create(label));
+        }));
+        var asOther = other.Classify(crop);
+        Assert.Equal(label, asOther.Label);
+        Assert.Equal(ReviewReasons.OtherCell, asOther.ReviewReason);
+
+        using var atypical = LeukocyteClassifier.Load(ModelWithCard(card =>
+        {
+            card["reviewThreshold"] = 0.0;
+            card["otherClasses"] = new JsonArray();
+            card["minEvidence"] = 1e9; // more evidence than any logits give
+        }));
+        Assert.Equal(ReviewReasons.Atypical, atypical.Classify(crop).ReviewReason);
     }
 
     [Fact]

@@ -62,11 +62,12 @@ internal sealed class PipelineHarness : IAsyncDisposable
         return new PipelineHarness(host, options);
     }
 
-    public static async Task UploadAsync(string container, string name, byte[] data, CancellationToken cancellationToken = default)
+    public static async Task UploadAsync(
+        string container, string name, byte[] data, CancellationToken cancellationToken = default, IDictionary<string, string>? metadata = null)
     {
         var client = Azurite.Blobs.GetBlobContainerClient(container);
         await client.CreateIfNotExistsAsync(cancellationToken: cancellationToken);
-        await client.GetBlobClient(name).UploadAsync(new BinaryData(data), overwrite: true, cancellationToken);
+        await client.GetBlobClient(name).UploadAsync(new BinaryData(data), new Azure.Storage.Blobs.Models.BlobUploadOptions { Metadata = metadata }, cancellationToken);
     }
 
     /// <summary>Polls until every image is final, or fails after <paramref name="timeout"/> naming the images still pending.</summary>

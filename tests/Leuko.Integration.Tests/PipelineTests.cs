@@ -165,6 +165,29 @@ public class PipelineTests
     }
 
     [Fact]
+    public async Task AnUploadsScaleMetadataIsUsedAndRecordedAndAMalformedOneFailsItWithTheReason()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync();
+        var run = Azurite.Unique("scale");
+        var field = Samples.All()[0].Data;
+        var names = new[] { $"{run}/estimated.jpg", $"{run}/given.jpg", $"{run}/malformed.jpg" };
+        await PipelineHarness.UploadAsync(Containers.Uploads, names[0], field);
+        await PipelineHarness.UploadAsync(Containers.Uploads, names[1], field, metadata: new Dictionary<string, string> { ["micronsPerPixel"] = "0.085" });
+        await PipelineHarness.UploadAsync(Containers.Uploads, names[2], field, metadata: new Dictionary<string, string> { ["micronsperpixel"] = "ten" });
+
+        var rows = await PipelineHarness.WaitForImagesAsync(pipeline.Results, names, TimeSpan.FromMinutes(1));
+        Assert.Equal("estimated", rows[0].Scale!.Source);
+        Assert.InRange(rows[0].Scale!.MicronsPerPixel, 0.065, 0.1); // a BCCD field: about 0.08 µm/px
+        Assert.Equal(new Leuko.Pipeline.ScaleRecord(0.085, "given", 0), rows[1].Scale);
+        Assert.Equal(ImageStatus.Failed, rows[2].Status);
+        Assert.Contains("micronsperpixel='ten'", rows[2].Error);
+
+        // The API shows the same scale.
+        var view = await pipeline.Queries.GetImageAsync(rows[1].ImageId, CancellationToken.None);
+        Assert.Equal(rows[1].Scale, view!.Scale);
+    }
+
+    [Fact]
     public async Task BadUploadsFailWithTheirReasonsAndNothingIsStuck()
     {
         await using var pipeline = await PipelineHarness.StartAsync();

@@ -22,4 +22,27 @@ public class DifferentialTests
     [Fact]
     public void AnUnknownClassIsAnError() =>
         Assert.Throws<ArgumentException>(() => Differential.Count(["BASOPHIL"], Classes));
+
+    [Fact]
+    public void OtherCellsAreCountedApartFromTheFivePartDifferential()
+    {
+        var classes = new CellClasses(
+            ["BASOPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL", "IMMATURE_GRANULOCYTE", "ERYTHROBLAST", "PLATELET"],
+            ["BASOPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"],
+            ["IMMATURE_GRANULOCYTE", "ERYTHROBLAST", "PLATELET"]);
+        string[] labels = ["NEUTROPHIL", "ERYTHROBLAST", "LYMPHOCYTE", "ERYTHROBLAST", "BASOPHIL", "NEUTROPHIL"];
+
+        var d = classes.Count(labels);
+        Assert.Equal(classes.Differential, d.Keys);
+        Assert.Equal(new ClassCount(1, 25), d["BASOPHIL"]); // 1 of the 4 leukocytes counted, not of the 6 cells
+        Assert.Equal(new ClassCount(2, 50), d["NEUTROPHIL"]);
+        var others = classes.CountOthers(labels);
+        Assert.Equal(classes.Others, others.Keys);
+        Assert.Equal(2, others["ERYTHROBLAST"]);
+        Assert.Equal(0, others["PLATELET"]);
+        var (fromCounts, othersFromCounts) = classes.FromCounts(
+            new Dictionary<string, int> { ["NEUTROPHIL"] = 2, ["LYMPHOCYTE"] = 1, ["BASOPHIL"] = 1, ["ERYTHROBLAST"] = 2 });
+        Assert.Equal(d, fromCounts);
+        Assert.Equal(others, othersFromCounts);
+    }
 }

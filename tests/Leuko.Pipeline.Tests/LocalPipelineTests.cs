@@ -56,7 +56,8 @@ public sealed class LocalPipelineTests : IDisposable
         Assert.Equal(ImageStatus.Failed, r.Status);
         Assert.False(string.IsNullOrWhiteSpace(r.Error));
         Assert.Empty(r.Cells);
-        Assert.Equal(4, r.Differential.Count);
+        Assert.Equal(5, r.Differential.Count); // the five-part differential, every class listed
+        Assert.All(r.OtherCells.Values, n => Assert.Equal(0, n));
     }
 
     [Fact]

@@ -28,7 +28,7 @@ public sealed class RedCellScaleEstimator(ScaleOptions? options = null)
 
     /// <summary>
     /// The scale of <paramref name="bgr"/> (8-bit BGR): from its isolated round red cells where enough are alike; else,
-    /// in a field of packed, overlapping red cells, from the inscribed discs of the red-cell mask; else the default.
+    /// in a field of packed, overlapping red cells, from the curvature of their outlines; else the default (a single-cell frame).
     /// </summary>
     public ImageScale Estimate(Mat bgr)
     {
