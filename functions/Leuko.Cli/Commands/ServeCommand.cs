@@ -38,6 +38,16 @@ internal static class ServeCommand
             Description = "Seconds a storage-queue message stays locked (renewed while it is handled); after a crash, messages reappear this long after.",
             DefaultValueFactory = _ => 60,
         };
+
+        // On the option itself, as every command's ranges are: a command's validators read an option the user left
+        // out as default(T) (0 here), not its DefaultValueFactory value, so the README's command was refused.
+        queueLock.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() is < 2 or > 600)
+            {
+                r.AddError("--queue-lock must be between 2 and 600 seconds");
+            }
+        });
         var loopbackWebhooks = new Option<bool>("--allow-loopback-webhooks")
         {
             Description = "Development: accept webhook subscribers on this machine (http://127.0.0.1:PORT/...). Private and metadata addresses stay refused.",
@@ -49,11 +59,7 @@ internal static class ServeCommand
         };
         command.Validators.Add(r =>
         {
-            if (r.GetValue(queueLock) is < 2 or > 600)
-            {
-                r.AddError("--queue-lock must be between 2 and 600 seconds");
-            }
-
+            // Only a --transport given on the command line can be service-bus (the default is storage-queue).
             if (r.GetValue(transport) == Transports.ServiceBus && string.IsNullOrWhiteSpace(r.GetValue(serviceBus)))
             {
                 r.AddError("--transport service-bus needs --service-bus CONNECTION_STRING");
