@@ -115,6 +115,30 @@ public class AnalyzeCommandTests
     }
 
     [Fact]
+    public async Task AJpegWithDataAfterItsEndIsAnalysedAndOneCutShortIsNot()
+    {
+        using var inputs = new TempDir();
+        using var output = new TempDir();
+        var jpeg = File.ReadAllBytes(CliRunner.SampleImage("BloodImage_00000.jpg"));
+        // What a camera or editor appends after the end-of-image marker: here 10 KB, with bytes that look like markers.
+        var trailer = Enumerable.Range(0, 10_000).Select(i => (byte)(i % 7 == 0 ? 0xFF : i % 251)).ToArray();
+        File.WriteAllBytes(Path.Combine(inputs.Path, "trailer.jpg"), [.. jpeg, .. trailer]);
+        File.WriteAllBytes(Path.Combine(inputs.Path, "cut.jpg"), jpeg[..(jpeg.Length - 300)]);
+        File.WriteAllBytes(Path.Combine(inputs.Path, "plain.jpg"), jpeg);
+
+        var r = await Analyze(output.Path, inputs.Path);
+
+        Assert.Equal(1, r.ExitCode);
+        var results = Results(output.Path);
+        var trailing = Image(results, "trailer.jpg");
+        Assert.Equal("completed", trailing["status"]!.GetValue<string>());
+        Assert.Equal(Image(results, "plain.jpg")["cells"]!.ToJsonString(), trailing["cells"]!.ToJsonString());
+        var cut = Image(results, "cut.jpg");
+        Assert.Equal("failed", cut["status"]!.GetValue<string>());
+        Assert.Contains("truncated JPEG: the file ends before its end-of-image marker", cut["error"]!.GetValue<string>());
+    }
+
+    [Fact]
     public async Task ResultsDoNotDependOnParallelism()
     {
         using var one = new TempDir();
