@@ -25,28 +25,44 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
             throw new InvalidImageException("the file is empty");
         }
 
+        return Sniff(data) switch
+        {
+            ImageFormat.Jpeg => ReadJpeg(data),
+            ImageFormat.Png => ReadPng(data),
+            ImageFormat.Bmp => ReadBmp(data),
+            ImageFormat.Tiff => ReadTiff(data),
+            _ => throw new InvalidImageException($"unsupported format ({Describe(data)}); expected JPEG, PNG, BMP or TIFF"),
+        };
+    }
+
+    /// <summary>
+    /// The format an encoded image's first bytes announce (at least 8 for PNG), or null: how the pipeline tells an
+    /// image from anything else by its content rather than its name.
+    /// </summary>
+    public static ImageFormat? Sniff(ReadOnlySpan<byte> data)
+    {
         if (data.Length >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF)
         {
-            return ReadJpeg(data);
+            return ImageFormat.Jpeg;
         }
 
         if (data.Length >= 8 && data[..8].SequenceEqual(PngSignature))
         {
-            return ReadPng(data);
+            return ImageFormat.Png;
         }
 
         if (data.Length >= 2 && data[0] == (byte)'B' && data[1] == (byte)'M')
         {
-            return ReadBmp(data);
+            return ImageFormat.Bmp;
         }
 
         if (data.Length >= 4 && ((data[0] == (byte)'I' && data[1] == (byte)'I' && data[2] == 42 && data[3] == 0)
                               || (data[0] == (byte)'M' && data[1] == (byte)'M' && data[2] == 0 && data[3] == 42)))
         {
-            return ReadTiff(data);
+            return ImageFormat.Tiff;
         }
 
-        throw new InvalidImageException($"unsupported format ({Describe(data)}); expected JPEG, PNG, BMP or TIFF");
+        return null;
     }
 
     private static ReadOnlySpan<byte> PngSignature => [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A];
