@@ -136,24 +136,6 @@ internal static class ServeCommand
         app.MapGet("/api/batches/{id}", async (string id, PipelineQueries queries, CancellationToken ct) =>
             await queries.GetBatchAsync(id, ct) is { } batch ? Results.Json(batch, PipelineJson.Options) : Results.NotFound(new { error = $"no batch '{id}'" }));
 
-        app.MapPost("/api/webhooks", async (WebhookRequest request, WebhookService webhooks, CancellationToken ct) =>
-        {
-            try
-            {
-                var created = await webhooks.CreateAsync(request, ct);
-                return Results.Json(created, PipelineJson.Options, statusCode: StatusCodes.Status201Created);
-            }
-            catch (WebhookRequestException e)
-            {
-                return Results.BadRequest(new { error = e.Message });
-            }
-        });
-        app.MapGet("/api/webhooks", async (WebhookService webhooks, CancellationToken ct) => Results.Json(await webhooks.ListAsync(ct), PipelineJson.Options));
-        app.MapDelete("/api/webhooks/{id}", async (string id, WebhookService webhooks, CancellationToken ct) =>
-            await webhooks.DeleteAsync(id, ct) ? Results.NoContent() : Results.NotFound(new { error = $"no webhook '{id}'" }));
-        app.MapPost("/api/webhooks/{id}/rotate-secret", async (string id, WebhookService webhooks, CancellationToken ct) =>
-            await webhooks.RotateSecretAsync(id, ct) is { } rotated ? Results.Json(rotated, PipelineJson.Options) : Results.NotFound(new { error = $"no webhook '{id}'" }));
-        app.MapGet("/api/webhooks/{id}/deliveries", async (string id, WebhookService webhooks, CancellationToken ct) =>
-            await webhooks.DeliveriesAsync(id, 200, ct) is { } attempts ? Results.Json(attempts, PipelineJson.Options) : Results.NotFound(new { error = $"no webhook '{id}'" }));
+        app.MapWebhookApi();
     }
 }
