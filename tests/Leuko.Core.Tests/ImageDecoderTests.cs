@@ -91,6 +91,22 @@ public sealed class ImageDecoderTests
         Assert.Matches("^(truncated|corrupt) JPEG", ReasonFor([.. jpeg[..(jpeg.Length / 2)], .. new byte[jpeg.Length]]));
     }
 
+    [Fact]
+    public void Accepts_a_PNG_with_data_after_its_IEND_chunk_and_refuses_one_cut_short()
+    {
+        using var source = Colour(200, 150);
+        var png = Encode(source, ".png");
+        var trailer = new byte[4096];
+        new Random(15).NextBytes(trailer);
+
+        using var decoded = ImageDecoder.Decode([.. png, .. trailer]);
+        Assert.Equal(new Size(200, 150), decoded.Size());
+        for (int cut = png.Length - 1; cut > 33; cut -= 37)
+        {
+            Assert.Contains("truncated PNG", ReasonFor(png[..cut]));
+        }
+    }
+
     private static byte[] Jpeg(Mat image, bool progressive)
     {
         Cv2.ImEncode(".jpg", image, out byte[] data, new ImageEncodingParam(ImwriteFlags.JpegProgressive, progressive ? 1 : 0));

@@ -75,10 +75,30 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
             throw new InvalidImageException("truncated PNG: no IHDR chunk");
         }
 
-        // A complete PNG ends with the 12-byte IEND chunk; without it the file was cut short.
-        if (data.Length < 36 || !data[^8..^4].SequenceEqual("IEND"u8))
+        // A PNG ends at its IEND chunk, not at the end of the file: the chunks are walked to it (as the JPEG's segments
+        // are to its end marker), so data appended after it is ignored, as decoders ignore it, and a file cut short,
+        // which ends inside a chunk, is refused.
+        int pos = PngSignature.Length;
+        while (true)
         {
-            throw new InvalidImageException("truncated PNG: the file ends before its IEND chunk");
+            if (pos + 12 > data.Length)
+            {
+                throw new InvalidImageException("truncated PNG: the file ends before its IEND chunk");
+            }
+
+            // Length (4, of the data only), type (4), data, CRC (4).
+            long end = pos + 12L + BinaryPrimitives.ReadUInt32BigEndian(data[pos..]);
+            if (end > data.Length)
+            {
+                throw new InvalidImageException("truncated PNG: the file ends before its IEND chunk");
+            }
+
+            if (data.Slice(pos + 4, 4).SequenceEqual("IEND"u8))
+            {
+                break;
+            }
+
+            pos = (int)end;
         }
 
         return Checked(ImageFormat.Png, BinaryPrimitives.ReadUInt32BigEndian(data[16..]), BinaryPrimitives.ReadUInt32BigEndian(data[20..]));
