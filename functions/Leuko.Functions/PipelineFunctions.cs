@@ -1,4 +1,5 @@
 using Azure.Storage.Blobs;
+using Leuko.Azure.Hosting;
 using Leuko.Pipeline.Stages;
 using Leuko.Pipeline.Storage;
 using Leuko.Pipeline.Webhooks;
@@ -57,38 +58,24 @@ public sealed class PipelineFunctions(
         return new JsonResult(new { status = "ok" });
     }
 
+    // The webhook API's handlers are WebhookApi's, which leuko serve maps too: one definition for both hosts.
     [Function("CreateWebhook")]
-    public async Task<IActionResult> CreateWebhook([HttpTrigger(AuthorizationLevel.Function, "post", Route = "webhooks")] HttpRequest request)
-    {
-        try
-        {
-            var body = await System.Text.Json.JsonSerializer.DeserializeAsync<WebhookRequest>(request.Body, PipelineJson.Options, request.HttpContext.RequestAborted)
-                       ?? throw new WebhookRequestException("a JSON body with url and types is required");
-            return new JsonResult(await webhooks.CreateAsync(body, request.HttpContext.RequestAborted), PipelineJson.Options) { StatusCode = StatusCodes.Status201Created };
-        }
-        catch (Exception e) when (e is WebhookRequestException or System.Text.Json.JsonException)
-        {
-            return new BadRequestObjectResult(new { error = e.Message });
-        }
-    }
+    public Task<IResult> CreateWebhook([HttpTrigger(AuthorizationLevel.Function, "post", Route = "webhooks")] HttpRequest request) =>
+        WebhookApi.CreateAsync(request, webhooks, request.HttpContext.RequestAborted);
 
     [Function("ListWebhooks")]
-    public async Task<IActionResult> ListWebhooks([HttpTrigger(AuthorizationLevel.Function, "get", Route = "webhooks")] HttpRequest request) =>
-        new JsonResult(await webhooks.ListAsync(request.HttpContext.RequestAborted), PipelineJson.Options);
+    public Task<IResult> ListWebhooks([HttpTrigger(AuthorizationLevel.Function, "get", Route = "webhooks")] HttpRequest request) =>
+        WebhookApi.ListAsync(webhooks, request.HttpContext.RequestAborted);
 
     [Function("DeleteWebhook")]
-    public async Task<IActionResult> DeleteWebhook([HttpTrigger(AuthorizationLevel.Function, "delete", Route = "webhooks/{id}")] HttpRequest request, string id) =>
-        await webhooks.DeleteAsync(id, request.HttpContext.RequestAborted) ? new NoContentResult() : new NotFoundObjectResult(new { error = $"no webhook '{id}'" });
+    public Task<IResult> DeleteWebhook([HttpTrigger(AuthorizationLevel.Function, "delete", Route = "webhooks/{id}")] HttpRequest request, string id) =>
+        WebhookApi.DeleteAsync(id, webhooks, request.HttpContext.RequestAborted);
 
     [Function("RotateWebhookSecret")]
-    public async Task<IActionResult> RotateWebhookSecret([HttpTrigger(AuthorizationLevel.Function, "post", Route = "webhooks/{id}/rotate-secret")] HttpRequest request, string id) =>
-        await webhooks.RotateSecretAsync(id, request.HttpContext.RequestAborted) is { } rotated
-            ? new JsonResult(rotated, PipelineJson.Options)
-            : new NotFoundObjectResult(new { error = $"no webhook '{id}'" });
+    public Task<IResult> RotateWebhookSecret([HttpTrigger(AuthorizationLevel.Function, "post", Route = "webhooks/{id}/rotate-secret")] HttpRequest request, string id) =>
+        WebhookApi.RotateSecretAsync(id, webhooks, request.HttpContext.RequestAborted);
 
     [Function("WebhookDeliveries")]
-    public async Task<IActionResult> WebhookDeliveries([HttpTrigger(AuthorizationLevel.Function, "get", Route = "webhooks/{id}/deliveries")] HttpRequest request, string id) =>
-        await webhooks.DeliveriesAsync(id, 200, request.HttpContext.RequestAborted) is { } attempts
-            ? new JsonResult(attempts, PipelineJson.Options)
-            : new NotFoundObjectResult(new { error = $"no webhook '{id}'" });
+    public Task<IResult> WebhookDeliveries([HttpTrigger(AuthorizationLevel.Function, "get", Route = "webhooks/{id}/deliveries")] HttpRequest request, string id) =>
+        WebhookApi.DeliveriesAsync(id, webhooks, request.HttpContext.RequestAborted);
 }

@@ -115,6 +115,30 @@ public class AnalyzeCommandTests
     }
 
     [Fact]
+    public async Task AJpegWithDataAfterItsEndIsAnalysedAndOneCutShortIsNot()
+    {
+        using var inputs = new TempDir();
+        using var output = new TempDir();
+        var jpeg = File.ReadAllBytes(CliRunner.SampleImage("BloodImage_00000.jpg"));
+        // What a camera or editor appends after the end-of-image marker: here 10 KB, with bytes that look like markers.
+        var trailer = Enumerable.Range(0, 10_000).Select(i => (byte)(i % 7 == 0 ? 0xFF : i % 251)).ToArray();
+        File.WriteAllBytes(Path.Combine(inputs.Path, "trailer.jpg"), [.. jpeg, .. trailer]);
+        File.WriteAllBytes(Path.Combine(inputs.Path, "cut.jpg"), jpeg[..(jpeg.Length - 300)]);
+        File.WriteAllBytes(Path.Combine(inputs.Path, "plain.jpg"), jpeg);
+
+        var r = await Analyze(output.Path, inputs.Path);
+
+        Assert.Equal(1, r.ExitCode);
+        var results = Results(output.Path);
+        var trailing = Image(results, "trailer.jpg");
+        Assert.Equal("completed", trailing["status"]!.GetValue<string>());
+        Assert.Equal(Image(results, "plain.jpg")["cells"]!.ToJsonString(), trailing["cells"]!.ToJsonString());
+        var cut = Image(results, "cut.jpg");
+        Assert.Equal("failed", cut["status"]!.GetValue<string>());
+        Assert.Contains("truncated JPEG: the file ends before its end-of-image marker", cut["error"]!.GetValue<string>());
+    }
+
+    [Fact]
     public async Task ResultsDoNotDependOnParallelism()
     {
         using var one = new TempDir();
@@ -178,6 +202,58 @@ public class AnalyzeCommandTests
         Assert.Equal([zip], Directory.GetFiles(inputs.Path));
         Assert.Equal(["out"], Directory.GetDirectories(inputs.Path).Select(Path.GetFileName));
         Assert.Equal([Path.Combine(outside, "annotated", "batch", "day1", "field.jpg")], Directory.GetFiles(Path.Combine(outside, "annotated"), "*", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public async Task AnArchiveOrAnImageIsKnownByItsContentNotItsName()
+    {
+        using var inputs = new TempDir();
+        using var output = new TempDir();
+        var image = File.ReadAllBytes(CliRunner.SampleImage("BloodImage_00000.jpg"));
+        var photo = Path.Combine(inputs.Path, "photo.zip");
+        File.WriteAllBytes(photo, image);
+        var batch = Path.Combine(inputs.Path, "batch.jpg");
+        File.WriteAllBytes(batch, Zips.Build(("field.jpg", image)));
+
+        var r = await Analyze(output.Path, photo, batch);
+
+        Assert.Equal(0, r.ExitCode);
+        var results = Results(output.Path);
+        Assert.Equal([$"{photo}", $"{batch}!field.jpg"], Images(results).Select(i => i!["source"]!.GetValue<string>()));
+        Assert.All(Images(results), i => Assert.Equal("completed", i!["status"]!.GetValue<string>()));
+        Assert.Equal(Image(results, "photo.zip")["cells"]!.ToJsonString(), Image(results, "!field.jpg")["cells"]!.ToJsonString());
+    }
+
+    [Fact]
+    public async Task AnArchiveWithNoImagesFailsWithItsReason()
+    {
+        using var inputs = new TempDir();
+        using var output = new TempDir();
+        var empty = Path.Combine(inputs.Path, "empty.zip");
+        File.WriteAllBytes(empty, Zips.Build());
+        var folders = Path.Combine(inputs.Path, "folders.zip");
+        File.WriteAllBytes(folders, Zips.Build(("day1/", []), ("day1/morning/", [])));
+        var notes = Path.Combine(inputs.Path, "notes.zip");
+        File.WriteAllBytes(notes, Zips.Build(("readme.txt", "no pictures here"u8.ToArray())));
+        var plain = Path.Combine(inputs.Path, "plain.jpg");
+        File.Copy(CliRunner.SampleImage("BloodImage_00000.jpg"), plain);
+
+        var r = await Analyze(output.Path, inputs.Path);
+
+        Assert.Equal(1, r.ExitCode);
+        var results = Results(output.Path);
+        Assert.Equal([empty, folders, notes, plain], Images(results).Select(i => i!["source"]!.GetValue<string>()));
+        foreach (var archive in new[] { empty, folders, notes })
+        {
+            var failed = Image(results, Path.GetFileName(archive));
+            Assert.Equal("failed", failed["status"]!.GetValue<string>());
+            Assert.Contains("archive holds no images", failed["error"]!.GetValue<string>());
+            Assert.Contains($"failed: {archive}", r.Stderr);
+        }
+
+        Assert.Contains("readme.txt", Image(results, "notes.zip")["error"]!.GetValue<string>());
+        Assert.Equal("completed", Image(results, "plain.jpg")["status"]!.GetValue<string>());
+        Assert.Equal(3, results["summary"]!["failed"]!.GetValue<int>());
     }
 
     [Fact]

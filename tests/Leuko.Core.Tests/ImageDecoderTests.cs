@@ -53,6 +53,66 @@ public sealed class ImageDecoderTests
         Assert.Contains(reason, ReasonFor(data[..(data.Length / 2)]));
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Accepts_a_JPEG_with_data_after_its_end_of_image_marker(bool progressive)
+    {
+        // Cameras and editors append data after EOI (a second picture, maker notes); 4 KB of it is far beyond any
+        // look at the last bytes, and it holds marker-like bytes (0xFF 0xD9, 0xFF 0xC0) that must not be read.
+        using var source = Colour(200, 150);
+        var jpeg = Jpeg(source, progressive);
+        var trailer = new byte[4096];
+        new Random(15).NextBytes(trailer);
+        trailer[100] = 0xFF;
+        trailer[101] = 0xC0;
+        trailer[^2] = 0xFF;
+        trailer[^1] = 0xD9;
+
+        using var decoded = ImageDecoder.Decode([.. jpeg, .. trailer]);
+        Assert.Equal(new Size(200, 150), decoded.Size());
+        Assert.Equal(new ImageHeader(ImageFormat.Jpeg, 200, 150), ImageHeader.Read([.. jpeg, .. new byte[100_000]]));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Refuses_a_JPEG_cut_short_anywhere_after_its_frame_header(bool progressive)
+    {
+        using var source = Colour(200, 150);
+        var jpeg = Jpeg(source, progressive);
+        for (int cut = jpeg.Length - 1; cut > jpeg.Length / 4; cut -= 97)
+        {
+            Assert.Contains("truncated JPEG", ReasonFor(jpeg[..cut]));
+        }
+
+        // Cut short and padded with zeros to a plausible length (a preallocated download): no end-of-image marker,
+        // and the zeros are not JPEG segments either.
+        Assert.Matches("^(truncated|corrupt) JPEG", ReasonFor([.. jpeg[..(jpeg.Length / 2)], .. new byte[jpeg.Length]]));
+    }
+
+    [Fact]
+    public void Accepts_a_PNG_with_data_after_its_IEND_chunk_and_refuses_one_cut_short()
+    {
+        using var source = Colour(200, 150);
+        var png = Encode(source, ".png");
+        var trailer = new byte[4096];
+        new Random(15).NextBytes(trailer);
+
+        using var decoded = ImageDecoder.Decode([.. png, .. trailer]);
+        Assert.Equal(new Size(200, 150), decoded.Size());
+        for (int cut = png.Length - 1; cut > 33; cut -= 37)
+        {
+            Assert.Contains("truncated PNG", ReasonFor(png[..cut]));
+        }
+    }
+
+    private static byte[] Jpeg(Mat image, bool progressive)
+    {
+        Cv2.ImEncode(".jpg", image, out byte[] data, new ImageEncodingParam(ImwriteFlags.JpegProgressive, progressive ? 1 : 0));
+        return data;
+    }
+
     [Fact]
     public void Refuses_a_1x1_image()
     {

@@ -47,6 +47,27 @@ public class ImageArchiveTests
     }
 
     [Fact]
+    public void AnArchiveWithNothingToAnalyseIsRefused()
+    {
+        Assert.Contains("archive holds no images: it has no files", Assert.Throws<ArchiveRejectedException>(() => Open(Zips.Build())).Message);
+        Assert.Contains("it has no files", Assert.Throws<ArchiveRejectedException>(() => Open(Zips.Build(("a/", []), ("a/b/", [])))).Message);
+        var skipped = Assert.Throws<ArchiveRejectedException>(() => Open(Zips.Build(("notes.txt", "hi"u8.ToArray()), ("__MACOSX/._a.jpg", [1])))).Message;
+        Assert.Contains("none of its 2 files is a JPEG, PNG, BMP or TIFF image (notes.txt: not an image (.txt)", skipped);
+
+        // An entry refused for safety is reported on its own, so its archive is not refused as empty.
+        using var refused = Open(Zips.Build(("../escape.jpg", Zips.SampleBytes())));
+        Assert.Equal(ArchiveEntryKind.Refused, Assert.Single(refused.Entries).Kind);
+    }
+
+    [Theory]
+    [InlineData(new byte[] { (byte)'P', (byte)'K', 3, 4 }, true)]
+    [InlineData(new byte[] { (byte)'P', (byte)'K', 5, 6, 0 }, true)]
+    [InlineData(new byte[] { 0xFF, 0xD8, 0xFF, 0xE0 }, false)]
+    [InlineData(new byte[] { (byte)'P', (byte)'K', (byte)' ', (byte)'b' }, false)]
+    [InlineData(new byte[] { (byte)'P', (byte)'K' }, false)]
+    public void AZipIsKnownByItsFirstBytes(byte[] head, bool zip) => Assert.Equal(zip, ImageArchive.IsZip(head));
+
+    [Fact]
     public void TooManyEntriesRefusesTheWholeArchive()
     {
         var zip = Zips.Build(Enumerable.Range(0, 5).Select(i => ($"f{i}.jpg", new byte[] { 1 })).ToArray());

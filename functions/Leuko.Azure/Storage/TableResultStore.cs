@@ -149,6 +149,7 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
                 ["Refused"] = batch.Refused,
                 ["Skipped"] = JsonSerializer.Serialize(batch.Skipped),
                 ["Updated"] = batch.Updated,
+                ["Note"] = batch.Note,
             },
             TableUpdateMode.Replace, cancellationToken);
 
@@ -163,7 +164,8 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
         var e = response.Value!;
         return new BatchRow(
             batchId, e.GetString("Archive"), e.GetString("Status"), e.GetString("Error"), e.GetInt32("Images") ?? 0, e.GetInt32("Refused") ?? 0,
-            JsonSerializer.Deserialize<List<string>>(e.GetString("Skipped") ?? "[]")!, e.GetDateTimeOffset("Updated") ?? DateTimeOffset.MinValue);
+            JsonSerializer.Deserialize<List<string>>(e.GetString("Skipped") ?? "[]")!, e.GetDateTimeOffset("Updated") ?? DateTimeOffset.MinValue,
+            e.GetString("Note"));
     }
 
     public Task UpsertBatchMemberAsync(BatchMemberRow member, CancellationToken cancellationToken) =>

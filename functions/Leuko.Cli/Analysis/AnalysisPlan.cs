@@ -1,3 +1,4 @@
+using Leuko.Core.Imaging;
 using Leuko.Pipeline.Archives;
 
 namespace Leuko.Cli.Analysis;
@@ -44,7 +45,7 @@ internal sealed class AnalysisPlan : IDisposable
         {
             foreach (var input in InputFiles.Expand(paths, Extensions))
             {
-                if (IsZip(input.Path))
+                if (IsArchive(input.Path))
                 {
                     plan.AddArchive(input, limits, names);
                 }
@@ -108,25 +109,32 @@ internal sealed class AnalysisPlan : IDisposable
         Images.Add(new PlannedImage(Images.Count, source, unique, file, archive, entry, error));
     }
 
-    /// <summary>A zip by its first bytes (local file header or empty-archive end record), whatever its extension.</summary>
-    private static bool IsZip(string path)
+    /// <summary>
+    /// Archive or image by content, as images are recognised: a zip's magic makes an archive of any name, an image's
+    /// makes an image of a <c>.zip</c>. A file that is neither keeps the kind its name says, so a broken <c>.zip</c>
+    /// is refused as an archive and anything else as an image, each with its reason.
+    /// </summary>
+    private static bool IsArchive(string path)
     {
-        if (path.EndsWith(".zip", StringComparison.OrdinalIgnoreCase))
+        Span<byte> head = stackalloc byte[16];
+        int read;
+        try
+        {
+            using var f = File.OpenRead(path);
+            read = f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false; // reading it as an image reports why it cannot be read
+        }
+
+        head = head[..read];
+        if (ImageArchive.IsZip(head))
         {
             return true;
         }
 
-        try
-        {
-            using var f = File.OpenRead(path);
-            Span<byte> magic = stackalloc byte[4];
-            return f.ReadAtLeast(magic, 4, throwOnEndOfStream: false) == 4 && magic[0] == 'P' && magic[1] == 'K' &&
-                   ((magic[2] == 3 && magic[3] == 4) || (magic[2] == 5 && magic[3] == 6));
-        }
-        catch (IOException)
-        {
-            return false;
-        }
+        return ImageHeader.Sniff(head) is null && path.EndsWith(".zip", StringComparison.OrdinalIgnoreCase);
     }
 
     public void Dispose()

@@ -38,6 +38,16 @@ internal static class ServeCommand
             Description = "Seconds a storage-queue message stays locked (renewed while it is handled); after a crash, messages reappear this long after.",
             DefaultValueFactory = _ => 60,
         };
+
+        // On the option itself, as every command's ranges are: a command's validators read an option the user left
+        // out as default(T) (0 here), not its DefaultValueFactory value, so the README's command was refused.
+        queueLock.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() is < 2 or > 600)
+            {
+                r.AddError("--queue-lock must be between 2 and 600 seconds");
+            }
+        });
         var loopbackWebhooks = new Option<bool>("--allow-loopback-webhooks")
         {
             Description = "Development: accept webhook subscribers on this machine (http://127.0.0.1:PORT/...). Private and metadata addresses stay refused.",
@@ -49,11 +59,7 @@ internal static class ServeCommand
         };
         command.Validators.Add(r =>
         {
-            if (r.GetValue(queueLock) is < 2 or > 600)
-            {
-                r.AddError("--queue-lock must be between 2 and 600 seconds");
-            }
-
+            // Only a --transport given on the command line can be service-bus (the default is storage-queue).
             if (r.GetValue(transport) == Transports.ServiceBus && string.IsNullOrWhiteSpace(r.GetValue(serviceBus)))
             {
                 r.AddError("--transport service-bus needs --service-bus CONNECTION_STRING");
@@ -130,24 +136,6 @@ internal static class ServeCommand
         app.MapGet("/api/batches/{id}", async (string id, PipelineQueries queries, CancellationToken ct) =>
             await queries.GetBatchAsync(id, ct) is { } batch ? Results.Json(batch, PipelineJson.Options) : Results.NotFound(new { error = $"no batch '{id}'" }));
 
-        app.MapPost("/api/webhooks", async (WebhookRequest request, WebhookService webhooks, CancellationToken ct) =>
-        {
-            try
-            {
-                var created = await webhooks.CreateAsync(request, ct);
-                return Results.Json(created, PipelineJson.Options, statusCode: StatusCodes.Status201Created);
-            }
-            catch (WebhookRequestException e)
-            {
-                return Results.BadRequest(new { error = e.Message });
-            }
-        });
-        app.MapGet("/api/webhooks", async (WebhookService webhooks, CancellationToken ct) => Results.Json(await webhooks.ListAsync(ct), PipelineJson.Options));
-        app.MapDelete("/api/webhooks/{id}", async (string id, WebhookService webhooks, CancellationToken ct) =>
-            await webhooks.DeleteAsync(id, ct) ? Results.NoContent() : Results.NotFound(new { error = $"no webhook '{id}'" }));
-        app.MapPost("/api/webhooks/{id}/rotate-secret", async (string id, WebhookService webhooks, CancellationToken ct) =>
-            await webhooks.RotateSecretAsync(id, ct) is { } rotated ? Results.Json(rotated, PipelineJson.Options) : Results.NotFound(new { error = $"no webhook '{id}'" }));
-        app.MapGet("/api/webhooks/{id}/deliveries", async (string id, WebhookService webhooks, CancellationToken ct) =>
-            await webhooks.DeliveriesAsync(id, 200, ct) is { } attempts ? Results.Json(attempts, PipelineJson.Options) : Results.NotFound(new { error = $"no webhook '{id}'" }));
+        app.MapWebhookApi();
     }
 }

@@ -25,28 +25,44 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
             throw new InvalidImageException("the file is empty");
         }
 
+        return Sniff(data) switch
+        {
+            ImageFormat.Jpeg => ReadJpeg(data),
+            ImageFormat.Png => ReadPng(data),
+            ImageFormat.Bmp => ReadBmp(data),
+            ImageFormat.Tiff => ReadTiff(data),
+            _ => throw new InvalidImageException($"unsupported format ({Describe(data)}); expected JPEG, PNG, BMP or TIFF"),
+        };
+    }
+
+    /// <summary>
+    /// The format an encoded image's first bytes announce (at least 8 for PNG), or null: how the pipeline tells an
+    /// image from anything else by its content rather than its name.
+    /// </summary>
+    public static ImageFormat? Sniff(ReadOnlySpan<byte> data)
+    {
         if (data.Length >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF)
         {
-            return ReadJpeg(data);
+            return ImageFormat.Jpeg;
         }
 
         if (data.Length >= 8 && data[..8].SequenceEqual(PngSignature))
         {
-            return ReadPng(data);
+            return ImageFormat.Png;
         }
 
         if (data.Length >= 2 && data[0] == (byte)'B' && data[1] == (byte)'M')
         {
-            return ReadBmp(data);
+            return ImageFormat.Bmp;
         }
 
         if (data.Length >= 4 && ((data[0] == (byte)'I' && data[1] == (byte)'I' && data[2] == 42 && data[3] == 0)
                               || (data[0] == (byte)'M' && data[1] == (byte)'M' && data[2] == 0 && data[3] == 42)))
         {
-            return ReadTiff(data);
+            return ImageFormat.Tiff;
         }
 
-        throw new InvalidImageException($"unsupported format ({Describe(data)}); expected JPEG, PNG, BMP or TIFF");
+        return null;
     }
 
     private static ReadOnlySpan<byte> PngSignature => [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A];
@@ -59,76 +75,155 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
             throw new InvalidImageException("truncated PNG: no IHDR chunk");
         }
 
-        // A complete PNG ends with the 12-byte IEND chunk; without it the file was cut short.
-        if (data.Length < 36 || !data[^8..^4].SequenceEqual("IEND"u8))
+        // A PNG ends at its IEND chunk, not at the end of the file: the chunks are walked to it (as the JPEG's segments
+        // are to its end marker), so data appended after it is ignored, as decoders ignore it, and a file cut short,
+        // which ends inside a chunk, is refused.
+        int pos = PngSignature.Length;
+        while (true)
         {
-            throw new InvalidImageException("truncated PNG: the file ends before its IEND chunk");
+            if (pos + 12 > data.Length)
+            {
+                throw new InvalidImageException("truncated PNG: the file ends before its IEND chunk");
+            }
+
+            // Length (4, of the data only), type (4), data, CRC (4).
+            long end = pos + 12L + BinaryPrimitives.ReadUInt32BigEndian(data[pos..]);
+            if (end > data.Length)
+            {
+                throw new InvalidImageException("truncated PNG: the file ends before its IEND chunk");
+            }
+
+            if (data.Slice(pos + 4, 4).SequenceEqual("IEND"u8))
+            {
+                break;
+            }
+
+            pos = (int)end;
         }
 
         return Checked(ImageFormat.Png, BinaryPrimitives.ReadUInt32BigEndian(data[16..]), BinaryPrimitives.ReadUInt32BigEndian(data[20..]));
     }
 
+    /// <summary>
+    /// Walks the JPEG's segments and scans to its end-of-image marker (EOI). A JPEG ends at its EOI, not at the end of
+    /// the file: cameras and editors append data after it (a second picture, maker notes, padding) that decoders
+    /// ignore, so trailing bytes are accepted whatever they hold. A file cut short has no EOI: it ends inside a
+    /// segment or inside the entropy-coded data of a scan.
+    /// </summary>
     private static ImageHeader ReadJpeg(ReadOnlySpan<byte> data)
     {
-        int pos = 2;
-        while (pos + 4 <= data.Length)
+        ImageHeader? frame = null;
+        int pos = 2; // after SOI
+        while (true)
         {
+            if (pos >= data.Length)
+            {
+                throw TruncatedJpeg(frame);
+            }
+
             if (data[pos] != 0xFF)
             {
                 throw new InvalidImageException("corrupt JPEG: bad marker sequence");
             }
 
-            byte marker = data[pos + 1];
-            if (marker == 0xFF)
+            while (pos < data.Length && data[pos] == 0xFF)
             {
-                pos++; // fill byte
-                continue;
+                pos++; // the marker's prefix and any fill bytes before it
             }
 
-            if (marker is 0xD8 or 0x01 or (>= 0xD0 and <= 0xD7))
+            if (pos >= data.Length)
             {
-                pos += 2; // markers without a length
-                continue;
+                throw TruncatedJpeg(frame);
             }
 
-            int length = BinaryPrimitives.ReadUInt16BigEndian(data[(pos + 2)..]);
+            byte marker = data[pos++];
+            if (marker == 0xD9)
+            {
+                return frame ?? throw new InvalidImageException("corrupt JPEG: end-of-image marker before any frame header");
+            }
+
+            if (marker is 0x01 or 0xD8 or (>= 0xD0 and <= 0xD7))
+            {
+                continue; // markers without a length
+            }
+
+            if (marker == 0x00 || pos + 2 > data.Length)
+            {
+                throw marker == 0x00 ? new InvalidImageException("corrupt JPEG: bad marker sequence") : TruncatedJpeg(frame);
+            }
+
+            int length = BinaryPrimitives.ReadUInt16BigEndian(data[pos..]); // counts its own two bytes
+            if (length < 2)
+            {
+                throw new InvalidImageException($"corrupt JPEG: segment length {length}");
+            }
+
+            if (pos + length > data.Length)
+            {
+                throw TruncatedJpeg(frame);
+            }
+
             bool startOfFrame = marker is >= 0xC0 and <= 0xCF and not 0xC4 and not 0xC8 and not 0xCC;
-            if (startOfFrame)
+            if (startOfFrame && frame is null)
             {
-                if (pos + 9 > data.Length)
+                if (length < 7)
                 {
-                    break;
+                    throw new InvalidImageException("corrupt JPEG: frame header too short");
                 }
 
-                uint height = BinaryPrimitives.ReadUInt16BigEndian(data[(pos + 5)..]);
-                uint width = BinaryPrimitives.ReadUInt16BigEndian(data[(pos + 7)..]);
-                if (!EndsWithEoi(data))
-                {
-                    throw new InvalidImageException("truncated JPEG: the file ends before its end-of-image marker");
-                }
-
-                return Checked(ImageFormat.Jpeg, width, height);
+                // Length (2), sample precision (1), height (2), width (2).
+                uint height = BinaryPrimitives.ReadUInt16BigEndian(data[(pos + 3)..]);
+                uint width = BinaryPrimitives.ReadUInt16BigEndian(data[(pos + 5)..]);
+                frame = Checked(ImageFormat.Jpeg, width, height);
             }
 
-            pos += 2 + length;
+            pos += length;
+            if (marker == 0xDA)
+            {
+                pos = EndOfScan(data, pos);
+            }
         }
-
-        throw new InvalidImageException("truncated JPEG: no frame header");
     }
 
-    // Some writers pad after EOI, so look for it in the last bytes rather than exactly at the end.
-    private static bool EndsWithEoi(ReadOnlySpan<byte> data)
+    private static InvalidImageException TruncatedJpeg(ImageHeader? frame) =>
+        new(frame is null
+            ? "truncated JPEG: no frame header"
+            : "truncated JPEG: the file ends before its end-of-image marker");
+
+    /// <summary>
+    /// Where the entropy-coded data after a start-of-scan header ends: at the next marker other than a restart marker
+    /// (0xFF 0x00 is a stuffed data byte), or at the end of the data when the file was cut inside the scan.
+    /// </summary>
+    private static int EndOfScan(ReadOnlySpan<byte> data, int pos)
     {
-        var tail = data[Math.Max(0, data.Length - 64)..];
-        for (int i = tail.Length - 2; i >= 0; i--)
+        while (true)
         {
-            if (tail[i] == 0xFF && tail[i + 1] == 0xD9)
+            int next = data[pos..].IndexOf((byte)0xFF);
+            if (next < 0)
             {
-                return true;
+                return data.Length;
+            }
+
+            pos += next;
+            if (pos + 1 >= data.Length)
+            {
+                return data.Length;
+            }
+
+            byte code = data[pos + 1];
+            if (code == 0x00 || code is >= 0xD0 and <= 0xD7)
+            {
+                pos += 2; // a stuffed 0xFF, or a restart marker inside the scan
+            }
+            else if (code == 0xFF)
+            {
+                pos++; // a fill byte before a marker
+            }
+            else
+            {
+                return pos;
             }
         }
-
-        return false;
     }
 
     private static ImageHeader ReadBmp(ReadOnlySpan<byte> data)

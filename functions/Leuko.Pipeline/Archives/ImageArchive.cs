@@ -51,11 +51,22 @@ public sealed class ImageArchive : IDisposable
         _limits = limits;
     }
 
+    /// <summary>The first bytes a zip archive begins with: a local file header, or the end record of an empty archive.</summary>
+    public const int MagicLength = 4;
+
+    /// <summary>
+    /// Whether <paramref name="head"/> (a file's first <see cref="MagicLength"/> bytes or more) begins a zip archive:
+    /// archive or image is decided by content, whatever the name says, as the image formats are.
+    /// </summary>
+    public static bool IsZip(ReadOnlySpan<byte> head) =>
+        head.Length >= MagicLength && head[0] == 'P' && head[1] == 'K' && ((head[2] == 3 && head[3] == 4) || (head[2] == 5 && head[3] == 6));
+
     /// <summary>Every file entry (folders left out) in stored order, with its verdict.</summary>
     public IReadOnlyList<ArchiveEntry> Entries { get; }
 
     /// <summary>Opens a zip and judges every entry from its central directory. The stream should be seekable (a file, a blob read stream).</summary>
-    /// <exception cref="ArchiveRejectedException">Not a zip archive, or over the entry-count or total-size limit.</exception>
+    /// <exception cref="ArchiveRejectedException">Not a zip archive, over the entry-count or total-size limit, or holding no
+    /// image to analyse (empty, only folders, only skipped files).</exception>
     public static ImageArchive Open(Stream stream, ArchiveLimits? limits = null, bool leaveOpen = false)
     {
         limits ??= ArchiveLimits.Default;
@@ -94,6 +105,17 @@ public sealed class ImageArchive : IDisposable
 
                 var (kind, reason) = Judge(e.FullName, e.Length, e.CompressedLength, limits);
                 entries.Add(new ArchiveEntry(i, e.FullName, e.Length, e.CompressedLength, kind, reason));
+            }
+
+            // An archive with nothing to analyse is an error the user must hear of, not an empty success: it is refused,
+            // so the CLI lists it as failed and its batch fails with this reason. Refused entries count: they are
+            // reported one by one.
+            if (!entries.Any(e => e.Kind != ArchiveEntryKind.Skipped))
+            {
+                throw new ArchiveRejectedException(entries.Count == 0
+                    ? "archive holds no images: it has no files"
+                    : $"archive holds no images: none of its {entries.Count:N0} files is a JPEG, PNG, BMP or TIFF image " +
+                      $"({string.Join(", ", entries.Take(3).Select(e => $"{e.Name}: {e.Reason}"))}{(entries.Count > 3 ? ", ..." : "")})");
             }
 
             return new ImageArchive(zip, entries, limits);

@@ -1,3 +1,4 @@
+using Leuko.Core.Imaging;
 using Leuko.Pipeline.Archives;
 using Leuko.Pipeline.Storage;
 using Leuko.Pipeline.Webhooks;
@@ -8,7 +9,9 @@ namespace Leuko.Pipeline.Stages;
 /// An archive uploaded to <c>archives/</c> is read entry by entry under the archive safety rules
 /// (<see cref="ImageArchive"/>) and each image is written to <c>uploads/BATCHID/ENTRY</c>, where segmentation picks
 /// it up like any upload. The batch row and one member row per image (pending until the image is final) make its
-/// progress readable. Refused entries are failed members; skipped entries are listed on the batch.
+/// progress readable. Refused entries are failed members; skipped entries are listed on the batch. Archive or image is
+/// decided by content: an image uploaded here is analysed as a batch of one, with a note saying so; an archive with
+/// no image in it fails with that reason.
 /// </summary>
 public sealed class ArchiveStage(
     IBlobStore blobs, IResultStore results, ArchiveLimits? limits = null, IPipelineEvents? events = null, TimeProvider? time = null)
@@ -27,14 +30,21 @@ public sealed class ArchiveStage(
             return existing; // a replayed event: the images are already on their way
         }
 
+        var gone = existing ?? new BatchRow(batchId, source, BatchRow.Failed, "the archive no longer exists", 0, 0, [], _time.GetUtcNow());
+        var format = await SniffImageAsync(archiveName, cancellationToken);
         await using var stream = await blobs.OpenReadAsync(Containers.Archives, archiveName, cancellationToken);
         if (stream is null)
         {
-            return existing ?? new BatchRow(batchId, source, BatchRow.Failed, "the archive no longer exists", 0, 0, [], _time.GetUtcNow());
+            return gone;
         }
 
         var batch = new BatchRow(batchId, source, BatchRow.Expanding, null, 0, 0, [], _time.GetUtcNow());
         await results.UpsertBatchAsync(batch, cancellationToken);
+        if (format is { } imageFormat)
+        {
+            return await ExpandImageAsync(batch, archiveName, imageFormat, cancellationToken) ?? gone;
+        }
+
         ImageArchive archive;
         try
         {
@@ -92,9 +102,59 @@ public sealed class ArchiveStage(
             batch = batch with { Status = BatchRow.Expanded, Images = images, Refused = refused, Skipped = skipped, Updated = _time.GetUtcNow() };
             await results.UpsertBatchAsync(batch, cancellationToken);
 
-            // Its images may all be final already (or there were none): then the batch is complete now.
+            // Its images may all be final already: then the batch is complete now.
             await BatchProgress.CheckCompletedAsync(results, batchId, _events, cancellationToken);
             return batch;
         }
+    }
+
+    /// <summary>The image format the upload's first bytes announce when they are not a zip's, else null (an archive, or neither: refused as an archive).</summary>
+    private async Task<ImageFormat?> SniffImageAsync(string archiveName, CancellationToken cancellationToken)
+    {
+        await using var stream = await blobs.OpenReadAsync(Containers.Archives, archiveName, cancellationToken);
+        if (stream is null)
+        {
+            return null;
+        }
+
+        var head = new byte[16];
+        int read = await stream.ReadAtLeastAsync(head, head.Length, throwOnEndOfStream: false, cancellationToken);
+        return ImageArchive.IsZip(head.AsSpan(0, read)) ? null : ImageHeader.Sniff(head.AsSpan(0, read));
+    }
+
+    /// <summary>
+    /// An image uploaded to <c>archives/</c>: the client waits for a batch, so it gets one, of this one image, which
+    /// goes to <c>uploads/BATCHID/NAME</c> like an archive's entry; the batch's note says what happened.
+    /// </summary>
+    private async Task<BatchRow?> ExpandImageAsync(BatchRow batch, string archiveName, ImageFormat format, CancellationToken cancellationToken)
+    {
+        var blob = await blobs.GetAsync(Containers.Archives, archiveName, cancellationToken);
+        if (blob is null)
+        {
+            return null;
+        }
+
+        var fileName = archiveName[(archiveName.LastIndexOf('/') + 1)..];
+        var uploadName = $"{batch.BatchId}/{fileName}";
+        var imageId = PipelineIds.Image(uploadName);
+        await results.UpsertBatchMemberAsync(
+            new BatchMemberRow(batch.BatchId, imageId, batch.Archive, BatchMemberRow.Pending, null, new Dictionary<string, int>()), cancellationToken);
+        var metadata = new Dictionary<string, string> { [Containers.BatchIdKey] = batch.BatchId, [Containers.SourceKey] = Uri.EscapeDataString(batch.Archive) };
+        if (blob.Metadata.TryGetValue(Containers.MicronsPerPixelKey, out var scale))
+        {
+            metadata[Containers.MicronsPerPixelKey] = scale; // the image's own calibration, as on any upload
+        }
+
+        await blobs.PutAsync(Containers.Uploads, uploadName, blob.Content, "application/octet-stream", metadata, cancellationToken);
+        batch = batch with
+        {
+            Status = BatchRow.Expanded,
+            Images = 1,
+            Note = $"{batch.Archive} is a {format.ToString().ToUpperInvariant()} image, not a zip archive: analysed as a batch of one image",
+            Updated = _time.GetUtcNow(),
+        };
+        await results.UpsertBatchAsync(batch, cancellationToken);
+        await BatchProgress.CheckCompletedAsync(results, batch.BatchId, _events, cancellationToken);
+        return batch;
     }
 }

@@ -15,9 +15,10 @@ public sealed record CellView(
     string? ReviewReason);
 
 /// <summary>An archive's batch as the HTTP API returns it (<c>GET /api/batches/{id}</c>).</summary>
-/// <param name="Status"><c>expanding</c>, <c>processing</c> (images pending), <c>completed</c>, or <c>failed</c> (archive refused).</param>
+/// <param name="Status"><c>expanding</c>, <c>processing</c> (images pending), <c>completed</c>, or <c>failed</c> (archive refused, with <paramref name="Error"/>).</param>
+/// <param name="Note">What was done that the upload did not ask for (an image uploaded as an archive, analysed as a batch of one).</param>
 public sealed record BatchView(
-    string Id, string Archive, string Status, string? Error, int Total, int Completed, int NoLeukocytes, int Failed, int Pending,
+    string Id, string Archive, string Status, string? Error, string? Note, int Total, int Completed, int NoLeukocytes, int Failed, int Pending,
     IReadOnlyList<string> Skipped, IReadOnlyDictionary<string, ClassCount> Differential, IReadOnlyDictionary<string, int> OtherCells,
     IReadOnlyList<BatchImageView> Images);
 
@@ -61,7 +62,7 @@ public sealed class PipelineQueries(IBlobStore blobs, IResultStore results, Cell
             _ => pending > 0 ? "processing" : "completed",
         };
         return new BatchView(
-            batch.BatchId, batch.Archive, status, batch.Error, members.Count,
+            batch.BatchId, batch.Archive, status, batch.Error, batch.Note, members.Count,
             members.Count(m => m.Status == ImageStatus.Completed), members.Count(m => m.Status == ImageStatus.NoLeukocytes),
             members.Count(m => m.Status == ImageStatus.Failed), pending, batch.Skipped,
             differential, others,

@@ -4,6 +4,7 @@ using System.Globalization;
 using Leuko.Core.Imaging;
 using Leuko.Core.Scale;
 using Leuko.Core.Segmentation;
+using Leuko.Pipeline.Archives;
 using Leuko.Pipeline.Messaging;
 using Leuko.Pipeline.Storage;
 using Leuko.Pipeline.Webhooks;
@@ -61,6 +62,14 @@ public sealed class SegmentationStage(
         try
         {
             given = GivenScale(blob.Metadata);
+            if (ImageArchive.IsZip(blob.Content.Span))
+            {
+                // Known by its content, as images are; the reason says where an archive goes (an entry's is not expanded).
+                throw new InvalidImageException(batchId is null
+                    ? $"a zip archive, not an image: upload archives to {Containers.Archives}/, where each image in them is analysed as a batch"
+                    : "a zip archive inside an archive: nested archives are not expanded");
+            }
+
             image = ImageDecoder.Decode(blob.Content.Span);
         }
         catch (InvalidImageException e)

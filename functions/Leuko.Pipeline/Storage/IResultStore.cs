@@ -58,6 +58,7 @@ public sealed record CellRow(
 /// <param name="Images">Image entries expanded into <c>uploads/</c> (each becomes an image).</param>
 /// <param name="Refused">Entries refused by the archive safety rules, each a failed member.</param>
 /// <param name="Skipped">Entries that are not images, with their reasons.</param>
+/// <param name="Note">What was done that the user did not ask for, e.g. an image uploaded to <c>archives/</c> analysed as a batch of one.</param>
 public sealed record BatchRow(
     string BatchId,
     string Archive,
@@ -66,7 +67,8 @@ public sealed record BatchRow(
     int Images,
     int Refused,
     IReadOnlyList<string> Skipped,
-    DateTimeOffset Updated)
+    DateTimeOffset Updated,
+    string? Note = null)
 {
     /// <summary>The archive is being expanded.</summary>
     public const string Expanding = "expanding";

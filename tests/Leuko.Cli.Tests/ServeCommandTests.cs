@@ -1,0 +1,53 @@
+using System.CommandLine;
+
+namespace Leuko.Cli.Tests;
+
+/// <summary>
+/// <c>leuko serve</c>'s command line, parsed and validated without starting the host (which needs storage):
+/// the README's command with no optional flag, and the options' limits.
+/// </summary>
+public class ServeCommandTests
+{
+    private static ParseResult Parse(params string[] args) => LeukoCommand.Create().Parse(["serve", .. args]);
+
+    [Fact]
+    public void TheReadmeCommandIsValidAndTakesTheDefaults()
+    {
+        var parse = Parse("--storage", "UseDevelopmentStorage=true");
+
+        Assert.Empty(parse.Errors);
+        Assert.Equal(60, parse.GetValue<int>("--queue-lock"));
+        Assert.Equal("storage-queue", parse.GetValue<string>("--transport"));
+        Assert.Equal("classify", parse.GetValue<string>("--queue"));
+        Assert.Equal("http://127.0.0.1:7071", parse.GetValue<string>("--urls"));
+        Assert.False(parse.GetValue<bool>("--allow-loopback-webhooks"));
+    }
+
+    [Theory]
+    [InlineData("1")]
+    [InlineData("601")]
+    public void AQueueLockOutsideItsRangeIsRefused(string seconds)
+    {
+        var parse = Parse("--storage", "UseDevelopmentStorage=true", "--queue-lock", seconds);
+
+        Assert.Contains(parse.Errors, e => e.Message.Contains("--queue-lock must be between 2 and 600 seconds", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void AGivenQueueLockInRangeIsTaken()
+    {
+        var parse = Parse("--storage", "UseDevelopmentStorage=true", "--queue-lock", "3");
+
+        Assert.Empty(parse.Errors);
+        Assert.Equal(3, parse.GetValue<int>("--queue-lock"));
+    }
+
+    [Fact]
+    public void ServiceBusNeedsItsConnectionString()
+    {
+        var parse = Parse("--storage", "UseDevelopmentStorage=true", "--transport", "service-bus");
+
+        Assert.Contains(parse.Errors, e => e.Message.Contains("--service-bus", StringComparison.Ordinal));
+        Assert.DoesNotContain(parse.Errors, e => e.Message.Contains("--queue-lock", StringComparison.Ordinal));
+    }
+}

@@ -1,0 +1,100 @@
+using Leuko.Pipeline;
+using Leuko.Pipeline.Stages;
+using Leuko.Pipeline.Storage;
+using Leuko.Tests;
+
+namespace Leuko.Integration.Tests;
+
+/// <summary>
+/// The input rules of the cloud path on a real Azurite, as <c>leuko analyze</c> applies them: a JPEG ends at its
+/// end-of-image marker, archive or image is known by content, and an archive with no image fails with its reason.
+/// </summary>
+[Collection("Azurite")]
+public class InputRulesTests
+{
+    [Fact]
+    public async Task AJpegWithDataAfterItsEndIsAnalysedAndOneCutShortFails()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync();
+        var run = Azurite.Unique("trailer");
+        var jpeg = Samples.All()[0].Data;
+        var names = new[] { $"{run}/plain.jpg", $"{run}/trailer.jpg", $"{run}/cut.jpg" };
+        await PipelineHarness.UploadAsync(Containers.Uploads, names[0], jpeg);
+        await PipelineHarness.UploadAsync(Containers.Uploads, names[1], [.. jpeg, .. Enumerable.Range(0, 10_000).Select(i => (byte)(i % 5 == 0 ? 0xFF : i))]);
+        await PipelineHarness.UploadAsync(Containers.Uploads, names[2], jpeg[..(jpeg.Length - 300)]);
+
+        var rows = await PipelineHarness.WaitForImagesAsync(pipeline.Results, names, TimeSpan.FromMinutes(2));
+
+        Assert.Equal(rows[0].Status, rows[1].Status);
+        Assert.NotEqual(ImageStatus.Failed, rows[1].Status);
+        Assert.Equal(rows[0].Counts, rows[1].Counts);
+        Assert.Equal(ImageStatus.Failed, rows[2].Status);
+        Assert.Contains("truncated JPEG: the file ends before its end-of-image marker", rows[2].Error);
+    }
+
+    [Fact]
+    public async Task AnImageUploadedAsAnArchiveIsABatchOfOneAndAZipUploadedAsAnImageFailsSayingWhere()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync();
+        var run = Azurite.Unique("content");
+        var jpeg = Samples.All()[0].Data;
+        var archiveName = $"{run}/photo.zip";
+        await PipelineHarness.UploadAsync(Containers.Archives, archiveName, jpeg);
+        var zipName = $"{run}/batch.jpg";
+        await PipelineHarness.UploadAsync(Containers.Uploads, zipName, Zips.Build(("field.jpg", jpeg)));
+
+        var batch = await WaitForBatchAsync(pipeline, PipelineIds.Batch(archiveName));
+        Assert.Equal("completed", batch.Status);
+        Assert.Null(batch.Error);
+        Assert.Equal($"{Containers.Archives}/{archiveName} is a JPEG image, not a zip archive: analysed as a batch of one image", batch.Note);
+        var member = Assert.Single(batch.Images);
+        Assert.Equal($"{Containers.Archives}/{archiveName}", member.Source);
+        Assert.Equal(1, batch.Completed);
+        Assert.True(batch.Differential.Values.Sum(d => d.Count) > 0);
+
+        var zip = Assert.Single(await PipelineHarness.WaitForImagesAsync(pipeline.Results, [zipName], TimeSpan.FromMinutes(1)));
+        Assert.Equal(ImageStatus.Failed, zip.Status);
+        Assert.Contains($"a zip archive, not an image: upload archives to {Containers.Archives}/", zip.Error);
+    }
+
+    [Fact]
+    public async Task AnArchiveWithNoImagesFailsWithItsReason()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync();
+        var run = Azurite.Unique("noimages");
+        var archives = new (string Name, byte[] Zip)[]
+        {
+            ($"{run}/empty.zip", Zips.Build()),
+            ($"{run}/folders.zip", Zips.Build(("day1/", []), ("day1/morning/", []))),
+            ($"{run}/notes.zip", Zips.Build(("readme.txt", "no pictures here"u8.ToArray()))),
+        };
+        foreach (var (name, zip) in archives)
+        {
+            await PipelineHarness.UploadAsync(Containers.Archives, name, zip);
+        }
+
+        foreach (var (name, _) in archives)
+        {
+            var batch = await WaitForBatchAsync(pipeline, PipelineIds.Batch(name));
+            Assert.Equal("failed", batch.Status);
+            Assert.Contains("archive holds no images", batch.Error);
+            Assert.Equal(0, batch.Total);
+        }
+    }
+
+    private static async Task<BatchView> WaitForBatchAsync(PipelineHarness pipeline, string batchId)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
+        while (true)
+        {
+            var batch = await pipeline.Queries.GetBatchAsync(batchId, CancellationToken.None);
+            if (batch is { Status: "completed" or "failed" })
+            {
+                return batch;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"batch {batchId} is {batch?.Status ?? "unknown"} after 2 minutes");
+            await Task.Delay(250);
+        }
+    }
+}
