@@ -49,15 +49,19 @@ public class AnalyzeCommandTests
         {
             Assert.Equal(["source", "status", "error", "width", "height", "annotated", "scale", "cells", "differential", "otherCells"], image!.AsObject().Select(p => p.Key));
             Assert.True(File.Exists(Path.Combine(temp.Path, image["annotated"]!.GetValue<string>())));
-            // BCCD fields are full of red cells: the scale is measured, near BCCD's 0.08 µm/px.
+            // BCCD fields are full of red cells: the scale is measured, near BCCD's 0.08 µm/px (one field of a packed
+            // smear can be off by half: 2% of the 292 BCCD fields are estimated above 0.13).
             Assert.Equal("estimated", image["scale"]!["source"]!.GetValue<string>());
-            Assert.InRange(image["scale"]!["micronsPerPixel"]!.GetValue<double>(), 0.065, 0.1);
+            Assert.InRange(image["scale"]!["micronsPerPixel"]!.GetValue<double>(), 0.08 / 1.7, 0.08 * 1.7);
             foreach (var cell in image["cells"]!.AsArray())
             {
                 Assert.Equal(["index", "box", "class", "confidence", "probabilities", "needsReview", "area", "reviewReason"], cell!.AsObject().Select(p => p.Key));
                 Assert.Equal(cell["needsReview"]!.GetValue<bool>(), cell["reviewReason"] is not null);
             }
         }
+
+        var scales = Images(results).Select(i => i!["scale"]!["micronsPerPixel"]!.GetValue<double>()).Order().ToList();
+        Assert.InRange((scales[2] + scales[3]) / 2, 0.065, 0.1); // the median field
 
         var csv = File.ReadAllLines(Path.Combine(temp.Path, "results.csv"));
         Assert.Equal(
@@ -149,7 +153,7 @@ public class AnalyzeCommandTests
 
         var a = Results(one.Path);
         var b = Results(four.Path);
-        Assert.Equal(22, Images(a).Count);
+        Assert.Equal(Directory.GetFiles(samples, "*.jp*g", SearchOption.AllDirectories).Length, Images(a).Count);
         Assert.Equal(Images(a).ToJsonString(), Images(b).ToJsonString());
         Assert.Equal(a["summary"]!["differential"]!.ToJsonString(), b["summary"]!["differential"]!.ToJsonString());
         Assert.Equal(1, a["summary"]!["parallel"]!.GetValue<int>());

@@ -67,7 +67,7 @@ internal sealed class PipelineHarness : IAsyncDisposable
     {
         var client = Azurite.Blobs.GetBlobContainerClient(container);
         await client.CreateIfNotExistsAsync(cancellationToken: cancellationToken);
-        await client.GetBlobClient(name).UploadAsync(new BinaryData(data), new Azure.Storage.Blobs.Models.BlobUploadOptions { Metadata = metadata }, cancellationToken);
+        await client.GetBlobClient(name).UploadAsync(new BinaryData(data), new global::Azure.Storage.Blobs.Models.BlobUploadOptions { Metadata = metadata }, cancellationToken);
     }
 
     /// <summary>Polls until every image is final, or fails after <paramref name="timeout"/> naming the images still pending.</summary>
