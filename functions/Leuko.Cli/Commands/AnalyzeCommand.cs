@@ -108,7 +108,7 @@ internal static class AnalyzeCommand
                 $"{s.Images} images in {s.Seconds:0.0} s ({s.ImagesPerSecond:0.0}/s): {s.Completed} with leukocytes, {s.NoLeukocytes} without, " +
                 $"{s.Failed} failed{(s.Skipped > 0 ? $", {s.Skipped} archive entries skipped" : "")}.");
             stdout.WriteLine(
-                $"{s.Cells} leukocytes ({s.NeedsReview} to review): " +
+                $"{s.Cells} cells ({s.NeedsReview} to review): " +
                 string.Join(", ", card.Differential.Select(c => $"{c} {s.Differential[c].Count} ({s.Differential[c].Percent:0.#}%)")) +
                 (s.OtherCells.Values.Sum() > 0
                     ? "; other cells seen: " + string.Join(", ", s.OtherCells.Where(o => o.Value > 0).Select(o => $"{o.Value} {o.Key}"))
