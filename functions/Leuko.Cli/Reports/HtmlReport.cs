@@ -72,7 +72,7 @@ internal static class HtmlReport
         Stat(b, "no-leukocytes", "Without leukocytes", s.NoLeukocytes);
         Stat(b, "failed", "Failed", s.Failed);
         Stat(b, "skipped", "Skipped (not images)", s.Skipped);
-        Stat(b, "cells", "Leukocytes", s.Cells);
+        Stat(b, "cells", "Cells found", s.Cells);
         Stat(b, "needs-review", "Cells to review", s.NeedsReview);
         b.Append("</dl></section>\n");
 
