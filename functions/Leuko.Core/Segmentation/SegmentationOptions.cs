@@ -6,8 +6,8 @@ namespace Leuko.Core.Segmentation;
 /// The segmenter's parameters. Lengths are physical (micrometres) and areas in µm²: each image's scale
 /// (<see cref="ImageScale"/>, estimated from its red cells or given) turns them into pixels, so that the same cell
 /// gets the same treatment at 40x or 100x, in a 320x240 frame or a 2,000-px field. The values were designed on BCCD
-/// fields (0.08 µm/px as measured from their red cells) and checked on the Kaggle frames (0.17), PBC (0.10) and
-/// DeepBioNet (0.14).
+/// fields (0.08 µm/px as measured from their red cells) and checked on the Kaggle frames (0.155), PBC (0.10) and
+/// DeepBioNet (two magnifications, 0.09 and 0.13).
 /// </summary>
 public sealed record SegmentationOptions
 {
