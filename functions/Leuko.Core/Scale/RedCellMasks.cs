@@ -102,7 +102,7 @@ internal sealed class RedCellMasks : IDisposable
         {
             if (hierarchy[i].Parent >= 0)
             {
-                Cv2.DrawContours(mask, contours, i, Scalar.All(255), thickness: -1);
+                Cv2.DrawContours(mask, [contours[i]], 0, Scalar.All(255), thickness: -1); // one contour: OpenCvSharp copies every contour given on each call
             }
         }
     }

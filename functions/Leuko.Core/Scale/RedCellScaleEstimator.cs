@@ -35,7 +35,8 @@ public sealed class RedCellScaleEstimator(ScaleOptions? options = null)
         ArgumentNullException.ThrowIfNull(bgr);
         using var masks = RedCellMasks.Of(bgr);
         var diameters = RedCellDiameters(masks, bgr.Size());
-        double? packed = PackedRadius(masks) is { } radius ? Plausible(Options.RedCellDiameterMicrons / (2 * radius)) : null;
+        // The outline estimate costs more than the rest together; it is measured only where it is needed.
+        var packedScale = new Lazy<double?>(() => PackedRadius(masks) is { } radius ? Plausible(Options.RedCellDiameterMicrons / (2 * radius)) : null);
         if (diameters.Count >= Options.MinRedCells)
         {
             double diameter = AreaWeightedMedian(diameters);
@@ -45,14 +46,14 @@ public sealed class RedCellScaleEstimator(ScaleOptions? options = null)
             int alike = diameters.Count(d => Math.Abs(d - diameter) <= Options.SizeTolerance * diameter);
             if (alike >= Options.MinRedCells && alike >= diameters.Count / 2.0
                 && Plausible(Options.RedCellDiameterMicrons / diameter) is { } isolated
-                && (packed is null || alike >= Options.TrustedRedCells
-                    || Math.Abs(Math.Log(isolated / packed.Value)) <= Math.Log(1 + Options.SizeTolerance)))
+                && (alike >= Options.TrustedRedCells || packedScale.Value is not { } packed
+                    || Math.Abs(Math.Log(isolated / packed)) <= Math.Log(1 + Options.SizeTolerance)))
             {
                 return new ImageScale(isolated, ScaleSource.Estimated, diameters.Count);
             }
         }
 
-        return packed is { } fromOutlines
+        return packedScale.Value is { } fromOutlines
             ? new ImageScale(fromOutlines, ScaleSource.Estimated, diameters.Count)
             : new ImageScale(Options.DefaultMicronsPerPixel(bgr.Width, bgr.Height), ScaleSource.Default, diameters.Count);
     }

@@ -122,7 +122,7 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
             bool hole = hierarchy[i].Parent >= 0;
             if (hole && Cv2.ContourArea(contours[i]) < maxPallor)
             {
-                Cv2.DrawContours(erythrocytes, contours, i, Scalar.All(255), thickness: -1);
+                Cv2.DrawContours(erythrocytes, [contours[i]], 0, Scalar.All(255), thickness: -1); // one contour: OpenCvSharp copies every contour given on each call
             }
         }
 
