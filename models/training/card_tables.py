@@ -32,11 +32,14 @@ def main():
     loso = card.get("leaveOneSourceOut")
     if loso:
         print()
-        print("| left out | trained on | cells | accuracy | on the classes trained | accepted (coverage) | accepted correct |")
-        print("|---|---|---|---|---|---|---|")
+        print("| left out | trained on | cells | accuracy | on the classes trained | accepted (coverage) | accepted correct "
+              "| flagged atypical | without the distance bound: accepted, correct |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for name, r in loso.items():
+            plain = r.get("reviewWithoutDistance")
             print(f"| {name} | {', '.join(r['trainedOn'])} | {r['cells']} | {r['accuracy']:.4f} | {r['accuracyOnTrainedClasses']:.4f} | "
-                  f"{pct(r['review']['coverage'])} | {pct(r['review']['acceptedAccuracy'])} |")
+                  f"{pct(r['review']['coverage'])} | {pct(r['review']['acceptedAccuracy'])} | {pct(r.get('flaggedAsAtypical'))} | "
+                  + (f"{pct(plain['coverage'])}, {pct(plain['acceptedAccuracy'])} |" if plain else "n/a |"))
 
 
 if __name__ == "__main__":

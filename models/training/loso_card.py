@@ -29,6 +29,8 @@ def main():
             "classesPresent": r["classesPresent"],
             "classesTrained": r["classesTrained"],
             "review": r["heldOutReview"],
+            **({"reviewWithoutDistance": r["heldOutReviewWithoutDistance"], "flaggedAsAtypical": r["heldOutFlaggedAsAtypical"]}
+               if "heldOutReviewWithoutDistance" in r else {}),
             "perClass": {c: v for c, v in r["heldOutAll"]["perClass"].items() if v["support"]},
             "seconds": r["seconds"],
         }

@@ -176,6 +176,64 @@ def predict_tta(model, images, mean, std, device, batch=128):
     return torch.cat(out) if out else torch.zeros(0, len(CLASSES))
 
 
+class WithDistance(torch.nn.Module):
+    """The classifier plus a second output: each cell's distance to the training cells in the model's feature space,
+    the smallest Mahalanobis distance to a class mean under the pooled within-class covariance (Lee et al. 2018),
+    divided by the feature count. Cells from a stain, camera or cell kind unlike training are far from every class
+    even when the softmax is confident, so this flags them where the probability cannot."""
+
+    def __init__(self, model, whiten, means):
+        super().__init__()
+        self.model = model
+        self.register_buffer("whiten", whiten)          # d x d: z = f @ whiten has identity covariance
+        self.register_buffer("centres", means @ whiten)  # classes x d, whitened
+
+    def forward(self, x):
+        f = self.model.features(x)
+        z = f @ self.whiten
+        d = ((z[:, None, :] - self.centres[None, :, :]) ** 2).sum(2) / z.shape[1]
+        return self.model.head(f), d.min(1).values
+
+
+def features(model, images, mean, std, device, batch=256):
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x, _ = to_input(images[i : i + batch], mean, std, device)
+            out.append(model.features(normalise(x, mean, std)).float().cpu())
+    return torch.cat(out)
+
+
+def fit_distance(model, imgs, labels, mean, std, device, shrinkage=0.05):
+    """Class means and the pooled within-class covariance of the training crops' features (shrunk towards its mean
+    variance so that it inverts), returned as the whitening matrix of its inverse and the means."""
+    f = features(model, imgs, mean, std, device).double()
+    labels = torch.as_tensor(labels)
+    present = sorted(set(labels.tolist()))
+    means = torch.stack([f[labels == c].mean(0) for c in present])
+    centred = f - means[[present.index(int(c)) for c in labels]]
+    cov = centred.T @ centred / len(f)
+    cov = (1 - shrinkage) * cov + shrinkage * cov.diagonal().mean() * torch.eye(cov.shape[0], dtype=cov.dtype)
+    whiten = torch.linalg.cholesky(torch.linalg.inv(cov))  # inv(cov) = L L^T, so |(f - m) L|^2 is the Mahalanobis distance
+    return whiten.float(), means.float()
+
+
+def predict_distance(wrapped, images, mean, std, device, tta, batch=128):
+    """(logits, distance) as served: with test-time augmentation both are the means over the 8 symmetries."""
+    wrapped.eval()
+    logits, dist = [], []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x, _ = to_input(images[i : i + batch], mean, std, device)
+            x = normalise(x, mean, std)
+            views = [torch.rot90(x.flip(3) if flip else x, k, dims=(2, 3)) for k, flip in DIHEDRAL] if tta else [x]
+            outs = [wrapped(v) for v in views]
+            logits.append(torch.stack([o[0] for o in outs]).mean(0).cpu())
+            dist.append(torch.stack([o[1] for o in outs]).mean(0).cpu())
+    return torch.cat(logits), torch.cat(dist).numpy()
+
+
 def metrics(logits, labels):
     pred = logits.argmax(1).numpy()
     labels = np.asarray(labels)
@@ -244,14 +302,19 @@ def parse_pairs(values, what):
     return out
 
 
-def review_rule(probs, evidence, labels, sources, target, min_evidence):
+def typical(evidence, distance, min_evidence, max_distance):
+    """Cells like the training data: enough evidence (logsumexp of the logits) and near a training class in feature space."""
+    return (evidence >= min_evidence) & (distance <= max_distance)
+
+
+def review_rule(probs, evidence, distance, labels, sources, target, min_evidence, max_distance):
     """The review threshold: the smallest top-probability cut at which the accepted cells of every validation source are
     at least `target` correct (the largest of the per-source cuts), cells of an "other" kind always flagged, and cells
-    with less evidence (logsumexp of the logits) than `min_evidence` flagged as unlike the training data."""
+    unlike the training data (`typical`) flagged."""
     top, pred = probs.max(1)
     top, pred = top.numpy(), pred.numpy()
     labels, sources = np.asarray(labels), np.asarray(sources)
-    eligible = (pred < len(DIFFERENTIAL)) & (evidence >= min_evidence)
+    eligible = (pred < len(DIFFERENTIAL)) & typical(evidence, distance, min_evidence, max_distance)
     cuts = {}
     for src in sorted(set(sources)):
         m = sources == src
@@ -264,11 +327,11 @@ def review_rule(probs, evidence, labels, sources, target, min_evidence):
     return max(cuts.values()), cuts
 
 
-def review_figures(probs, evidence, labels, threshold, min_evidence):
+def review_figures(probs, evidence, distance, labels, threshold, min_evidence, max_distance):
     top, pred = probs.max(1)
     top, pred = top.numpy(), pred.numpy()
     labels = np.asarray(labels)
-    accepted = (top >= threshold) & (pred < len(DIFFERENTIAL)) & (evidence >= min_evidence)
+    accepted = (top >= threshold) & (pred < len(DIFFERENTIAL)) & typical(evidence, distance, min_evidence, max_distance)
     other = np.isin(labels, [CLASSES.index(c) for c in OTHER])
     return {"cells": int(len(labels)), "coverage": round(float(accepted.mean()), 4) if len(labels) else 0.0,
             "acceptedAccuracy": round(float((pred[accepted] == labels[accepted]).mean()), 4) if accepted.any() else None,
@@ -286,6 +349,8 @@ def main():
     ap.add_argument("--hold-out", help="leave-one-source-out: train on every other source, report on this one, export nothing")
     ap.add_argument("--out", required=True, help="folder for the .onnx, model card and parity vectors (or the hold-out report)")
     ap.add_argument("--name", default="leukocyte-cnn")
+    ap.add_argument("--window", type=float, default=18,
+                    help="the crops' physical window in µm (SegmentationOptions.CropWindow when they were cut), written into the card")
     ap.add_argument("--epochs", type=int, default=16)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -294,6 +359,9 @@ def main():
                     help="accepted cells (no needsReview) of every validation source are at least this accurate")
     ap.add_argument("--evidence-quantile", type=float, default=0.02,
                     help="cells with less evidence than this quantile of validation cells are flagged as unlike training")
+    ap.add_argument("--distance-quantile", type=float, default=0.05,
+                    help="cells farther from the training classes in feature space than all but this fraction of each "
+                         "source's validation cells are flagged as unlike training")
     ap.add_argument("--seed", type=int, default=20240501)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -404,7 +472,17 @@ def main():
         return (min(acc), float(np.mean(acc)))
     use_tta = selection(tta) > selection(plain)
     log(f"validation without test-time augmentation {selection(plain)}, with {selection(tta)}: {'dihedral8' if use_tta else 'none'}")
+    # Feature-space distance to the training cells: fitted on (unaugmented) training crops, at most 3,000 per source.
+    fit_idx = {n: np_rng.choice(len(train_imgs[n]), min(3000, len(train_imgs[n])), replace=False) for n in train_names}
+    whiten, centres = fit_distance(model, np.concatenate([train_imgs[n][fit_idx[n]] for n in train_names]),
+                                   np.concatenate([train_labels[n][fit_idx[n]] for n in train_names]), mean, std, device)
+    wrapped = WithDistance(model, whiten.to(device), centres.to(device))
+    val_distance = {n: predict_distance(wrapped, val[n][0], mean, std, device, use_tta)[1] for n in train_names}
+    max_distance = max(float(np.quantile(val_distance[n], 1 - args.distance_quantile)) for n in train_names)
+    log(f"feature distance: 95th percentiles " + ", ".join(f"{n} {np.quantile(val_distance[n], 0.95):.3f}" for n in train_names)
+        + f"; flagged beyond {max_distance:.3f}")
     val_logits = tta if use_tta else plain
+    all_distance = np.concatenate([val_distance[n] for n in train_names])
     all_logits = torch.cat([val_logits[n] for n in train_names])
     all_labels = np.concatenate([val[n][1] for n in train_names])
     all_sources = np.concatenate([[n] * len(val[n][1]) for n in train_names])
@@ -412,19 +490,20 @@ def main():
     evidence = torch.logsumexp(all_logits, 1).numpy()
     min_evidence = float(np.quantile(evidence, args.evidence_quantile))
     probs = F.softmax(all_logits / temperature, dim=1)
-    threshold, cuts = review_rule(probs, evidence, all_labels, all_sources, args.review_accuracy, min_evidence)
+    threshold, cuts = review_rule(probs, evidence, all_distance, all_labels, all_sources, args.review_accuracy, min_evidence, max_distance)
     review = {}
     for n in train_names:
         m = all_sources == n
-        review[n] = review_figures(probs[m], evidence[m], all_labels[m], threshold, min_evidence)
+        review[n] = review_figures(probs[m], evidence[m], all_distance[m], all_labels[m], threshold, min_evidence, max_distance)
     log(f"temperature {temperature:.3f}; review below {threshold:.3f} (per-source cuts {cuts}), evidence below {min_evidence:.3f}: {review}")
     validation = {n: metrics(val_logits[n], val[n][1]) for n in train_names}
     os.makedirs(args.out, exist_ok=True)
 
     if args.hold_out:
         imgs, labels, _, _ = sources[args.hold_out]
-        logits = predict_tta(model, imgs, mean, std, device) if use_tta else predict(model, imgs, mean, std, device)
+        logits, dist = predict_distance(wrapped, imgs, mean, std, device, use_tta)
         ev = torch.logsumexp(logits, 1).numpy()
+        held_probs = F.softmax(logits / temperature, 1)
         present = sorted(set(labels.tolist()))
         trained = sorted(set(np.concatenate(list(train_labels.values())).tolist()))
         report = {
@@ -432,7 +511,10 @@ def main():
             "heldOutAll": metrics(logits, labels),
             # cells of a class no training source has cannot be right; the figure a laboratory can compare is on the classes trained
             "heldOutTrainedClasses": metrics(logits[np.isin(labels, trained)], labels[np.isin(labels, trained)]),
-            "heldOutReview": review_figures(F.softmax(logits / temperature, 1), ev, labels, threshold, min_evidence),
+            "heldOutReview": review_figures(held_probs, ev, dist, labels, threshold, min_evidence, max_distance),
+            # the same rule without the feature-distance bound: what that bound adds on a microscope not trained on
+            "heldOutReviewWithoutDistance": review_figures(held_probs, ev, np.zeros_like(dist), labels, threshold, min_evidence, max_distance),
+            "heldOutFlaggedAsAtypical": round(float((~typical(ev, dist, min_evidence, max_distance)).mean()), 4),
             "classesPresent": [CLASSES[c] for c in present], "classesTrained": [CLASSES[c] for c in trained],
             "validation": validation, "validationReview": review, "seconds": round(time.time() - started), "history": history,
         }
@@ -444,13 +526,15 @@ def main():
         return 0
 
     model.eval().cpu()
+    wrapped = wrapped.eval().cpu()
     onnx_path = os.path.join(args.out, args.name + ".onnx")
     dummy = torch.zeros(1, 3, size, size)
     export_args = {}
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         export_args["dynamo"] = False  # PyTorch 2.x: the TorchScript exporter, as on 1.13, for the same graph
-    torch.onnx.export(model, dummy, onnx_path, input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=13, **export_args)
+    torch.onnx.export(wrapped, dummy, onnx_path, input_names=["input"], output_names=["logits", "distance"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}, "distance": {0: "batch"}},
+                      opset_version=13, **export_args)
 
     # Parity vectors: a validation crop of each class present and one random tensor, with PyTorch's logits.
     parity_inputs = []
@@ -464,9 +548,10 @@ def main():
     parity_inputs.append(torch.randn(1, 3, size, size, generator=gen))
     px = torch.cat(parity_inputs)
     with torch.no_grad():
-        plogits = model(px)
+        plogits, pdist = wrapped(px)
     with open(os.path.join(args.out, args.name + ".parity.json"), "w") as f:
-        json.dump({"inputShape": list(px.shape), "inputs": px.flatten().tolist(), "logits": plogits.tolist()}, f)
+        json.dump({"inputShape": list(px.shape), "inputs": px.flatten().tolist(), "logits": plogits.tolist(),
+                   "distance": pdist.tolist()}, f)
 
     crop_files = []
     scales = {}
@@ -497,13 +582,17 @@ def main():
         "otherClasses": OTHER,
         "input": {"name": "input", "layout": "NCHW", "width": size, "height": size, "colourOrder": "RGB",
                   "scale": 1 / 255.0, "mean": [round(v, 6) for v in mean.tolist()], "std": [round(v, 6) for v in std.tolist()],
-                  "resize": "the segmenter's fixed physical window (SegmentationOptions.CropWindow, 22 µm) around the cell, resized with Crops.Resize (area when shrinking, bilinear when enlarging)"},
-        "output": {"name": "logits", "softmaxTemperature": round(temperature, 4)},
+                  "windowMicrons": args.window,
+                  "resize": f"the segmenter's fixed physical window (SegmentationOptions.CropWindow, {args.window:g} µm) around the cell, resized with Crops.Resize (area when shrinking, bilinear when enlarging)"},
+        "output": {"name": "logits", "softmaxTemperature": round(temperature, 4), "distance": "distance"},
         "testTimeAugmentation": "dihedral8" if use_tta else "none",
         "reviewThreshold": round(threshold, 4),
         "minEvidence": round(min_evidence, 4),
+        "maxDistance": round(max_distance, 4),
         "reviewPolicy": (f"needsReview when the calibrated top probability is below reviewThreshold, when the cell's evidence "
                          f"(logsumexp of the logits) is below minEvidence (the {args.evidence_quantile:.0%} least typical validation cells), "
+                         f"when its feature-space distance to the training classes (output 'distance') is above maxDistance "
+                         f"(all but {args.distance_quantile:.0%} of each training source's validation cells are nearer), "
                          f"or when the class is not one of the five of the differential. The threshold is the largest of the per-source "
                          f"thresholds at which accepted validation cells are {args.review_accuracy:.0%} correct: "
                          + "; ".join(f"{n} {r['coverage']:.1%} accepted, {r['acceptedAccuracy']:.2%} of them correct" for n, r in review.items()
@@ -517,7 +606,7 @@ def main():
                          "perClass": {CLASSES[c]: int((sources[n][1] == c).sum()) for c in sorted(set(sources[n][1].tolist()))},
                          **({"scale": scales[n]} if n in scales else {})} for n in dirs},
             "sha256": sha256_of(crop_files),
-            "cropsFrom": "leuko segment --dataset DIR --out OUT --size N (largest leukocyte of each frame, 22 µm window at the frame's estimated scale)",
+            "cropsFrom": f"leuko segment --dataset DIR --out OUT --size N (largest leukocyte of each frame, {args.window:g} µm window at the frame's estimated scale)",
             "split": f"grouped (Kaggle by source photograph, others by image), {args.val_fraction:.0%} of each class's groups for validation, seed {args.seed}",
             "augmentations": "90-degree rotations, flips, shear +-0.2 and scale +-15%, brightness +-0.15, contrast +-20%, "
                              "haematoxylin/eosin stain jitter (x U(0.75,1.25), +-0.05 OD), white-balance cast +-10%, blur (1/3), noise (1/3)",

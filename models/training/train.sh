@@ -2,11 +2,11 @@
 # Reproduces the bundled classifier, models/leukocyte-cnn.{onnx,json,parity.json}, from ../shared/data in one command:
 #   models/training/train.sh
 # 1. cuts the training crops with the C# segmenter (`leuko segment --dataset`: the largest leukocyte of each image, a
-#    22 µm window at the image's estimated scale), so training sees the served pixels;
+#    18 µm window at the image's estimated scale, SegmentationOptions.CropWindow), so training sees the served pixels;
 # 2. trains the shipped model on every source (grouped validation within each source) and exports it;
 # 3. leave-one-source-out: trains the same recipe once per source without it and measures it on that source;
 # 4. writes the leave-one-source-out table into the model card (models/training/loso_card.py).
-# Settings by environment: DATA (../shared/data), SIZE (64), EPOCHS (16), LOSO_EPOCHS (10: the leave-one-source-out runs
+# Settings by environment: DATA (../shared/data), SIZE (64), EPOCHS (20), LOSO_EPOCHS (10: the leave-one-source-out runs
 # of the shipped card were this length, to fit the study in one sitting on 2 CPU cores), WORK (out/training),
 # PYTHON (/usr/bin/python3), OUT (models), CROPS (1: cut the crops; 0: reuse WORK's), LOSO (1: run step 3).
 # Cost: see models/README.md.
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${DATA:-../shared/data}
 SIZE=${SIZE:-64}
-EPOCHS=${EPOCHS:-16}
+EPOCHS=${EPOCHS:-20}
 LOSO_EPOCHS=${LOSO_EPOCHS:-10}
 WORK=${WORK:-out/training}
 PYTHON=${PYTHON:-/usr/bin/python3}

@@ -24,7 +24,7 @@ public sealed class LeukocyteClassifierTests : IDisposable
     }
 
     [Fact]
-    public void ONNX_Runtime_reproduces_the_PyTorch_logits_of_the_parity_vectors()
+    public void ONNX_Runtime_reproduces_the_PyTorch_logits_and_distances_of_the_parity_vectors()
     {
         using var classifier = LeukocyteClassifier.Load(ModelPath);
         using var parity = JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "models", "leukocyte-cnn.parity.json")));
@@ -34,11 +34,16 @@ public sealed class LeukocyteClassifierTests : IDisposable
             .SelectMany(r => r.EnumerateArray().Select(e => e.GetSingle())).ToArray();
 
         Assert.Equal(new[] { shape[0], 3, classifier.Card.Input.Height, classifier.Card.Input.Width }, shape);
-        var actual = classifier.Logits(inputs, shape[0]);
+        var (actual, distance) = classifier.Run(inputs, shape[0]);
 
         Assert.Equal(expected.Length, actual.Length);
         double maxDiff = expected.Zip(actual, (e, a) => Math.Abs(e - a)).Max();
         Assert.True(maxDiff < 1e-4, $"max |PyTorch - ONNX Runtime| = {maxDiff}");
+        Assert.True(classifier.Card.HasDistance, "the bundled model has the feature-distance output");
+        var expectedDistance = parity.RootElement.GetProperty("distance").EnumerateArray().Select(e => e.GetSingle()).ToArray();
+        Assert.Equal(expectedDistance.Length, distance!.Length);
+        double maxDistanceDiff = expectedDistance.Zip(distance, (e, a) => Math.Abs(e - a) / Math.Max(1, Math.Abs(e))).Max();
+        Assert.True(maxDistanceDiff < 1e-4, $"max relative |PyTorch - ONNX Runtime| distance = {maxDistanceDiff}");
     }
 
     [Fact]
@@ -79,12 +84,13 @@ public sealed class LeukocyteClassifierTests : IDisposable
     [InlineData(0.0, false)]
     public void Cells_under_the_review_threshold_need_review(double threshold, bool needsReview)
     {
-        // Only the confidence rule here: no other kinds and no evidence bound.
+        // Only the confidence rule here: no other kinds, no evidence or distance bound.
         using var classifier = LeukocyteClassifier.Load(ModelWithCard(card =>
         {
             card["reviewThreshold"] = threshold;
             card["otherClasses"] = new JsonArray();
             card.Remove("minEvidence");
+            card.Remove("maxDistance");
         }));
         using var crop = new Mat(100, 100, MatType.CV_8UC3, new Scalar(200, 120, 140));
 
@@ -122,6 +128,34 @@ public sealed class LeukocyteClassifierTests : IDisposable
             card["minEvidence"] = 1e9; // more evidence than any logits give
         }));
         Assert.Equal(ReviewReasons.Atypical, atypical.Classify(crop).ReviewReason);
+
+        using var far = LeukocyteClassifier.Load(ModelWithCard(card =>
+        {
+            card["reviewThreshold"] = 0.0;
+            card["otherClasses"] = new JsonArray();
+            card.Remove("minEvidence");
+            card["maxDistance"] = 0.0; // every cell is some distance from the training classes
+        }));
+        Assert.Equal(ReviewReasons.Atypical, far.Classify(crop).ReviewReason);
+
+        using var near = LeukocyteClassifier.Load(ModelWithCard(card =>
+        {
+            card["reviewThreshold"] = 0.0;
+            card["otherClasses"] = new JsonArray();
+            card.Remove("minEvidence");
+            card["maxDistance"] = 1e9;
+        }));
+        Assert.Null(near.Classify(crop).ReviewReason);
+    }
+
+    [Fact]
+    public void A_model_trained_on_another_crop_window_is_refused_at_load()
+    {
+        var path = ModelWithCard(card => card["input"]!["windowMicrons"] = 30.0);
+
+        var e = Assert.Throws<ModelLoadException>(() => LeukocyteClassifier.Load(path));
+
+        Assert.Contains("30 µm window", e.Message);
     }
 
     [Fact]

@@ -119,6 +119,17 @@ public sealed class LeukocyteClassifier : IDisposable
             problems.Add("its output needs a positive softmax temperature");
         }
 
+        if (card.Input?.WindowMicrons is double window && Math.Abs(window - SegmentationOptions.Default.CropWindow) > 1e-6)
+        {
+            problems.Add($"it was trained on crops of a {window:0.##} µm window and the segmenter cuts {SegmentationOptions.Default.CropWindow:0.##} µm " +
+                         "(SegmentationOptions.CropWindow): the cells would not look to it as they did in training");
+        }
+
+        if (card.MaxDistance is not null && card.Output is { Distance: null or "" })
+        {
+            problems.Add("it bounds the feature distance (maxDistance) but names no distance output");
+        }
+
         if (card.ReviewThreshold is < 0 or > 1)
         {
             problems.Add("its review threshold must be a probability");
@@ -133,10 +144,12 @@ public sealed class LeukocyteClassifier : IDisposable
     private static void CheckShapes(InferenceSession session, ModelCard card, string modelPath)
     {
         if (!session.InputMetadata.TryGetValue(card.Input.Name, out var input) ||
-            !session.OutputMetadata.TryGetValue(card.Output.Name, out var output))
+            !session.OutputMetadata.TryGetValue(card.Output.Name, out var output) ||
+            (card.HasDistance && !session.OutputMetadata.ContainsKey(card.Output.Distance!)))
         {
             throw new ModelLoadException(
-                $"model '{modelPath}' does not match its card: expected input '{card.Input.Name}' and output '{card.Output.Name}', " +
+                $"model '{modelPath}' does not match its card: expected input '{card.Input.Name}' and output '{card.Output.Name}'" +
+                (card.HasDistance ? $" and '{card.Output.Distance}'" : "") + ", " +
                 $"found inputs [{string.Join(", ", session.InputMetadata.Keys)}] and outputs [{string.Join(", ", session.OutputMetadata.Keys)}]");
         }
 
@@ -162,7 +175,7 @@ public sealed class LeukocyteClassifier : IDisposable
         }
 
         var input = Preprocess(crops);
-        var logits = Card.UsesDihedralAveraging ? DihedralMeanLogits(input, crops.Count) : Logits(input, crops.Count);
+        var (logits, distance) = Card.UsesDihedralAveraging ? DihedralMean(input, crops.Count) : Run(input, crops.Count);
         var results = new CellClassification[crops.Count];
         int classes = Card.Classes.Count;
         for (int i = 0; i < crops.Count; i++)
@@ -171,7 +184,7 @@ public sealed class LeukocyteClassifier : IDisposable
             var probabilities = Softmax(row, Card.Output.SoftmaxTemperature);
             int top = Array.IndexOf(probabilities, probabilities.Max());
             var label = Card.Classes[top];
-            results[i] = new CellClassification(label, probabilities, ReviewReason(label, probabilities[top], Evidence(row)));
+            results[i] = new CellClassification(label, probabilities, ReviewReason(label, probabilities[top], Evidence(row), distance?[i]));
         }
 
         return results;
@@ -180,12 +193,13 @@ public sealed class LeukocyteClassifier : IDisposable
     /// <summary>
     /// Why a person must look at a cell, by the card's review policy, or null when the model's answer can be accepted:
     /// a kind outside the differential, a calibrated confidence under the threshold, or a cell unlike the training data
-    /// (less evidence than <see cref="ModelCard.MinEvidence"/>).
+    /// (less evidence than <see cref="ModelCard.MinEvidence"/>, or farther from the training classes in feature space
+    /// than <see cref="ModelCard.MaxDistance"/>).
     /// </summary>
-    private string? ReviewReason(string label, float confidence, double evidence) =>
+    private string? ReviewReason(string label, float confidence, double evidence, float? distance) =>
         Card.Others.Contains(label) ? ReviewReasons.OtherCell
         : confidence < Card.ReviewThreshold ? ReviewReasons.LowConfidence
-        : evidence < Card.MinEvidence ? ReviewReasons.Atypical
+        : evidence < Card.MinEvidence || distance > Card.MaxDistance ? ReviewReasons.Atypical
         : null;
 
     /// <summary>The model's evidence for a cell: log-sum-exp of its logits (the negative free energy of Liu et al. 2020), low for inputs unlike any training class.</summary>
@@ -244,21 +258,25 @@ public sealed class LeukocyteClassifier : IDisposable
         return tensor;
     }
 
-    /// <summary>Runs the model on an already preprocessed NCHW batch; returns the logits, row by row.</summary>
-    public float[] Logits(float[] input, int batch)
+    /// <summary>
+    /// Runs the model on an already preprocessed NCHW batch; returns the logits, row by row, and each cell's feature
+    /// distance where the model has that output (null otherwise).
+    /// </summary>
+    public (float[] Logits, float[]? Distance) Run(float[] input, int batch)
     {
         long[] shape = [batch, 3, Card.Input.Height, Card.Input.Width];
         using var value = OrtValue.CreateTensorValueFromMemory(input, shape);
         using var runOptions = new RunOptions();
-        using var outputs = _session.Run(runOptions, [Card.Input.Name], [value], [Card.Output.Name]);
-        return outputs[0].GetTensorDataAsSpan<float>().ToArray();
+        string[] names = Card.HasDistance ? [Card.Output.Name, Card.Output.Distance!] : [Card.Output.Name];
+        using var outputs = _session.Run(runOptions, [Card.Input.Name], [value], names);
+        return (outputs[0].GetTensorDataAsSpan<float>().ToArray(), Card.HasDistance ? outputs[1].GetTensorDataAsSpan<float>().ToArray() : null);
     }
 
     /// <summary>
-    /// Test-time augmentation chosen on validation by the training script: the mean logits over the 8 symmetries of the
-    /// square (4 rotations, each with and without a reflection). A cell has no orientation on the slide.
+    /// Test-time augmentation chosen on validation by the training script: the mean logits (and feature distances) over
+    /// the 8 symmetries of the square (4 rotations, each with and without a reflection). A cell has no orientation on the slide.
     /// </summary>
-    public float[] DihedralMeanLogits(float[] input, int batch)
+    public (float[] Logits, float[]? Distance) DihedralMean(float[] input, int batch)
     {
         const int views = 8;
         int size = Card.Input.Width, plane = size * size, classes = Card.Classes.Count;
@@ -288,17 +306,23 @@ public sealed class LeukocyteClassifier : IDisposable
             }
         }
 
-        var logits = Logits(all, batch * views);
+        var (logits, distance) = Run(all, batch * views);
         var mean = new float[batch * classes];
+        var meanDistance = distance is null ? null : new float[batch];
         for (int v = 0; v < views; v++)
         {
             for (int i = 0; i < batch * classes; i++)
             {
                 mean[i] += logits[(v * batch * classes) + i] / views;
             }
+
+            for (int i = 0; meanDistance is not null && i < batch; i++)
+            {
+                meanDistance[i] += distance![(v * batch) + i] / views;
+            }
         }
 
-        return mean;
+        return (mean, meanDistance);
     }
 
     /// <summary>Softmax of <paramref name="logits"/> divided by the temperature (temperature scaling calibration).</summary>

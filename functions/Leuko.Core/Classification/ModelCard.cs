@@ -19,8 +19,12 @@ public sealed record ModelCard(
     string? TestTimeAugmentation = null,
     IReadOnlyList<string>? DifferentialClasses = null,
     IReadOnlyList<string>? OtherClasses = null,
-    double? MinEvidence = null)
+    double? MinEvidence = null,
+    double? MaxDistance = null)
 {
+    /// <summary>Whether the model has a second output, each cell's feature-space distance to the training cells.</summary>
+    public bool HasDistance => Output.Distance is { Length: > 0 };
+
     /// <summary>
     /// The classes counted in the differential (the five-part differential of a laboratory). A card that names none
     /// counts every class (the four-class models before the other-cell kinds).
@@ -51,7 +55,12 @@ public sealed record ModelInput(
     string ColourOrder,
     double Scale,
     IReadOnlyList<double> Mean,
-    IReadOnlyList<double> Std);
+    IReadOnlyList<double> Std,
+    double? WindowMicrons = null);
 
-/// <summary>The model's output: raw logits, turned into probabilities by a softmax at <see cref="SoftmaxTemperature"/>.</summary>
-public sealed record ModelOutput(string Name, [property: JsonPropertyName("softmaxTemperature")] double SoftmaxTemperature);
+/// <summary>
+/// The model's outputs: raw logits (<see cref="Name"/>), turned into probabilities by a softmax at
+/// <see cref="SoftmaxTemperature"/>, and, where named, <see cref="Distance"/>: each cell's Mahalanobis distance to the
+/// nearest training class in the model's feature space (over the feature count), which the review rule bounds.
+/// </summary>
+public sealed record ModelOutput(string Name, [property: JsonPropertyName("softmaxTemperature")] double SoftmaxTemperature, string? Distance = null);
