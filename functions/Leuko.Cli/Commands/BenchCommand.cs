@@ -89,11 +89,11 @@ internal static class BenchCommand
                     using var plan = Analysis.AnalysisPlan.Create(inputs, Leuko.Pipeline.Archives.ArchiveLimits.Default);
                     var output = Path.Combine(scratch.FullName, $"p{parallel}-{passes++}");
                     var passStart = clock.Elapsed;
-                    var (document, _) = await AnalyzeCommand.AnalyzeAsync(plan, classifier, output, formats, parallel, _ => { }, ct);
-                    var st = document.Summary.StageSeconds;
-                    images += document.Summary.Images;
+                    var summary = (await AnalyzeCommand.AnalyzeAsync(plan, classifier, output, formats, parallel, _ => { }, ct)).Summary;
+                    var st = summary.StageSeconds;
+                    images += summary.Images;
                     (read, segment, classify, annotate) = (read + st.Read, segment + st.Segment, classify + st.Classify, annotate + st.Annotate);
-                    reports += (clock.Elapsed - passStart).TotalSeconds - document.Summary.Seconds; // results.json, .csv, report.html
+                    reports += (clock.Elapsed - passStart).TotalSeconds - summary.Seconds; // finishing results.json, .csv, report.html
                     Directory.Delete(output, recursive: true);
                 }
 
