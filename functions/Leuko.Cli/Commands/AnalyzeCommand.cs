@@ -131,6 +131,7 @@ internal static class AnalyzeCommand
                 stderr.WriteLine($"... and {s.Failed - outcome.FirstFailures.Count} more failed (the first {FailuresShown} are shown; results.json and report.html list every one)");
             }
 
+            stderr.WriteLine(PeakMemoryLine());
             return s.Failed > 0 ? ExitCodes.SomeFailed : ExitCodes.Success;
         }
     }
@@ -205,6 +206,15 @@ internal static class AnalyzeCommand
             }
         }
     }
+
+    /// <summary>The process's peak resident memory (VmHWM on Linux), the last line a run prints on stderr; <c>leuko bench memory</c> reads it.</summary>
+    internal static string PeakMemoryLine()
+    {
+        using var self = System.Diagnostics.Process.GetCurrentProcess();
+        return $"{PeakMemoryPrefix}{self.PeakWorkingSet64 / (1024.0 * 1024):0} MB";
+    }
+
+    internal const string PeakMemoryPrefix = "peak memory (resident): ";
 
     /// <summary>Failures printed at the end of a run; results.json and report.html list every one.</summary>
     internal const int FailuresShown = 20;
