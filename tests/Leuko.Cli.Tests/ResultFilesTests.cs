@@ -34,7 +34,7 @@ public class ResultFilesTests
         Assert.Equal(8, document.Images.Count);
         Assert.Single(document.Skipped);
         Assert.Equal(JsonSerializer.Serialize(document, Json.Options), written);
-        Assert.Empty(Directory.GetFiles(output.Path, "*.part")); // report.html's parts are put together and removed
+        Assert.Empty(Directory.GetFiles(output.Path, "*.part")); // each file is written as FILE.part and renamed when complete
     }
 
     [Fact]

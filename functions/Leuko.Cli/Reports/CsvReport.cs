@@ -7,7 +7,7 @@ namespace Leuko.Cli.Reports;
 /// <summary>
 /// <c>results.csv</c>: one row per cell (RFC 4180, CRLF), with its image, box, class, confidence, review flag and
 /// reason, the image's physical scale and how it was obtained, and the probability of every class. Written as the
-/// run goes, image by image in input order.
+/// run goes, image by image in input order, as <c>results.csv.part</c>, renamed when complete.
 /// </summary>
 internal sealed class CsvReport : IResultFile
 {
@@ -19,7 +19,7 @@ internal sealed class CsvReport : IResultFile
     {
         Path = path;
         _classes = model.Classes;
-        _writer = new StreamWriter(path);
+        _writer = new StreamWriter(path + ".part");
         _csv = CsvWriter.Create(_writer, null, false);
         _csv.WriteHeader(new[] { "source", "cell", "class", "confidence", "needs_review", "x", "y", "width", "height", "area", "review_reason", "microns_per_pixel", "scale_source" }
             .Concat(_classes.Select(c => $"p_{c.ToLowerInvariant()}")).ToArray());
@@ -41,9 +41,19 @@ internal sealed class CsvReport : IResultFile
         }
     }
 
-    public void Complete(RunSummary summary) => _csv.Flush();
+    public void Complete(RunSummary summary)
+    {
+        Close();
+        File.Move(Path + ".part", Path, overwrite: true);
+    }
 
     public void Dispose()
+    {
+        Close();
+        File.Delete(Path + ".part"); // gone once renamed; a stopped run's half file otherwise
+    }
+
+    private void Close()
     {
         _csv.Dispose();
         _writer.Dispose();

@@ -29,7 +29,7 @@ internal sealed class HtmlReport : IResultFile
     /// <summary>
     /// The page's sections come in this order: summary, differential, failed and skipped inputs, images. The summary is
     /// known last, so the failed inputs and the images are written to two part files beside the report as they come,
-    /// and the page is put together from them at the end.
+    /// and the page is put together from them at the end (as <c>report.html.part</c>, renamed when complete).
     /// </summary>
     public HtmlReport(string path, ModelRecord model, IReadOnlyList<SkippedInput> skipped)
     {
@@ -65,7 +65,7 @@ internal sealed class HtmlReport : IResultFile
         _images.Dispose();
         _failed.Dispose();
         var classes = _model.DifferentialClasses;
-        using var page = new StreamWriter(Path, false, Utf8);
+        using var page = new StreamWriter(Path + ".part", false, Utf8);
         var b = new StringBuilder();
         b.Append("""
             <!doctype html>
@@ -162,6 +162,8 @@ internal sealed class HtmlReport : IResultFile
 
             """);
         Flush(page, b);
+        page.Dispose();
+        File.Move(Path + ".part", Path, overwrite: true);
         DeleteParts();
     }
 
@@ -176,6 +178,7 @@ internal sealed class HtmlReport : IResultFile
     {
         File.Delete(_imagesPart);
         File.Delete(_failedPart);
+        File.Delete(Path + ".part");
     }
 
     private static void Flush(StreamWriter page, StringBuilder b)

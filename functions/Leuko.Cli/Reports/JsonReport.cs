@@ -6,7 +6,8 @@ namespace Leuko.Cli.Reports;
 /// <summary>
 /// <c>results.json</c> (<see cref="ResultsDocument"/>), written as the run goes: the model first, then each image as it
 /// is handed on in input order, then the skipped entries and the summary. The bytes are those of serializing the whole
-/// document at once (same options, same indentation), without holding it.
+/// document at once (same options, same indentation), without holding it. It is written as <c>results.json.part</c>
+/// and renamed when complete, so a run that is stopped leaves no half file under the name consumers read.
 /// </summary>
 internal sealed class JsonReport : IResultFile
 {
@@ -18,7 +19,7 @@ internal sealed class JsonReport : IResultFile
     {
         Path = path;
         _skipped = skipped;
-        _file = File.Create(path);
+        _file = File.Create(path + ".part");
         _json = new Utf8JsonWriter(_file, new JsonWriterOptions
         {
             Indented = Json.Options.WriteIndented,
@@ -54,10 +55,17 @@ internal sealed class JsonReport : IResultFile
         _json.WritePropertyName(Name(nameof(ResultsDocument.Summary)));
         JsonSerializer.Serialize(_json, summary, Json.Options);
         _json.WriteEndObject();
-        _json.Flush();
+        Close();
+        File.Move(Path + ".part", Path, overwrite: true);
     }
 
     public void Dispose()
+    {
+        Close();
+        File.Delete(Path + ".part"); // gone once renamed; a stopped run's half file otherwise
+    }
+
+    private void Close()
     {
         _json.Dispose();
         _file.Dispose();
