@@ -169,7 +169,6 @@ internal static class AnalyzeCommand
 
             var totals = new RunTotals(CellClasses.Of(card));
             var failures = new List<ImageRecord>();
-            int failed = 0;
             using var ordered = new OrderedResults(window: parallel * 8, image =>
             {
                 totals.Add(image);
@@ -178,7 +177,7 @@ internal static class AnalyzeCommand
                     file.Write(image);
                 }
 
-                if (image.Status == ImageStatus.Failed && failed++ < FailuresShown)
+                if (image.Status == ImageStatus.Failed && failures.Count < FailuresShown)
                 {
                     failures.Add(image);
                 }
