@@ -12,6 +12,7 @@ public static class LeukoCommand
         {
             AnalyzeCommand.Create(),
             ServeCommand.Create(),
+            UploadCommand.Create(),
             SegmentCommand.Create(),
             EvaluateCommand.Create(),
             BenchCommand.Create(),

@@ -40,6 +40,9 @@ public sealed class LocalPipeline : IAsyncDisposable
 
     public CellClasses Classes { get; }
 
+    /// <summary>Blobs and rows held in memory: none once every image given to <see cref="AnalyzeAsync"/> has returned.</summary>
+    public int Held => _blobs.Count + _results.Count;
+
     private async Task<MessageResult> HandleAsync(ReceivedMessage message, CancellationToken cancellationToken)
     {
         var result = await _classification.HandleAsync(message, cancellationToken);
@@ -80,9 +83,11 @@ public sealed class LocalPipeline : IAsyncDisposable
         }
         finally
         {
+            // Nothing of a final image stays behind: memory is flat in the number of images.
             _classifying.TryRemove(imageId, out _);
             _blobs.Delete(Containers.Uploads, name);
             _blobs.DeletePrefix(Containers.Crops, imageId + "/");
+            _results.DeleteImage(imageId);
         }
     }
 

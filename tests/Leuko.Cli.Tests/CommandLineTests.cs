@@ -13,6 +13,8 @@ public sealed class CommandLineTests
     [InlineData("bench", "segmentation", "--help")]
     [InlineData("evaluate", "classification", "--help")]
     [InlineData("bench", "classification", "--help")]
+    [InlineData("bench", "memory", "--help")]
+    [InlineData("upload", "--help")]
     public async Task Every_command_has_help(params string[] args)
     {
         var result = await CliRunner.RunAsync(args);

@@ -21,6 +21,27 @@ public class ServeCommandTests
         Assert.Equal("classify", parse.GetValue<string>("--queue"));
         Assert.Equal("http://127.0.0.1:7071", parse.GetValue<string>("--urls"));
         Assert.False(parse.GetValue<bool>("--allow-loopback-webhooks"));
+        Assert.Equal([5, 30, 120, 600, 1800, 3600, 10800], parse.GetRequiredValue<double[]>("--webhook-retry")); // the README's Leuko:WebhookRetrySeconds
+    }
+
+    [Fact]
+    public void AWebhookRetryScheduleIsTaken()
+    {
+        var parse = Parse("--storage", "UseDevelopmentStorage=true", "--webhook-retry", "1", "2.5", "60");
+
+        Assert.Empty(parse.Errors);
+        Assert.Equal([1, 2.5, 60], parse.GetRequiredValue<double[]>("--webhook-retry"));
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("-5")]
+    [InlineData("604801")]
+    public void AWebhookRetryWaitOutsideItsRangeIsRefused(string seconds)
+    {
+        var parse = Parse("--storage", "UseDevelopmentStorage=true", "--webhook-retry", "5", seconds);
+
+        Assert.Contains(parse.Errors, e => e.Message.Contains("--webhook-retry takes one or more waits in seconds", StringComparison.Ordinal));
     }
 
     [Theory]

@@ -114,7 +114,7 @@ internal sealed class AnalysisPlan : IDisposable
     /// makes an image of a <c>.zip</c>. A file that is neither keeps the kind its name says, so a broken <c>.zip</c>
     /// is refused as an archive and anything else as an image, each with its reason.
     /// </summary>
-    private static bool IsArchive(string path)
+    internal static bool IsArchive(string path)
     {
         Span<byte> head = stackalloc byte[16];
         int read;

@@ -14,27 +14,28 @@ namespace Leuko.Cli.Analysis;
 /// </summary>
 internal sealed record StageSeconds(double Read, double Segment, double Classify, double Annotate);
 
-/// <summary>The outcome of a run: one result per planned image, in input order, and where its annotated image went.</summary>
-internal sealed record RunOutcome(IReadOnlyList<ImageResult> Images, IReadOnlyList<string?> Annotated, StageSeconds Stages, TimeSpan Elapsed);
+/// <summary>The outcome of a run (each image went to the <see cref="OrderedResults"/> as it finished).</summary>
+internal sealed record RunOutcome(StageSeconds Stages, TimeSpan Elapsed);
 
 /// <summary>
 /// Runs the pipeline over a plan: one reader (files and archive entries, in order: a zip is read sequentially) feeds a
 /// bounded queue; <c>parallel</c> workers each take an image through the cloud's stages in memory
 /// (<see cref="LocalPipeline"/>: segmentation, the classification queue, classification) and draw it. Each image's
 /// cells are classified in one batch of their own, so the results do not depend on scheduling or on <c>parallel</c>.
+/// Each image goes to <paramref name="results"/> as it finishes, with the path of its annotated copy; nothing of it is
+/// kept here, so memory does not grow with the number of images.
 /// </summary>
 internal static class AnalysisRun
 {
     public static async Task<RunOutcome> ExecuteAsync(
-        AnalysisPlan plan, LocalPipeline pipeline, string outputDir, int parallel, bool annotate, Action<ImageResult> progress,
-        CancellationToken cancellationToken)
+        AnalysisPlan plan, LocalPipeline pipeline, string outputDir, int parallel, bool annotate, OrderedResults results,
+        Action<ImageResult> progress, CancellationToken cancellationToken)
     {
-        var results = new ImageResult[plan.Images.Count];
-        var annotated = new string?[plan.Images.Count];
         var queue = Channel.CreateBounded<(PlannedImage Image, byte[]? Data, string? Error)>(
             new BoundedChannelOptions(parallel * 2) { SingleWriter = true });
         long readTicks = 0, segmentTicks = 0, classifyTicks = 0, annotateTicks = 0;
         var clock = Stopwatch.StartNew();
+        using var stopReading = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
 
         var reader = Task.Run(async () =>
         {
@@ -42,57 +43,68 @@ internal static class AnalysisRun
             {
                 foreach (var image in plan.Images)
                 {
+                    await results.EnterAsync(stopReading.Token);
                     long t0 = Stopwatch.GetTimestamp();
                     var (data, error) = Read(image);
                     Interlocked.Add(ref readTicks, Stopwatch.GetElapsedTime(t0).Ticks);
-                    await queue.Writer.WriteAsync((image, data, error), cancellationToken);
+                    await queue.Writer.WriteAsync((image, data, error), stopReading.Token);
                 }
             }
             finally
             {
                 queue.Writer.Complete();
             }
-        }, cancellationToken);
+        }, stopReading.Token);
 
-        await Parallel.ForEachAsync(
-            queue.Reader.ReadAllAsync(cancellationToken),
-            new ParallelOptions { MaxDegreeOfParallelism = parallel, CancellationToken = cancellationToken },
-            async (item, ct) =>
-            {
-                var (image, data, error) = item;
-                ImageResult result;
-                if (data is null)
+        try
+        {
+            await Parallel.ForEachAsync(
+                queue.Reader.ReadAllAsync(cancellationToken),
+                new ParallelOptions { MaxDegreeOfParallelism = parallel, CancellationToken = cancellationToken },
+                async (item, ct) =>
                 {
-                    result = ImageResult.Failure(image.Source, error!, pipeline.Classes);
-                }
-                else
-                {
-                    try
+                    var (image, data, error) = item;
+                    ImageResult result;
+                    string? annotated = null;
+                    if (data is null)
                     {
-                        var local = await pipeline.AnalyzeAsync(image.Name, image.Source, data, ct);
-                        Interlocked.Add(ref segmentTicks, TimeSpan.FromMilliseconds(local.SegmentMs).Ticks);
-                        Interlocked.Add(ref classifyTicks, TimeSpan.FromMilliseconds(local.ClassifyMs).Ticks);
-                        result = local.Result;
-                        if (annotate && result.Status != ImageStatus.Failed)
+                        result = ImageResult.Failure(image.Source, error!, pipeline.Classes);
+                    }
+                    else
+                    {
+                        try
                         {
-                            long t0 = Stopwatch.GetTimestamp();
-                            annotated[image.Index] = WriteAnnotated(outputDir, image.Name, data, local, pipeline.Classes);
-                            Interlocked.Add(ref annotateTicks, Stopwatch.GetElapsedTime(t0).Ticks);
+                            var local = await pipeline.AnalyzeAsync(image.Name, image.Source, data, ct);
+                            Interlocked.Add(ref segmentTicks, TimeSpan.FromMilliseconds(local.SegmentMs).Ticks);
+                            Interlocked.Add(ref classifyTicks, TimeSpan.FromMilliseconds(local.ClassifyMs).Ticks);
+                            result = local.Result;
+                            if (annotate && result.Status != ImageStatus.Failed)
+                            {
+                                long t0 = Stopwatch.GetTimestamp();
+                                annotated = WriteAnnotated(outputDir, image.Name, data, local, pipeline.Classes);
+                                Interlocked.Add(ref annotateTicks, Stopwatch.GetElapsedTime(t0).Ticks);
+                            }
+                        }
+                        catch (Exception e) when (e is not OperationCanceledException)
+                        {
+                            // One image must never stop a run of thousands: an unexpected error fails that image, with its cause.
+                            result = ImageResult.Failure(image.Source, $"analysis failed: {e.GetType().Name}: {e.Message}", pipeline.Classes);
                         }
                     }
-                    catch (Exception e) when (e is not OperationCanceledException)
-                    {
-                        // One image must never stop a run of thousands: an unexpected error fails that image, with its cause.
-                        result = ImageResult.Failure(image.Source, $"analysis failed: {e.GetType().Name}: {e.Message}", pipeline.Classes);
-                    }
-                }
 
-                results[image.Index] = result;
-                progress(result);
-            });
+                    results.Add(image.Index, ImageRecord.From(result, annotated));
+                    progress(result);
+                });
+        }
+        catch
+        {
+            await stopReading.CancelAsync(); // the reader may wait for room in the window that will never come
+            throw;
+        }
+
         await reader;
 
-        return new RunOutcome(results, annotated, new StageSeconds(Seconds(readTicks), Seconds(segmentTicks), Seconds(classifyTicks), Seconds(annotateTicks)), clock.Elapsed);
+        return new RunOutcome(new StageSeconds(Seconds(readTicks), Seconds(segmentTicks), Seconds(classifyTicks), Seconds(annotateTicks)), clock.Elapsed);
     }
 
     private static (byte[]? Data, string? Error) Read(PlannedImage image)

@@ -4,7 +4,7 @@ using Leuko.Pipeline;
 namespace Leuko.Cli.Analysis;
 
 /// <summary>
-/// <c>results.json</c> of <c>leuko analyze</c>. Version 2 (five-part differential with other cells apart, each image's scale, review reasons); the layout is documented in README.md ("results.json") and
+/// The shape of <c>results.json</c> of <c>leuko analyze</c>, which <see cref="Reports.JsonReport"/> writes piece by piece as images finish. Version 2 (five-part differential with other cells apart, each image's scale, review reasons); the layout is documented in README.md ("results.json") and
 /// <see cref="SchemaVersion"/> is raised on any incompatible change.
 /// </summary>
 internal sealed record ResultsDocument(
@@ -55,23 +55,37 @@ internal sealed record RunSummary(
     double Seconds,
     double ImagesPerSecond,
     int Parallel,
-    StageSeconds StageSeconds)
+    StageSeconds StageSeconds);
+
+/// <summary>
+/// The run's counts, added to as each image is written: the summary of a run of any size without holding its images.
+/// </summary>
+internal sealed class RunTotals(CellClasses classes)
 {
-    public static RunSummary From(IReadOnlyList<ImageResult> images, int skipped, CellClasses classes, TimeSpan elapsed, int parallel, StageSeconds stages)
+    private readonly Dictionary<string, int> _counts = classes.All.ToDictionary(c => c, _ => 0, StringComparer.Ordinal);
+    private int _images, _completed, _noLeukocytes, _failed, _cells, _needsReview;
+
+    public void Add(ImageRecord image)
     {
-        var cells = images.SelectMany(i => i.Cells).ToList();
+        _images++;
+        _completed += image.Status == ImageStatus.Completed ? 1 : 0;
+        _noLeukocytes += image.Status == ImageStatus.NoLeukocytes ? 1 : 0;
+        _failed += image.Status == ImageStatus.Failed ? 1 : 0;
+        foreach (var cell in image.Cells)
+        {
+            _cells++;
+            _needsReview += cell.NeedsReview ? 1 : 0;
+            _counts[cell.Class]++;
+        }
+    }
+
+    public RunSummary Summary(int skipped, TimeSpan elapsed, int parallel, StageSeconds stages)
+    {
+        var (differential, others) = classes.FromCounts(_counts);
         return new RunSummary(
-            images.Count,
-            images.Count(i => i.Status == ImageStatus.Completed),
-            images.Count(i => i.Status == ImageStatus.NoLeukocytes),
-            images.Count(i => i.Status == ImageStatus.Failed),
-            skipped,
-            cells.Count,
-            cells.Count(c => c.NeedsReview),
-            classes.Count(cells.Select(c => c.Class)),
-            classes.CountOthers(cells.Select(c => c.Class)),
+            _images, _completed, _noLeukocytes, _failed, skipped, _cells, _needsReview, differential, others,
             Math.Round(elapsed.TotalSeconds, 3),
-            Math.Round(images.Count / Math.Max(elapsed.TotalSeconds, 1e-6), 2),
+            Math.Round(_images / Math.Max(elapsed.TotalSeconds, 1e-6), 2),
             parallel,
             stages);
     }

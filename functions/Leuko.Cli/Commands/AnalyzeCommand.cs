@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Text.Json;
 using Leuko.Cli.Analysis;
 using Leuko.Cli.Reports;
 using Leuko.Core.Classification;
@@ -9,6 +8,9 @@ using Leuko.Pipeline;
 using Leuko.Pipeline.Archives;
 
 namespace Leuko.Cli.Commands;
+
+/// <summary>What a run of <c>leuko analyze</c> gives back: its summary, the first failures, and the files written.</summary>
+internal sealed record AnalysisOutcome(RunSummary Summary, IReadOnlyList<ImageRecord> FirstFailures, IReadOnlyList<string> Written);
 
 /// <summary><c>leuko analyze</c>: the whole pipeline on one machine: find, classify, count and draw every leukocyte.</summary>
 internal static class AnalyzeCommand
@@ -99,11 +101,11 @@ internal static class AnalyzeCommand
                 return ExitCodes.BadUsage;
             }
 
-            var (document, written) = await RunProgress.RunAsync(stderr, plan.Images.Count, progress =>
+            var outcome = await RunProgress.RunAsync(stderr, plan.Images.Count, progress =>
                 AnalyzeAsync(plan, classifier, outputDir, formats, parallel, progress, cancellationToken, scale));
             var card = classifier.Card;
 
-            var s = document.Summary;
+            var s = outcome.Summary;
             stdout.WriteLine(
                 $"{s.Images} images in {s.Seconds:0.0} s ({s.ImagesPerSecond:0.0}/s): {s.Completed} with leukocytes, {s.NoLeukocytes} without, " +
                 $"{s.Failed} failed{(s.Skipped > 0 ? $", {s.Skipped} archive entries skipped" : "")}.");
@@ -113,65 +115,106 @@ internal static class AnalyzeCommand
                 (s.OtherCells.Values.Sum() > 0
                     ? "; other cells seen: " + string.Join(", ", s.OtherCells.Where(o => o.Value > 0).Select(o => $"{o.Value} {o.Key}"))
                     : ""));
-            foreach (var path in written)
+            foreach (var path in outcome.Written)
             {
                 var shown = Path.GetRelativePath(Environment.CurrentDirectory, path);
                 stdout.WriteLine($"wrote {(shown.StartsWith("..", StringComparison.Ordinal) ? path : shown)}");
             }
 
-            foreach (var failed in document.Images.Where(i => i.Status == ImageStatus.Failed))
+            foreach (var failed in outcome.FirstFailures)
             {
                 stderr.WriteLine($"failed: {failed.Source}: {failed.Error}");
             }
 
+            if (s.Failed > outcome.FirstFailures.Count)
+            {
+                stderr.WriteLine($"... and {s.Failed - outcome.FirstFailures.Count} more failed (the first {FailuresShown} are shown; results.json and report.html list every one)");
+            }
+
+            stderr.WriteLine(PeakMemoryLine());
             return s.Failed > 0 ? ExitCodes.SomeFailed : ExitCodes.Success;
         }
     }
 
-    /// <summary>Runs the pipeline over <paramref name="plan"/> and writes the chosen result files into <paramref name="outputDir"/>.</summary>
-    internal static async Task<(ResultsDocument Document, IReadOnlyList<string> Written)> AnalyzeAsync(
+    /// <summary>
+    /// Runs the pipeline over <paramref name="plan"/> and writes the chosen result files into <paramref name="outputDir"/>
+    /// as images finish, in input order. Nothing grows with the number of images but the first
+    /// <see cref="FailuresShown"/> failures, kept to be printed at the end.
+    /// </summary>
+    internal static async Task<AnalysisOutcome> AnalyzeAsync(
         AnalysisPlan plan, LeukocyteClassifier classifier, string outputDir, string[] formats, int parallel, Action<ImageResult> progress,
         CancellationToken cancellationToken, ImageScale? scale = null)
     {
         Directory.CreateDirectory(outputDir);
         bool html = formats.Contains("html");
-        RunOutcome outcome;
-        await using (var pipeline = new LocalPipeline(new LeukocyteSegmenter(), classifier, parallel, scale))
-        {
-            outcome = await AnalysisRun.ExecuteAsync(plan, pipeline, outputDir, parallel, annotate: html, progress, cancellationToken);
-        }
-
         var card = classifier.Card;
-        var document = new ResultsDocument(
-            ResultsDocument.CurrentVersion,
-            new ModelRecord(card.Name, card.Version, card.Classes, card.Differential, card.Others, card.ReviewThreshold),
-            outcome.Images.Select((r, i) => ImageRecord.From(r, outcome.Annotated[i])).ToList(),
-            plan.Skipped,
-            RunSummary.From(outcome.Images, plan.Skipped.Count, CellClasses.Of(card), outcome.Elapsed, parallel, outcome.Stages));
-
-        var written = new List<string>();
-        if (formats.Contains("json"))
+        var model = new ModelRecord(card.Name, card.Version, card.Classes, card.Differential, card.Others, card.ReviewThreshold);
+        var files = new List<IResultFile>();
+        try
         {
-            written.Add(Save(outputDir, "results.json", p => File.WriteAllText(p, JsonSerializer.Serialize(document, Json.Options))));
-        }
+            if (formats.Contains("json"))
+            {
+                files.Add(new JsonReport(Path.Combine(outputDir, "results.json"), model, plan.Skipped));
+            }
 
-        if (formats.Contains("csv"))
+            if (formats.Contains("csv"))
+            {
+                files.Add(new CsvReport(Path.Combine(outputDir, "results.csv"), model));
+            }
+
+            if (html)
+            {
+                files.Add(new HtmlReport(Path.Combine(outputDir, "report.html"), model, plan.Skipped));
+            }
+
+            var totals = new RunTotals(CellClasses.Of(card));
+            var failures = new List<ImageRecord>();
+            using var ordered = new OrderedResults(window: parallel * 8, image =>
+            {
+                totals.Add(image);
+                foreach (var file in files)
+                {
+                    file.Write(image);
+                }
+
+                if (image.Status == ImageStatus.Failed && failures.Count < FailuresShown)
+                {
+                    failures.Add(image);
+                }
+            });
+
+            RunOutcome outcome;
+            await using (var pipeline = new LocalPipeline(new LeukocyteSegmenter(), classifier, parallel, scale))
+            {
+                outcome = await AnalysisRun.ExecuteAsync(plan, pipeline, outputDir, parallel, annotate: html, ordered, progress, cancellationToken);
+            }
+
+            var summary = totals.Summary(plan.Skipped.Count, outcome.Elapsed, parallel, outcome.Stages);
+            foreach (var file in files)
+            {
+                file.Complete(summary);
+            }
+
+            return new AnalysisOutcome(summary, failures, files.Select(f => f.Path).ToList());
+        }
+        finally
         {
-            written.Add(Save(outputDir, "results.csv", p => CsvReport.Write(p, document)));
+            foreach (var file in files)
+            {
+                file.Dispose();
+            }
         }
-
-        if (html)
-        {
-            written.Add(Save(outputDir, "report.html", p => HtmlReport.Write(p, document)));
-        }
-
-        return (document, written);
     }
 
-    private static string Save(string outputDir, string name, Action<string> write)
+    /// <summary>The process's peak resident memory (VmHWM on Linux), the last line a run prints on stderr; <c>leuko bench memory</c> reads it.</summary>
+    internal static string PeakMemoryLine()
     {
-        var path = Path.Combine(outputDir, name);
-        write(path);
-        return path;
+        using var self = System.Diagnostics.Process.GetCurrentProcess();
+        return $"{PeakMemoryPrefix}{self.PeakWorkingSet64 / (1024.0 * 1024):0} MB";
     }
+
+    internal const string PeakMemoryPrefix = "peak memory (resident): ";
+
+    /// <summary>Failures printed at the end of a run; results.json and report.html list every one.</summary>
+    internal const int FailuresShown = 20;
 }

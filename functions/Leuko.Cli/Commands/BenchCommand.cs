@@ -14,6 +14,7 @@ internal static class BenchCommand
         new("bench", "Measure throughput on this machine.")
         {
             CreateAnalysis(),
+            CreateMemory(),
             CreateSegmentation(),
             CreateClassification(),
         };
@@ -90,11 +91,11 @@ internal static class BenchCommand
                     using var plan = Analysis.AnalysisPlan.Create(inputs, Leuko.Pipeline.Archives.ArchiveLimits.Default);
                     var output = Path.Combine(scratch.FullName, $"p{parallel}-{passes++}");
                     var passStart = clock.Elapsed;
-                    var (document, _) = await AnalyzeCommand.AnalyzeAsync(plan, classifier, output, formats, parallel, _ => { }, ct);
-                    var st = document.Summary.StageSeconds;
-                    images += document.Summary.Images;
+                    var summary = (await AnalyzeCommand.AnalyzeAsync(plan, classifier, output, formats, parallel, _ => { }, ct)).Summary;
+                    var st = summary.StageSeconds;
+                    images += summary.Images;
                     (read, segment, classify, annotate) = (read + st.Read, segment + st.Segment, classify + st.Classify, annotate + st.Annotate);
-                    reports += (clock.Elapsed - passStart).TotalSeconds - document.Summary.Seconds; // results.json, .csv, report.html
+                    reports += (clock.Elapsed - passStart).TotalSeconds - summary.Seconds; // finishing results.json, .csv, report.html
                     Directory.Delete(output, recursive: true);
                 }
 
@@ -115,6 +116,125 @@ internal static class BenchCommand
         {
             scratch.Delete(recursive: true);
         }
+    }
+
+    private static Command CreateMemory()
+    {
+        var inputs = new Argument<string[]>("inputs")
+        {
+            Description = "Images or folders to repeat into each run (e.g. samples/bccd/JPEGImages).",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        var counts = new Option<int[]>("--images")
+        {
+            Description = "Run sizes: a leuko analyze process per size, over this many images (the inputs repeated, as links).",
+            DefaultValueFactory = _ => [1000, 10000],
+            AllowMultipleArgumentsPerToken = true,
+        };
+        counts.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int[]>() is not { Length: > 0 } n || n.Any(c => c < 1))
+            {
+                r.AddError("--images takes one or more counts of at least 1");
+            }
+        });
+        var parallel = new Option<int>("--parallel") { Description = "leuko analyze --parallel.", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var model = EvaluateClassification.ModelOption();
+        var command = new Command("memory", "Peak resident memory of leuko analyze (every output written) over runs of different sizes: flat when nothing is held per image.")
+        {
+            inputs, counts, parallel, model,
+        };
+        command.SetAction((parse, ct) => RunMemory(
+            parse.GetRequiredValue(inputs), parse.GetRequiredValue(counts), parse.GetValue(parallel), parse.GetRequiredValue(model),
+            parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct));
+        return command;
+    }
+
+    private static async Task<int> RunMemory(
+        string[] inputs, int[] counts, int parallel, string modelPath, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    {
+        var images = InputFiles.Expand(inputs);
+        if (images.Count == 0)
+        {
+            stderr.WriteLine("error: no images in the inputs given");
+            return ExitCodes.BadUsage;
+        }
+
+        stdout.WriteLine($"Memory benchmark: leuko analyze --parallel {parallel} over {images.Count} images repeated, {Environment.ProcessorCount} cores");
+        var peaks = new List<(int Images, double Mb)>();
+        foreach (int count in counts)
+        {
+            var scratch = Directory.CreateTempSubdirectory("leuko-bench-memory-");
+            try
+            {
+                var folder = Directory.CreateDirectory(Path.Combine(scratch.FullName, "in")).FullName;
+                for (int i = 0; i < count; i++)
+                {
+                    var image = images[i % images.Count];
+                    File.CreateSymbolicLink(Path.Combine(folder, $"{i:0000000}{Path.GetExtension(image.Path)}"), Path.GetFullPath(image.Path));
+                }
+
+                var clock = Stopwatch.StartNew();
+                var (exit, output) = await RunChildAsync(
+                    ["analyze", folder, "--out", Path.Combine(scratch.FullName, "out"), "--parallel", $"{parallel}", "--model", modelPath], ct);
+                var peak = output.LastOrDefault(l => l.StartsWith(AnalyzeCommand.PeakMemoryPrefix, StringComparison.Ordinal));
+                if (exit is not (ExitCodes.Success or ExitCodes.SomeFailed) || peak is null)
+                {
+                    stderr.WriteLine($"error: leuko analyze over {count} images exited with {exit}:");
+                    stderr.WriteLine(string.Join('\n', output.TakeLast(10)));
+                    return ExitCodes.BadUsage;
+                }
+
+                double mb = double.Parse(peak[AnalyzeCommand.PeakMemoryPrefix.Length..].Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
+                peaks.Add((count, mb));
+                stdout.WriteLine($"  {count,7} images: peak resident memory {mb,5:0} MB ({clock.Elapsed.TotalSeconds:0} s)");
+            }
+            finally
+            {
+                scratch.Delete(recursive: true);
+            }
+        }
+
+        if (peaks.Count > 1 && peaks[^1].Images != peaks[0].Images)
+        {
+            double perImage = (peaks[^1].Mb - peaks[0].Mb) * 1024 / (peaks[^1].Images - peaks[0].Images);
+            stdout.WriteLine($"  growth: {perImage:0.00} KB per image from {peaks[0].Images} to {peaks[^1].Images} images");
+        }
+
+        return ExitCodes.Success;
+    }
+
+    /// <summary>Runs this <c>leuko</c> again with <paramref name="args"/>; its stdout and stderr lines, together.</summary>
+    private static async Task<(int Exit, List<string> Output)> RunChildAsync(string[] args, CancellationToken ct)
+    {
+        var start = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardError = true };
+        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet")
+        {
+            start.ArgumentList.Add(typeof(BenchCommand).Assembly.Location); // run as `dotnet leuko.dll`
+        }
+
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using var child = Process.Start(start)!;
+        var output = new List<string>();
+        var stdout = child.StandardOutput.ReadToEndAsync(ct);
+        var stderr = child.StandardError.ReadToEndAsync(ct);
+        try
+        {
+            await child.WaitForExitAsync(ct);
+        }
+        catch (OperationCanceledException)
+        {
+            child.Kill(entireProcessTree: true);
+            throw;
+        }
+
+        output.AddRange((await stdout).Split('\n'));
+        output.AddRange((await stderr).Split('\n'));
+        return (child.ExitCode, output);
     }
 
     private static Command CreateClassification()

@@ -17,6 +17,9 @@ namespace Leuko.Cli.Commands;
 /// </summary>
 internal static class ServeCommand
 {
+    /// <summary>Where the HTTP API listens unless <c>--urls</c> says otherwise.</summary>
+    internal const string DefaultUrls = "http://127.0.0.1:7071";
+
     public static Command Create()
     {
         var storage = new Option<string>("--storage")
@@ -31,7 +34,7 @@ internal static class ServeCommand
         };
         transport.AcceptOnlyFromAmong(Transports.StorageQueue, Transports.ServiceBus);
         var serviceBus = new Option<string?>("--service-bus") { Description = "Service Bus connection string, for --transport service-bus." };
-        var urls = new Option<string>("--urls") { Description = "Where the HTTP API listens.", DefaultValueFactory = _ => "http://127.0.0.1:7071" };
+        var urls = new Option<string>("--urls") { Description = "Where the HTTP API listens.", DefaultValueFactory = _ => DefaultUrls };
         var queue = new Option<string>("--queue") { Description = "The classification queue's name.", DefaultValueFactory = _ => "classify" };
         var queueLock = new Option<int>("--queue-lock")
         {
@@ -52,10 +55,23 @@ internal static class ServeCommand
         {
             Description = "Development: accept webhook subscribers on this machine (http://127.0.0.1:PORT/...). Private and metadata addresses stay refused.",
         };
+        var webhookRetry = new Option<double[]>("--webhook-retry")
+        {
+            Description = "Seconds to wait before each webhook retry, one value per retry (Leuko:WebhookRetrySeconds); after the last, the delivery is dead-lettered.",
+            DefaultValueFactory = _ => WebhookOptions.Default.RetrySchedule.Select(t => t.TotalSeconds).ToArray(),
+            AllowMultipleArgumentsPerToken = true,
+        };
+        webhookRetry.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<double[]>() is not { Length: > 0 } waits || waits.Any(w => w is not (> 0 and <= MaxWebhookRetrySeconds)))
+            {
+                r.AddError($"--webhook-retry takes one or more waits in seconds, each above 0 and at most {MaxWebhookRetrySeconds} (7 days)");
+            }
+        });
         var model = EvaluateClassification.ModelOption();
         var command = new Command("serve", "Run the cloud pipeline locally against Azurite or a storage account: watch uploads/ and archives/, classify, and serve the HTTP API.")
         {
-            storage, transport, serviceBus, urls, queue, queueLock, loopbackWebhooks, model,
+            storage, transport, serviceBus, urls, queue, queueLock, webhookRetry, loopbackWebhooks, model,
         };
         command.Validators.Add(r =>
         {
@@ -74,6 +90,7 @@ internal static class ServeCommand
                 Queue = parse.GetRequiredValue(queue),
                 QueueVisibilityTimeout = TimeSpan.FromSeconds(parse.GetValue(queueLock)),
                 WebhookQueue = parse.GetRequiredValue(queue) + "-webhooks",
+                WebhookRetrySeconds = parse.GetRequiredValue(webhookRetry),
                 AllowLoopbackWebhooks = parse.GetValue(loopbackWebhooks),
                 PublicApiUrl = parse.GetRequiredValue(urls).Split(';')[0].TrimEnd('/') + "/api",
                 Model = parse.GetRequiredValue(model),
@@ -81,6 +98,9 @@ internal static class ServeCommand
             parse.GetRequiredValue(urls), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct));
         return command;
     }
+
+    /// <summary>The longest wait <c>--webhook-retry</c> takes: a storage-queue message is hidden for at most 7 days.</summary>
+    internal const int MaxWebhookRetrySeconds = 7 * 24 * 3600;
 
     internal static async Task<int> RunAsync(PipelineOptions options, string urls, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
     {
@@ -129,13 +149,21 @@ internal static class ServeCommand
             await results.GetImageAsync("health-check", ct); // reaches the table service
             return Results.Json(new { status = "ok", model = $"{classifier.Card.Name} {classifier.Card.Version}", transport = options.Transport }, PipelineJson.Options);
         });
-        app.MapGet("/api/images/{id}", async (string id, PipelineQueries queries, CancellationToken ct) =>
+        app.MapGet(ApiRoutes.Images + "/{id}", async (string id, PipelineQueries queries, CancellationToken ct) =>
             await queries.GetImageAsync(id, ct) is { } image ? Results.Json(image, PipelineJson.Options) : Results.NotFound(new { error = $"no image '{id}'" }));
-        app.MapGet("/api/images/{id}/annotated", async (string id, PipelineQueries queries, CancellationToken ct) =>
+        app.MapGet(ApiRoutes.Images + "/{id}/annotated", async (string id, PipelineQueries queries, CancellationToken ct) =>
             await queries.GetAnnotatedPngAsync(id, ct) is { } png ? Results.File(png, "image/png") : Results.NotFound(new { error = $"no analysed image '{id}'" }));
-        app.MapGet("/api/batches/{id}", async (string id, PipelineQueries queries, CancellationToken ct) =>
+        app.MapGet(ApiRoutes.Batches + "/{id}", async (string id, PipelineQueries queries, CancellationToken ct) =>
             await queries.GetBatchAsync(id, ct) is { } batch ? Results.Json(batch, PipelineJson.Options) : Results.NotFound(new { error = $"no batch '{id}'" }));
 
         app.MapWebhookApi();
     }
+}
+
+/// <summary>The HTTP API's routes (the function app's, under its <c>api</c> prefix): <c>leuko serve</c> maps them, <c>leuko upload</c> prints them.</summary>
+internal static class ApiRoutes
+{
+    public const string Images = "/api/images";
+
+    public const string Batches = "/api/batches";
 }

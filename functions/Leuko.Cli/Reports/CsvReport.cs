@@ -6,32 +6,57 @@ namespace Leuko.Cli.Reports;
 
 /// <summary>
 /// <c>results.csv</c>: one row per cell (RFC 4180, CRLF), with its image, box, class, confidence, review flag and
-/// reason, the image's physical scale and how it was obtained, and the probability of every class.
+/// reason, the image's physical scale and how it was obtained, and the probability of every class. Written as the
+/// run goes, image by image in input order, as <c>results.csv.part</c>, renamed when complete.
 /// </summary>
-internal static class CsvReport
+internal sealed class CsvReport : IResultFile
 {
-    public static void Write(string path, ResultsDocument document)
-    {
-        using var writer = new StreamWriter(path);
-        using var csv = CsvWriter.Create(writer, null, false);
-        var classes = document.Model.Classes;
-        csv.WriteHeader(new[] { "source", "cell", "class", "confidence", "needs_review", "x", "y", "width", "height", "area", "review_reason", "microns_per_pixel", "scale_source" }
-            .Concat(classes.Select(c => $"p_{c.ToLowerInvariant()}")).ToArray());
-        foreach (var image in document.Images)
-        {
-            foreach (var cell in image.Cells)
-            {
-                csv.WriteRecord(new[]
-                    {
-                        image.Source, N(cell.Index), cell.Class, N(cell.Confidence), cell.NeedsReview ? "true" : "false",
-                        N(cell.Box.X), N(cell.Box.Y), N(cell.Box.Width), N(cell.Box.Height), N(cell.Area),
-                        cell.ReviewReason ?? "", image.Scale is { } scale ? N(scale.MicronsPerPixel) : "", image.Scale?.Source ?? "",
-                    }
-                    .Concat(classes.Select(c => N(cell.Probabilities[c]))).ToArray());
-            }
-        }
+    private readonly StreamWriter _writer;
+    private readonly CsvWriter _csv;
+    private readonly IReadOnlyList<string> _classes;
 
-        csv.Flush();
+    public CsvReport(string path, ModelRecord model)
+    {
+        Path = path;
+        _classes = model.Classes;
+        _writer = new StreamWriter(path + ".part");
+        _csv = CsvWriter.Create(_writer, null, false);
+        _csv.WriteHeader(new[] { "source", "cell", "class", "confidence", "needs_review", "x", "y", "width", "height", "area", "review_reason", "microns_per_pixel", "scale_source" }
+            .Concat(_classes.Select(c => $"p_{c.ToLowerInvariant()}")).ToArray());
+    }
+
+    public string Path { get; }
+
+    public void Write(ImageRecord image)
+    {
+        foreach (var cell in image.Cells)
+        {
+            _csv.WriteRecord(new[]
+                {
+                    image.Source, N(cell.Index), cell.Class, N(cell.Confidence), cell.NeedsReview ? "true" : "false",
+                    N(cell.Box.X), N(cell.Box.Y), N(cell.Box.Width), N(cell.Box.Height), N(cell.Area),
+                    cell.ReviewReason ?? "", image.Scale is { } scale ? N(scale.MicronsPerPixel) : "", image.Scale?.Source ?? "",
+                }
+                .Concat(_classes.Select(c => N(cell.Probabilities[c]))).ToArray());
+        }
+    }
+
+    public void Complete(RunSummary summary)
+    {
+        Close();
+        File.Move(Path + ".part", Path, overwrite: true);
+    }
+
+    public void Dispose()
+    {
+        Close();
+        File.Delete(Path + ".part"); // gone once renamed; a stopped run's half file otherwise
+    }
+
+    private void Close()
+    {
+        _csv.Dispose();
+        _writer.Dispose();
     }
 
     private static string N(double value) => value.ToString("R", CultureInfo.InvariantCulture);

@@ -11,19 +11,61 @@ namespace Leuko.Cli.Reports;
 /// copies beside it in <c>annotated/</c>): the run summary, the differential as a bar chart, failed and skipped
 /// inputs, and every image with a hoverable overlay of its cells; cells to review are marked in amber.
 /// </summary>
-internal static class HtmlReport
+internal sealed class HtmlReport : IResultFile
 {
     private static readonly HtmlEncoder Html = HtmlEncoder.Create(System.Text.Unicode.UnicodeRanges.All);
+    private static readonly UTF8Encoding Utf8 = new(false);
 
-    public static void Write(string path, ResultsDocument document)
+    private readonly ModelRecord _model;
+    private readonly IReadOnlyList<SkippedInput> _skipped;
+    private readonly string _imagesPart;
+    private readonly string _failedPart;
+    private readonly StreamWriter _images;
+    private readonly StreamWriter _failed;
+    private readonly StringBuilder _b = new();
+    private int _imageCount;
+    private int _failedCount;
+
+    /// <summary>
+    /// The page's sections come in this order: summary, differential, failed and skipped inputs, images. The summary is
+    /// known last, so the failed inputs and the images are written to two part files beside the report as they come,
+    /// and the page is put together from them at the end (as <c>report.html.part</c>, renamed when complete).
+    /// </summary>
+    public HtmlReport(string path, ModelRecord model, IReadOnlyList<SkippedInput> skipped)
     {
-        File.WriteAllText(path, Render(document), new UTF8Encoding(false));
+        Path = path;
+        _model = model;
+        _skipped = skipped;
+        _imagesPart = path + ".images.part";
+        _failedPart = path + ".failed.part";
+        _images = new StreamWriter(_imagesPart, false, Utf8);
+        _failed = new StreamWriter(_failedPart, false, Utf8);
     }
 
-    public static string Render(ResultsDocument document)
+    public string Path { get; }
+
+    public void Write(ImageRecord image)
     {
-        var s = document.Summary;
-        var classes = document.Model.DifferentialClasses;
+        if (image.Status == ImageStatus.Failed)
+        {
+            _failed.Write($"<tr class=\"failed\"><td>{E(image.Source)}</td><td><span class=\"badge failed\">failed</span></td><td>{E(image.Error ?? "")}</td></tr>\n");
+            _failedCount++;
+        }
+
+        if (image.Annotated is not null)
+        {
+            _b.Clear();
+            Image(_b, image, _model.DifferentialClasses, _imageCount++);
+            _images.Write(_b);
+        }
+    }
+
+    public void Complete(RunSummary s)
+    {
+        _images.Dispose();
+        _failed.Dispose();
+        var classes = _model.DifferentialClasses;
+        using var page = new StreamWriter(Path + ".part", false, Utf8);
         var b = new StringBuilder();
         b.Append("""
             <!doctype html>
@@ -63,7 +105,7 @@ internal static class HtmlReport
             <body>
             """);
         b.Append("<header><h1>Leukocyte analysis</h1><p class=\"muted\">")
-            .Append(E($"leuko analyze · model {document.Model.Name} {document.Model.Version} · {s.Images} images in {s.Seconds:0.0} s ({s.ImagesPerSecond:0.0} images/s)"))
+            .Append(E($"leuko analyze · model {_model.Name} {_model.Version} · {s.Images} images in {s.Seconds:0.0} s ({s.ImagesPerSecond:0.0} images/s)"))
             .Append("</p></header>\n");
 
         b.Append("<section id=\"summary\"><h2>Summary</h2><dl>\n");
@@ -93,16 +135,12 @@ internal static class HtmlReport
                 : E(string.Join(", ", s.OtherCells.Where(o => o.Value > 0).Select(o => $"{o.Value} {o.Key}"))))
             .Append("</p></section>\n");
 
-        var failed = document.Images.Where(i => i.Status == ImageStatus.Failed).ToList();
-        if (failed.Count > 0 || document.Skipped.Count > 0)
+        if (_failedCount > 0 || _skipped.Count > 0)
         {
             b.Append("<section id=\"problems\"><h2>Failed and skipped inputs</h2><table><thead><tr><th>Input</th><th>Outcome</th><th>Reason</th></tr></thead><tbody>\n");
-            foreach (var f in failed)
-            {
-                b.Append($"<tr class=\"failed\"><td>{E(f.Source)}</td><td><span class=\"badge failed\">failed</span></td><td>{E(f.Error ?? "")}</td></tr>\n");
-            }
-
-            foreach (var k in document.Skipped)
+            Flush(page, b);
+            Append(page, _failedPart);
+            foreach (var k in _skipped)
             {
                 b.Append($"<tr class=\"skipped\"><td>{E(k.Source)}</td><td>skipped</td><td>{E(k.Reason)}</td></tr>\n");
             }
@@ -112,12 +150,8 @@ internal static class HtmlReport
 
         b.Append("<section id=\"images\"><h2>Images</h2>\n");
         b.Append("<label class=\"filters\"><input type=\"checkbox\" id=\"only-review\"> only images with cells to review</label>\n");
-        int index = 0;
-        foreach (var image in document.Images.Where(i => i.Annotated is not null))
-        {
-            Image(b, image, classes, index++);
-        }
-
+        Flush(page, b);
+        Append(page, _imagesPart);
         b.Append("""
             </section>
             <script>
@@ -127,7 +161,37 @@ internal static class HtmlReport
             </html>
 
             """);
-        return b.ToString();
+        Flush(page, b);
+        page.Dispose();
+        File.Move(Path + ".part", Path, overwrite: true);
+        DeleteParts();
+    }
+
+    public void Dispose()
+    {
+        _images.Dispose();
+        _failed.Dispose();
+        DeleteParts();
+    }
+
+    private void DeleteParts()
+    {
+        File.Delete(_imagesPart);
+        File.Delete(_failedPart);
+        File.Delete(Path + ".part");
+    }
+
+    private static void Flush(StreamWriter page, StringBuilder b)
+    {
+        page.Write(b);
+        b.Clear();
+    }
+
+    private static void Append(StreamWriter page, string part)
+    {
+        page.Flush();
+        using var source = File.OpenRead(part);
+        source.CopyTo(page.BaseStream);
     }
 
     private static void Stat(StringBuilder b, string key, string label, int value) =>

@@ -37,6 +37,9 @@ public sealed class InMemoryBlobStore : IBlobStore
     /// <summary>Removes one blob (the local run frees each image once it is final).</summary>
     public void Delete(string container, string name) => _blobs.TryRemove((container, name), out _);
 
+    /// <summary>Blobs held, in every container.</summary>
+    public int Count => _blobs.Count;
+
     /// <summary>Removes every blob of a container whose name starts with <paramref name="prefix"/>.</summary>
     public void DeletePrefix(string container, string prefix)
     {
@@ -108,4 +111,14 @@ public sealed class InMemoryResultStore : IResultStore
         _receipts[(container, blobName)] = etag;
         return Task.CompletedTask;
     }
+
+    /// <summary>Removes an image's row and its cells (the local run frees each image once it is final and reported).</summary>
+    public void DeleteImage(string imageId)
+    {
+        _images.TryRemove(imageId, out _);
+        _cells.TryRemove(imageId, out _);
+    }
+
+    /// <summary>Rows held, in every table.</summary>
+    public int Count => _images.Count + _cells.Count + _batches.Count + _members.Count + _receipts.Count;
 }

@@ -1,0 +1,135 @@
+using System.CommandLine;
+using Azure;
+using Azure.Storage.Blobs;
+using Azure.Storage.Blobs.Models;
+using Leuko.Cli.Analysis;
+using Leuko.Pipeline.Stages;
+using Leuko.Pipeline.Storage;
+
+namespace Leuko.Cli.Commands;
+
+/// <summary>
+/// <c>leuko upload</c>: sends images and zip archives to the cloud pipeline's containers (Azurite or an account), as
+/// the pipeline tells them apart: by content, not by name. Prints each image's or batch's id and the API URL to poll.
+/// </summary>
+internal static class UploadCommand
+{
+    private static readonly HashSet<string> Extensions = new(InputFiles.ImageExtensions.Append(".zip"), StringComparer.OrdinalIgnoreCase);
+
+    public static Command Create()
+    {
+        var inputs = new Argument<string[]>("inputs")
+        {
+            Description = "Image files, folders (searched recursively for images and zip archives) and zip archives.",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        var storage = new Option<string>("--storage")
+        {
+            Description = "Storage connection string, e.g. UseDevelopmentStorage=true for Azurite.",
+            Required = true,
+        };
+        var prefix = new Option<string?>("--prefix")
+        {
+            Description = "A folder for the blob names: --prefix ward-3 uploads field1.jpg as uploads/ward-3/field1.jpg.",
+        };
+        var server = new Option<string>("--server")
+        {
+            Description = "Where leuko serve (or the function app) answers, for the URLs printed.",
+            DefaultValueFactory = _ => ServeCommand.DefaultUrls,
+        };
+        var command = new Command("upload", "Upload images to uploads/ and zip archives to archives/ (told apart by content) for leuko serve or the function app; prints each id and the URL to poll.")
+        {
+            inputs, storage, prefix, server,
+        };
+        command.SetAction((parse, ct) => RunAsync(
+            parse.GetRequiredValue(inputs), parse.GetRequiredValue(storage), parse.GetValue(prefix), parse.GetRequiredValue(server),
+            parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct));
+        return command;
+    }
+
+    internal static async Task<int> RunAsync(
+        string[] paths, string connectionString, string? prefix, string server, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+    {
+        IReadOnlyList<InputFile> files;
+        try
+        {
+            files = InputFiles.Expand(paths, Extensions);
+        }
+        catch (FileNotFoundException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return ExitCodes.BadUsage;
+        }
+
+        if (files.Count == 0)
+        {
+            stderr.WriteLine($"error: no images or zip archives found in {string.Join(", ", paths)} (images are JPEG, PNG, BMP or TIFF)");
+            return ExitCodes.BadUsage;
+        }
+
+        BlobServiceClient service;
+        try
+        {
+            var options = new BlobClientOptions();
+            options.Retry.MaxRetries = 2;
+            options.Retry.NetworkTimeout = TimeSpan.FromSeconds(30);
+            service = new BlobServiceClient(connectionString, options);
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException or InvalidOperationException)
+        {
+            stderr.WriteLine($"error: --storage is not a storage connection string ({e.Message})");
+            return ExitCodes.BadUsage;
+        }
+
+        try
+        {
+            // Reaches the account before any file is sent: a wrong address or key is one clear error, not one per file.
+            foreach (var container in new[] { Containers.Uploads, Containers.Archives })
+            {
+                await service.GetBlobContainerClient(container).CreateIfNotExistsAsync(cancellationToken: cancellationToken);
+            }
+        }
+        catch (Exception e) when (e is RequestFailedException or AggregateException or HttpRequestException)
+        {
+            var reason = e is AggregateException a ? a.InnerExceptions[^1].Message : e.Message;
+            stderr.WriteLine($"error: cannot reach the storage at {service.Uri}: {reason.Split('\n')[0].Trim()}");
+            return ExitCodes.BadUsage;
+        }
+
+        var folder = string.IsNullOrWhiteSpace(prefix) ? "" : prefix.Trim('/') + "/";
+        var progress = new Progress("upload", files.Count, stderr);
+        var output = new Lock();
+        int failed = 0;
+        await Parallel.ForEachAsync(files, new ParallelOptions { MaxDegreeOfParallelism = 8, CancellationToken = cancellationToken }, async (file, ct) =>
+        {
+            bool archive = AnalysisPlan.IsArchive(file.Path);
+            var (container, name) = (archive ? Containers.Archives : Containers.Uploads, folder + file.Name);
+            try
+            {
+                await service.GetBlobContainerClient(container).GetBlobClient(name).UploadAsync(file.Path, new BlobUploadOptions(), ct);
+                var (kind, id, route) = archive
+                    ? ("batch", PipelineIds.Batch(name), ApiRoutes.Batches)
+                    : ("image", PipelineIds.Image(name), ApiRoutes.Images);
+                lock (output)
+                {
+                    stdout.WriteLine($"{container}/{name}\t{kind} {id}\t{server.TrimEnd('/')}{route}/{id}");
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or RequestFailedException or AggregateException)
+            {
+                Interlocked.Increment(ref failed);
+                lock (output)
+                {
+                    stderr.WriteLine($"failed: {file.Path}: {e.Message.Split('\n')[0].Trim()}");
+                }
+            }
+
+            lock (output)
+            {
+                progress.Advance();
+            }
+        });
+
+        return failed > 0 ? ExitCodes.SomeFailed : ExitCodes.Success;
+    }
+}
