@@ -71,7 +71,7 @@ public sealed class LocalPipeline : IAsyncDisposable
                 row = (await _results.GetImageAsync(imageId, cancellationToken))!;
             }
 
-            var cells = row.Status == ImageStatus.Completed ? await _results.GetCellsAsync(imageId, cancellationToken) : [];
+            var cells = row is { Status: ImageStatus.Completed, BlobETag: { } version } ? await _results.GetCellsAsync(imageId, version, cancellationToken) : [];
             var result = new ImageResult(
                 row.Source, row.Status, row.Error, row.Width, row.Height,
                 cells.Select(c => c.ToResult()).ToList(),
@@ -82,7 +82,7 @@ public sealed class LocalPipeline : IAsyncDisposable
         {
             _classifying.TryRemove(imageId, out _);
             _blobs.Delete(Containers.Uploads, name);
-            _blobs.DeletePrefix(Containers.Crops, imageId + "/");
+            _blobs.DeletePrefix(Containers.Crops, imageId + "/"); // every version's crop folder
         }
     }
 
