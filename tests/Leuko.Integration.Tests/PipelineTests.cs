@@ -225,7 +225,7 @@ public class PipelineTests
         Assert.Equal(ImageRow.Classifying, row.Status);
 
         // Ruin the crop after segmentation: classification can never succeed.
-        await PipelineHarness.UploadAsync(Containers.Crops, $"{row.ImageId}/0.png", "not a png"u8.ToArray());
+        await PipelineHarness.UploadAsync(Containers.Crops, $"{PipelineIds.CropFolder(row.ImageId, row.BlobETag!)}0.png", "not a png"u8.ToArray());
         var rows = await PipelineHarness.WaitForImagesAsync(pipeline.Results, [name], TimeSpan.FromMinutes(1));
         Assert.Equal(ImageStatus.Failed, rows[0].Status);
         Assert.Contains("after 2 attempts", rows[0].Error);

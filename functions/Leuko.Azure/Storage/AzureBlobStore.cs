@@ -86,10 +86,10 @@ public sealed class AzureBlobStore(BlobServiceClient service) : IBlobStore
     }
 
     /// <summary>
-    /// A blob's version as every method gives it: the ETag in its header form (quoted). A listing gives it bare and a
-    /// download quoted; one form, so a version recorded from one compares equal to the same version from the other.
+    /// A blob's version as every method gives it: the ETag bare, as a listing gives it (a download gives it quoted);
+    /// one form, so a version recorded from one compares equal to the same version from the other.
     /// </summary>
-    private static string Version(ETag etag) => etag.ToString("H");
+    private static string Version(ETag etag) => etag.ToString().Trim('"');
 
     /// <summary>Creates the pipeline's containers (idempotent).</summary>
     public async Task InitializeAsync(CancellationToken cancellationToken)
