@@ -74,7 +74,7 @@ public sealed class LocalPipeline : IAsyncDisposable
                 row = (await _results.GetImageAsync(imageId, cancellationToken))!;
             }
 
-            var cells = row.Status == ImageStatus.Completed ? await _results.GetCellsAsync(imageId, cancellationToken) : [];
+            var cells = row is { Status: ImageStatus.Completed, BlobETag: { } version } ? await _results.GetCellsAsync(imageId, version, cancellationToken) : [];
             var result = new ImageResult(
                 row.Source, row.Status, row.Error, row.Width, row.Height,
                 cells.Select(c => c.ToResult()).ToList(),
@@ -86,7 +86,7 @@ public sealed class LocalPipeline : IAsyncDisposable
             // Nothing of a final image stays behind: memory is flat in the number of images.
             _classifying.TryRemove(imageId, out _);
             _blobs.Delete(Containers.Uploads, name);
-            _blobs.DeletePrefix(Containers.Crops, imageId + "/");
+            _blobs.DeletePrefix(Containers.Crops, imageId + "/"); // every version's crop folder
             _results.DeleteImage(imageId);
         }
     }

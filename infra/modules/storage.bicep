@@ -1,10 +1,10 @@
-// The storage account: blobs (uploads, archives, crops, deployment), tables (results, webhooks) and the Functions
+// The storage account: blobs (uploads, archives, crops, batches, deployment), tables (results, webhooks) and the Functions
 // host's own state. Shared-key access is off: only Entra identities reach the data.
 param name string
 param location string
 param tags object
 
-var containers = [ 'uploads', 'archives', 'crops', 'deployment' ]
+var containers = [ 'uploads', 'archives', 'crops', 'batches', 'deployment' ]
 var tables = [ 'images', 'cells', 'batches', 'batchimages', 'receipts', 'webhooks', 'webhookdeliveries' ]
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {

@@ -28,4 +28,38 @@ public class TableResultStoreTests
         Assert.False(await store.HasPendingMembersAsync(batch, CancellationToken.None));
         Assert.Equal(2, (await store.GetBatchMembersAsync(batch, CancellationToken.None)).Count);
     }
+
+    [Fact]
+    public async Task ARowIsWrittenOnlyOverTheVersionItWasReadAt()
+    {
+        await Azurite.RequireAsync();
+        var store = new TableResultStore(Azurite.Tables);
+        await store.InitializeAsync(CancellationToken.None);
+        var row = new ImageRow(Azurite.Unique("img"), "uploads/a.jpg", "a.jpg", null, ImageRow.Classifying, null, 640, 480, 1, 0,
+            new Dictionary<string, int>(), null, null, null, null, "\"v1\"", DateTimeOffset.UtcNow);
+
+        Assert.True(await store.TryWriteImageAsync(row, CancellationToken.None));
+        Assert.False(await store.TryWriteImageAsync(row with { Status = ImageStatus.Failed }, CancellationToken.None)); // a new row where one exists
+        var read = (await store.GetImageAsync(row.ImageId, CancellationToken.None))!;
+        Assert.True(await store.TryWriteImageAsync(read with { Status = ImageStatus.Completed }, CancellationToken.None));
+        Assert.False(await store.TryWriteImageAsync(read with { Status = ImageRow.Classifying }, CancellationToken.None)); // read before that write
+        Assert.Equal(ImageStatus.Completed, (await store.GetImageAsync(row.ImageId, CancellationToken.None))!.Status);
+    }
+
+    [Fact]
+    public async Task TextLongerThanAPropertyHoldsIsCutSayingSoAndTheRowIsWritten()
+    {
+        await Azurite.RequireAsync();
+        var store = new TableResultStore(Azurite.Tables);
+        await store.InitializeAsync(CancellationToken.None);
+        var error = new string('e', 200_000); // 400 KB as UTF-16: past the 64 KiB a string property holds
+        var batch = new BatchRow(Azurite.Unique("long"), "archives/" + new string('n', 40_000) + ".zip", BatchRow.Failed, error, 0, 0, 20_000, DateTimeOffset.UtcNow);
+
+        Assert.True(await store.TryWriteBatchAsync(batch, CancellationToken.None));
+        var read = (await store.GetBatchAsync(batch.BatchId, CancellationToken.None))!;
+        Assert.InRange(read.Error!.Length, TableResultStore.MaxTextChars - 100, TableResultStore.MaxTextChars);
+        Assert.EndsWith("characters cut)", read.Error);
+        Assert.StartsWith("archives/nnnn", read.Archive);
+        Assert.Equal(20_000, read.Skipped);
+    }
 }

@@ -54,7 +54,7 @@ internal sealed class PipelineHarness : IAsyncDisposable
         {
             builder.Services.AddHostedService(sp => new UploadWatcher(
                 sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), sp.GetRequiredService<SegmentationStage>(),
-                sp.GetRequiredService<ArchiveStage>(), sp.GetRequiredService<ILogger<UploadWatcher>>(), TimeSpan.FromMilliseconds(200)));
+                sp.GetRequiredService<ArchiveStage>(), sp.GetRequiredService<ILogger<UploadWatcher>>(), TimeSpan.FromMilliseconds(200), maxAttempts: maxAttempts));
         }
 
         var host = builder.Build();

@@ -41,7 +41,7 @@ public class PipelineTests
             Assert.Equal($"{Containers.Uploads}/{run}/{samples[i].Name}", row.Source);
             Assert.Equal(classifier.Card.Version, row.ModelVersion);
             Assert.Matches("^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$", row.TraceParent);
-            var cells = await pipeline.Results.GetCellsAsync(row.ImageId, CancellationToken.None);
+            var cells = await pipeline.Results.GetCellsAsync(row.ImageId, row.BlobETag!, CancellationToken.None);
             Assert.Equal(local.Cells.Select(c => (c.Class, c.Box, c.NeedsReview)), cells.Select(c => (c.Class, c.Box, c.NeedsReview)));
             Assert.Equal(local.Cells.Select(c => c.Confidence), cells.Select(c => c.Confidence));
             Assert.Equal(local.Differential.ToDictionary(d => d.Key, d => d.Value.Count), row.Counts.Where(c => local.Differential.ContainsKey(c.Key)));
@@ -225,7 +225,7 @@ public class PipelineTests
         Assert.Equal(ImageRow.Classifying, row.Status);
 
         // Ruin the crop after segmentation: classification can never succeed.
-        await PipelineHarness.UploadAsync(Containers.Crops, $"{row.ImageId}/0.png", "not a png"u8.ToArray());
+        await PipelineHarness.UploadAsync(Containers.Crops, $"{PipelineIds.CropFolder(row.ImageId, row.BlobETag!)}0.png", "not a png"u8.ToArray());
         var rows = await PipelineHarness.WaitForImagesAsync(pipeline.Results, [name], TimeSpan.FromMinutes(1));
         Assert.Equal(ImageStatus.Failed, rows[0].Status);
         Assert.Contains("after 2 attempts", rows[0].Error);

@@ -65,7 +65,7 @@ public class ServeProcessTests
             foreach (var row in rows)
             {
                 // Exactly the image's cells, each once: a redelivered message rewrote the same rows.
-                var cells = await results.GetCellsAsync(row.ImageId, CancellationToken.None);
+                var cells = await results.GetCellsAsync(row.ImageId, row.BlobETag!, CancellationToken.None);
                 Assert.Equal(row.Cells, cells.Count);
                 Assert.Equal(Enumerable.Range(0, row.Cells), cells.Select(c => c.Index));
             }

@@ -181,7 +181,7 @@ public sealed class WebhookDeliveryTests
         // A subscription whose target became unsafe (stored before, or its name now resolves inward) is refused at send time.
         await using var receiver = await WebhookReceiver.StartAsync();
         var rig = new Rig(Fast with { AllowLoopback = false });
-        await rig.Store.UpsertAsync(new WebhookSubscription("wh_1", receiver.Url, WebhookEvents.All, null, null,
+        await rig.Store.CreateAsync(new WebhookSubscription("wh_1", receiver.Url, WebhookEvents.All, null, null,
             [new WebhookSecret(WebhookSigner.NewSecret(), null)], null, 0, DateTimeOffset.UtcNow), CancellationToken.None);
         await rig.Publisher.ImageFinalAsync(Completed("img1"), CancellationToken.None);
         await rig.DeliverUntilAsync(() => rig.Queue.DeadLetters.Count >= 1);

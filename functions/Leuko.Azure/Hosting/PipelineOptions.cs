@@ -47,8 +47,14 @@ public sealed class PipelineOptions
     [DeployedSetting]
     public string Queue { get; set; } = "classify";
 
-    /// <summary>Deliveries of a classification message before it is dead-lettered and its image failed.</summary>
+    /// <summary>Deliveries of a classification message before it is dead-lettered and its image failed; in <c>leuko serve</c> also the attempts at an uploaded blob before it is given up and its image or batch failed.</summary>
     public int MaxAttempts { get; set; } = 5;
+
+    /// <summary>
+    /// How long an image may stay <c>classifying</c>, or a batch <c>expanding</c>, without a change before the sweeper
+    /// fails it with a reason. Longer than the longest queue wait and archive expansion expected.
+    /// </summary>
+    public TimeSpan StuckAfter { get; set; } = TimeSpan.FromHours(1);
 
     /// <summary>Classification messages handled at once by one host.</summary>
     public int MaxConcurrentCalls { get; set; } = 2;

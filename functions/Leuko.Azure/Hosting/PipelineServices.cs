@@ -16,7 +16,7 @@ using Microsoft.Extensions.Logging;
 
 namespace Leuko.Azure.Hosting;
 
-/// <summary>Registers the pipeline (stores, transport, stages, queries, the classification consumer) from configuration.</summary>
+/// <summary>Registers the pipeline (stores, transport, stages, queries, the classification consumer, the sweeper) from configuration.</summary>
 public static class PipelineServices
 {
     public static IServiceCollection AddLeukoPipeline(this IServiceCollection services, IConfiguration configuration, bool runConsumer = true)
@@ -73,6 +73,7 @@ public static class PipelineServices
             sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), sp.GetRequiredService<LeukocyteClassifier>(), options.MaxAttempts,
             sp.GetRequiredService<IPipelineEvents>()));
         services.AddSingleton(sp => new ArchiveStage(sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), events: sp.GetRequiredService<IPipelineEvents>()));
+        services.AddSingleton(sp => new PipelineSweeper(sp.GetRequiredService<IResultStore>(), options.StuckAfter, sp.GetRequiredService<IPipelineEvents>()));
         services.AddSingleton(sp => new PipelineQueries(
             sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), sp.GetRequiredService<CellClasses>()));
         services.AddHostedService<StorageInitializer>();
@@ -80,6 +81,7 @@ public static class PipelineServices
         {
             services.AddHostedService<ClassificationWorker>();
             services.AddHostedService<WebhookWorker>();
+            services.AddHostedService(sp => new SweeperService(sp.GetRequiredService<PipelineSweeper>(), sp.GetRequiredService<ILogger<SweeperService>>()));
         }
 
         return services;

@@ -7,70 +7,140 @@ namespace Leuko.Azure.Hosting;
 
 /// <summary>
 /// The local host's stand-in for blob triggers (<c>leuko serve</c>): scans <c>archives/</c> and <c>uploads/</c> for
-/// blob versions without a receipt, runs the archive or segmentation stage on each, and writes the receipt after the
-/// work, so nothing is processed twice across restarts and nothing is lost when the host dies mid-work.
+/// blob versions without a receipt and runs the archive or segmentation stage on each, as a task of its own (at most
+/// <c>parallel</c> at once), so one slow or failing blob never holds up the others. The receipt is written after the
+/// work, so nothing is processed twice across restarts and nothing is lost when the host dies mid-work. A blob whose
+/// work fails is tried again on a later scan; after <c>maxAttempts</c> failed attempts (counted in the receipts
+/// table) it is given up, as the Functions blob trigger's poison handling gives up: its image or batch is failed
+/// with the reason and the receipt written.
 /// </summary>
 public sealed class UploadWatcher(
     IBlobStore blobs, IResultStore results, SegmentationStage segmentation, ArchiveStage archives, ILogger<UploadWatcher> logger,
-    TimeSpan? interval = null, int parallel = 0) : BackgroundService
+    TimeSpan? interval = null, int parallel = 0, int maxAttempts = 5) : BackgroundService
 {
     private readonly TimeSpan _interval = interval ?? TimeSpan.FromSeconds(1);
-    private readonly int _parallel = parallel > 0 ? parallel : Environment.ProcessorCount;
+    private readonly SemaphoreSlim _slots = new(parallel > 0 ? parallel : Environment.ProcessorCount);
+    private readonly Dictionary<(string Container, string Name, string ETag), Task> _running = [];
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        while (!stoppingToken.IsCancellationRequested)
+        try
         {
-            try
+            while (!stoppingToken.IsCancellationRequested)
             {
-                int handled = await ScanOnceAsync(stoppingToken);
-                if (handled == 0)
+                int started;
+                try
+                {
+                    started = await ScanOnceAsync(stoppingToken);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    logger.LogWarning(e, "listing failed; retrying");
+                    started = 0;
+                }
+
+                if (started == 0)
                 {
                     await Task.Delay(_interval, stoppingToken);
                 }
             }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+
+        await Task.WhenAll(_running.Values);
+    }
+
+    /// <summary>One pass over both containers: starts the work on every new blob version; returns how many were started.</summary>
+    private async Task<int> ScanOnceAsync(CancellationToken cancellationToken)
+    {
+        foreach (var done in _running.Where(r => r.Value.IsCompleted).Select(r => r.Key).ToList())
+        {
+            _running.Remove(done);
+        }
+
+        int started = 0;
+        foreach (var container in new[] { Containers.Archives, Containers.Uploads })
+        {
+            await foreach (var blob in blobs.ListAsync(container, null, cancellationToken))
             {
-                return;
+                var key = (container, blob.Name, blob.ETag);
+                if (_running.ContainsKey(key) || await results.HasReceiptAsync(container, blob.Name, blob.ETag, cancellationToken))
+                {
+                    continue;
+                }
+
+                await _slots.WaitAsync(cancellationToken);
+                _running[key] = Task.Run(() => HandleAsync(container, blob, cancellationToken), CancellationToken.None);
+                started++;
             }
-            catch (Exception e)
+        }
+
+        return started;
+    }
+
+    /// <summary>The work on one blob version, isolated: whatever it throws is counted against this blob alone.</summary>
+    private async Task HandleAsync(string container, BlobListing blob, CancellationToken cancellationToken)
+    {
+        try
+        {
+            if (container == Containers.Archives)
             {
-                logger.LogWarning(e, "scan failed; retrying");
-                await Task.Delay(_interval, stoppingToken);
+                var batch = await archives.ExpandAsync(blob.Name, cancellationToken);
+                logger.LogInformation("archive {Name}: batch {Batch} {Status}, {Images} images", blob.Name, batch.BatchId, batch.Status, batch.Images);
             }
+            else
+            {
+                var row = await segmentation.ProcessAsync(blob.Name, null, cancellationToken);
+                logger.LogDebug("upload {Name}: image {Id} {Status}", blob.Name, row.ImageId, row.Status);
+            }
+
+            await results.AddReceiptAsync(container, blob.Name, blob.ETag, cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            await GiveUpOrRetryAsync(container, blob, e, cancellationToken);
+        }
+        finally
+        {
+            _slots.Release();
         }
     }
 
-    /// <summary>One pass over both containers; returns how many blob versions were handled.</summary>
-    public async Task<int> ScanOnceAsync(CancellationToken cancellationToken)
+    private async Task GiveUpOrRetryAsync(string container, BlobListing blob, Exception error, CancellationToken cancellationToken)
     {
-        int handled = 0;
-        await foreach (var archive in blobs.ListAsync(Containers.Archives, null, cancellationToken))
+        try
         {
-            if (!await results.HasReceiptAsync(Containers.Archives, archive.Name, archive.ETag, cancellationToken))
+            int attempts = await results.AddFailedAttemptAsync(container, blob.Name, blob.ETag, error.Message, cancellationToken);
+            if (attempts < maxAttempts)
             {
-                var batch = await archives.ExpandAsync(archive.Name, cancellationToken);
-                logger.LogInformation("archive {Name}: batch {Batch} {Status}, {Images} images", archive.Name, batch.BatchId, batch.Status, batch.Images);
-                await results.AddReceiptAsync(Containers.Archives, archive.Name, archive.ETag, cancellationToken);
-                handled++;
+                logger.LogWarning(error, "{Container}/{Name}: attempt {Attempt} of {Max} failed; retrying", container, blob.Name, attempts, maxAttempts);
+                return;
             }
-        }
 
-        var pending = new List<BlobListing>();
-        await foreach (var upload in blobs.ListAsync(Containers.Uploads, null, cancellationToken))
-        {
-            if (!await results.HasReceiptAsync(Containers.Uploads, upload.Name, upload.ETag, cancellationToken))
+            var reason = $"gave up after {attempts} attempts: {error.Message}";
+            if (container == Containers.Archives)
             {
-                pending.Add(upload);
+                await archives.FailAsync(blob.Name, blob.ETag, reason, cancellationToken);
             }
-        }
+            else
+            {
+                await segmentation.FailAsync(blob.Name, blob.ETag, reason, cancellationToken);
+            }
 
-        await Parallel.ForEachAsync(pending, new ParallelOptions { MaxDegreeOfParallelism = _parallel, CancellationToken = cancellationToken }, async (upload, ct) =>
+            await results.AddReceiptAsync(container, blob.Name, blob.ETag, cancellationToken);
+            logger.LogError(error, "{Container}/{Name}: {Reason}", container, blob.Name, reason);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
-            var row = await segmentation.ProcessAsync(upload.Name, null, ct);
-            logger.LogDebug("upload {Name}: image {Id} {Status}", upload.Name, row.ImageId, row.Status);
-            await results.AddReceiptAsync(Containers.Uploads, upload.Name, upload.ETag, ct);
-        });
-        return handled + pending.Count;
+            logger.LogWarning(e, "{Container}/{Name}: the failure could not be recorded; the blob is tried again", container, blob.Name);
+        }
+        catch (OperationCanceledException)
+        {
+        }
     }
 }

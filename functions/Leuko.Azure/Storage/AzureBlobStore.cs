@@ -18,13 +18,29 @@ public sealed class AzureBlobStore(BlobServiceClient service) : IBlobStore
         {
             var response = await service.GetBlobContainerClient(container).GetBlobClient(name).DownloadContentAsync(cancellationToken);
             var details = response.Value.Details;
-            return new StoredBlob(name, response.Value.Content.ToMemory(), details.ETag.ToString(), new Dictionary<string, string>(details.Metadata, StringComparer.OrdinalIgnoreCase));
+            return new StoredBlob(name, response.Value.Content.ToMemory(), Version(details.ETag), new Dictionary<string, string>(details.Metadata, StringComparer.OrdinalIgnoreCase));
         }
         catch (RequestFailedException e) when (e.Status == 404)
         {
             return null;
         }
     }
+
+    public async Task<Leuko.Pipeline.Storage.BlobInfo?> GetInfoAsync(string container, string name, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var properties = (await service.GetBlobContainerClient(container).GetBlobClient(name).GetPropertiesAsync(cancellationToken: cancellationToken)).Value;
+            return new Leuko.Pipeline.Storage.BlobInfo(Version(properties.ETag), properties.ContentLength, new Dictionary<string, string>(properties.Metadata, StringComparer.OrdinalIgnoreCase));
+        }
+        catch (RequestFailedException e) when (e.Status == 404)
+        {
+            return null;
+        }
+    }
+
+    public async Task DeleteAsync(string container, string name, CancellationToken cancellationToken) =>
+        await service.GetBlobContainerClient(container).GetBlobClient(name).DeleteIfExistsAsync(cancellationToken: cancellationToken);
 
     public async Task<Stream?> OpenReadAsync(string container, string name, CancellationToken cancellationToken)
     {
@@ -65,14 +81,20 @@ public sealed class AzureBlobStore(BlobServiceClient service) : IBlobStore
 
         await foreach (var blob in client.GetBlobsAsync(BlobTraits.None, BlobStates.None, prefix, cancellationToken))
         {
-            yield return new BlobListing(blob.Name, blob.Properties.ETag?.ToString() ?? "", blob.Properties.ContentLength ?? 0);
+            yield return new BlobListing(blob.Name, blob.Properties.ETag is { } etag ? Version(etag) : "", blob.Properties.ContentLength ?? 0);
         }
     }
+
+    /// <summary>
+    /// A blob's version as every method gives it: the ETag bare, as a listing gives it (a download gives it quoted);
+    /// one form, so a version recorded from one compares equal to the same version from the other.
+    /// </summary>
+    private static string Version(ETag etag) => etag.ToString().Trim('"');
 
     /// <summary>Creates the pipeline's containers (idempotent).</summary>
     public async Task InitializeAsync(CancellationToken cancellationToken)
     {
-        foreach (var container in new[] { Containers.Uploads, Containers.Archives, Containers.Crops })
+        foreach (var container in new[] { Containers.Uploads, Containers.Archives, Containers.Crops, Containers.Batches })
         {
             await service.GetBlobContainerClient(container).CreateIfNotExistsAsync(cancellationToken: cancellationToken);
             _created[container] = true;

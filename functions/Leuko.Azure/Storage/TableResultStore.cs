@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Azure;
 using Azure.Data.Tables;
 using Leuko.Pipeline;
 using Leuko.Pipeline.Storage;
@@ -9,10 +10,14 @@ namespace Leuko.Azure.Storage;
 
 /// <summary>
 /// Results in Azure Table Storage. Tables: <c>images</c> (PartitionKey = image id, RowKey "image"), <c>cells</c>
-/// (PartitionKey = image id, RowKey = cell index, zero-padded; written in entity-group transactions of at most 100),
+/// (PartitionKey = image id, RowKey = upload version and cell index, <see cref="CellKey"/>; written in entity-group
+/// transactions of at most 100),
 /// <c>batches</c> (PartitionKey = batch id, RowKey "batch"), <c>batchimages</c> (PartitionKey = batch id, RowKey =
-/// image id) and <c>receipts</c> (PartitionKey = container, RowKey = hash of the blob name). Every write is an
-/// upsert (replace), so replays leave the same rows.
+/// image id) and <c>receipts</c> (PartitionKey = container, RowKey = hash of the blob name). Image and batch rows
+/// are written conditionally on the ETag they were read at (If-Match), or inserted only where none exists; the other
+/// tables are upserts (replace), so replays leave the same rows. Every entity stays within Table Storage's limits:
+/// free text is cut to <see cref="MaxTextChars"/>, and lists that grow with the input (an archive's skipped entries)
+/// live in blobs, not rows.
 /// </summary>
 public sealed class TableResultStore(TableServiceClient service) : IResultStore
 {
@@ -24,6 +29,12 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
 
     /// <summary>Entity-group transactions hold at most 100 operations.</summary>
     public const int MaxTransaction = 100;
+
+    /// <summary>
+    /// Longest free text (sources, errors, notes) kept in a property: a string property holds at most 64 KiB (32K
+    /// UTF-16 characters), an entity 1 MiB; longer text is cut, saying so.
+    /// </summary>
+    public const int MaxTextChars = 16_000;
 
     private const string ImageRowKey = "image";
     private const string BatchRowKey = "batch";
@@ -39,15 +50,15 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
         }
     }
 
-    public Task UpsertImageAsync(ImageRow image, CancellationToken cancellationToken)
+    public Task<bool> TryWriteImageAsync(ImageRow image, CancellationToken cancellationToken)
     {
         var e = new TableEntity(image.ImageId, ImageRowKey)
         {
-            ["Source"] = image.Source,
+            ["Source"] = Text(image.Source),
             ["Upload"] = image.Upload,
             ["BatchId"] = image.BatchId,
             ["Status"] = image.Status,
-            ["Error"] = image.Error,
+            ["Error"] = Text(image.Error),
             ["Width"] = image.Width,
             ["Height"] = image.Height,
             ["Cells"] = image.Cells,
@@ -68,25 +79,66 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
             e[$"Count_{cls}"] = count; // queryable per class, beside the JSON that keeps the class order
         }
 
-        return Table(ImagesTable).UpsertEntityAsync(e, TableUpdateMode.Replace, cancellationToken);
+        return TryWriteAsync(Table(ImagesTable), e, image.ETag, cancellationToken);
     }
+
+    /// <summary>Inserts where <paramref name="etag"/> is null (409: a row exists), else replaces If-Match (412: changed since; 404: deleted).</summary>
+    private static async Task<bool> TryWriteAsync(TableClient table, TableEntity entity, string? etag, CancellationToken cancellationToken)
+    {
+        try
+        {
+            if (etag is null)
+            {
+                await table.AddEntityAsync(entity, cancellationToken);
+            }
+            else
+            {
+                await table.UpdateEntityAsync(entity, new ETag(etag), TableUpdateMode.Replace, cancellationToken);
+            }
+
+            return true;
+        }
+        catch (RequestFailedException e) when (e.Status is 409 or 412 or 404)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Free text within a string property's limit (see <see cref="MaxTextChars"/>).</summary>
+    public static string? Text(string? text) =>
+        text is null || text.Length <= MaxTextChars ? text : $"{text[..(MaxTextChars - 40)]}... ({text.Length - MaxTextChars + 40:N0} characters cut)";
 
     public async Task<ImageRow?> GetImageAsync(string imageId, CancellationToken cancellationToken)
     {
         var response = await Table(ImagesTable).GetEntityIfExistsAsync<TableEntity>(imageId, ImageRowKey, cancellationToken: cancellationToken);
-        if (!response.HasValue)
+        return response.HasValue ? ImageFrom(response.Value!) : null;
+    }
+
+    public async Task<IReadOnlyList<ImageRow>> FindImagesAsync(string status, DateTimeOffset before, CancellationToken cancellationToken)
+    {
+        var rows = new List<ImageRow>();
+        var filter = TableClient.CreateQueryFilter($"Status eq {status} and Updated lt {before}");
+        await foreach (var e in Table(ImagesTable).QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
         {
-            return null;
+            rows.Add(ImageFrom(e));
         }
 
-        var e = response.Value!;
+        return rows;
+    }
+
+    private static ImageRow ImageFrom(TableEntity e)
+    {
+        var imageId = e.PartitionKey;
         return new ImageRow(
             imageId, e.GetString("Source"), e.GetString("Upload") ?? "", e.GetString("BatchId"), e.GetString("Status"), e.GetString("Error"),
             e.GetInt32("Width"), e.GetInt32("Height"), e.GetInt32("Cells") ?? 0, e.GetInt32("NeedsReview") ?? 0,
             JsonSerializer.Deserialize<Dictionary<string, int>>(e.GetString("Counts") ?? "{}")!,
             e.GetString("ModelVersion"), e.GetDouble("SegmentMs"), e.GetDouble("ClassifyMs"), e.GetString("TraceParent"), e.GetString("BlobETag"),
             e.GetDateTimeOffset("Updated") ?? e.Timestamp ?? DateTimeOffset.MinValue,
-            e.GetDouble("MicronsPerPixel") is { } mpp ? new ScaleRecord(mpp, e.GetString("ScaleSource") ?? "", e.GetInt32("RedCells") ?? 0) : null);
+            e.GetDouble("MicronsPerPixel") is { } mpp ? new ScaleRecord(mpp, e.GetString("ScaleSource") ?? "", e.GetInt32("RedCells") ?? 0) : null)
+        {
+            ETag = e.ETag.ToString(),
+        };
     }
 
     public async Task UpsertCellsAsync(string imageId, IReadOnlyList<CellRow> cells, CancellationToken cancellationToken)
@@ -101,7 +153,7 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
 
     private static TableEntity ToEntity(CellRow c)
     {
-        var e = new TableEntity(c.ImageId, CellKey(c.Index))
+        var e = new TableEntity(c.ImageId, CellKey(c.BlobETag, c.Index))
         {
             ["Index"] = c.Index,
             ["Class"] = c.Class,
@@ -116,68 +168,146 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
             ["CropBlob"] = c.CropBlob,
             ["Probabilities"] = JsonSerializer.Serialize(c.Probabilities),
             ["ReviewReason"] = c.ReviewReason,
+            ["BlobETag"] = c.BlobETag,
         };
         return e;
     }
 
-    /// <summary>Zero-padded so that rows sort by index.</summary>
-    public static string CellKey(int index) => index.ToString("D5", System.Globalization.CultureInfo.InvariantCulture);
+    /// <summary>
+    /// The upload version and the zero-padded index (<c>VERSION-00000</c>): the cells of one version sort by index, and a
+    /// late writer of an old version can never overwrite a newer version's cell.
+    /// </summary>
+    public static string CellKey(string? blobETag, int index) =>
+        $"{(blobETag is null ? "" : Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(blobETag)))[..12])}-{index.ToString("D5", System.Globalization.CultureInfo.InvariantCulture)}";
 
-    public async Task<IReadOnlyList<CellRow>> GetCellsAsync(string imageId, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<CellRow>> GetCellsAsync(string imageId, string blobETag, CancellationToken cancellationToken)
     {
         var cells = new List<CellRow>();
-        await foreach (var e in Table(CellsTable).QueryAsync<TableEntity>(x => x.PartitionKey == imageId, cancellationToken: cancellationToken))
+        var filter = TableClient.CreateQueryFilter($"PartitionKey eq {imageId} and BlobETag eq {blobETag}");
+        await foreach (var e in Table(CellsTable).QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
         {
             cells.Add(new CellRow(
                 imageId, e.GetInt32("Index") ?? 0, e.GetString("Class"), e.GetDouble("Confidence") ?? 0,
                 JsonSerializer.Deserialize<Dictionary<string, double>>(e.GetString("Probabilities") ?? "{}")!, e.GetBoolean("NeedsReview") ?? false,
                 new Box(e.GetInt32("X") ?? 0, e.GetInt32("Y") ?? 0, e.GetInt32("Width") ?? 0, e.GetInt32("Height") ?? 0),
-                e.GetInt32("Area") ?? 0, e.GetString("Contour") ?? "", e.GetString("CropBlob") ?? "", e.GetString("ReviewReason")));
+                e.GetInt32("Area") ?? 0, e.GetString("Contour") ?? "", e.GetString("CropBlob") ?? "", e.GetString("ReviewReason"), e.GetString("BlobETag")));
         }
 
         return cells.OrderBy(c => c.Index).ToList();
     }
 
-    public Task UpsertBatchAsync(BatchRow batch, CancellationToken cancellationToken) =>
-        Table(BatchesTable).UpsertEntityAsync(
+    public async Task DeleteCellsAsync(string imageId, string blobETag, CancellationToken cancellationToken)
+    {
+        var stale = new List<TableEntity>();
+        var filter = TableClient.CreateQueryFilter($"PartitionKey eq {imageId} and BlobETag eq {blobETag}");
+        await foreach (var e in Table(CellsTable).QueryAsync<TableEntity>(filter, select: ["PartitionKey", "RowKey"], cancellationToken: cancellationToken))
+        {
+            stale.Add(e);
+        }
+
+        await DeleteAsync(Table(CellsTable), stale, cancellationToken);
+    }
+
+    /// <summary>Deletes entities of one partition in transactions of at most 100; ones already gone are fine.</summary>
+    private static async Task DeleteAsync(TableClient table, IReadOnlyList<TableEntity> entities, CancellationToken cancellationToken)
+    {
+        foreach (var chunk in entities.Chunk(MaxTransaction))
+        {
+            try
+            {
+                await table.SubmitTransactionAsync(chunk.Select(e => new TableTransactionAction(TableTransactionActionType.Delete, e, ETag.All)), cancellationToken);
+            }
+            catch (TableTransactionFailedException)
+            {
+                foreach (var e in chunk)
+                {
+                    try
+                    {
+                        await table.DeleteEntityAsync(e.PartitionKey, e.RowKey, ETag.All, cancellationToken);
+                    }
+                    catch (RequestFailedException x) when (x.Status == 404)
+                    {
+                    }
+                }
+            }
+        }
+    }
+
+    public Task<bool> TryWriteBatchAsync(BatchRow batch, CancellationToken cancellationToken) =>
+        TryWriteAsync(
+            Table(BatchesTable),
             new TableEntity(batch.BatchId, BatchRowKey)
             {
-                ["Archive"] = batch.Archive,
+                ["Archive"] = Text(batch.Archive),
                 ["Status"] = batch.Status,
-                ["Error"] = batch.Error,
+                ["Error"] = Text(batch.Error),
                 ["Images"] = batch.Images,
                 ["Refused"] = batch.Refused,
-                ["Skipped"] = JsonSerializer.Serialize(batch.Skipped),
+                ["Skipped"] = batch.Skipped,
                 ["Updated"] = batch.Updated,
-                ["Note"] = batch.Note,
+                ["Note"] = Text(batch.Note),
+                ["ArchiveETag"] = batch.ArchiveETag,
             },
-            TableUpdateMode.Replace, cancellationToken);
+            batch.ETag, cancellationToken);
 
     public async Task<BatchRow?> GetBatchAsync(string batchId, CancellationToken cancellationToken)
     {
         var response = await Table(BatchesTable).GetEntityIfExistsAsync<TableEntity>(batchId, BatchRowKey, cancellationToken: cancellationToken);
-        if (!response.HasValue)
-        {
-            return null;
-        }
-
-        var e = response.Value!;
-        return new BatchRow(
-            batchId, e.GetString("Archive"), e.GetString("Status"), e.GetString("Error"), e.GetInt32("Images") ?? 0, e.GetInt32("Refused") ?? 0,
-            JsonSerializer.Deserialize<List<string>>(e.GetString("Skipped") ?? "[]")!, e.GetDateTimeOffset("Updated") ?? DateTimeOffset.MinValue,
-            e.GetString("Note"));
+        return response.HasValue ? BatchFrom(response.Value!) : null;
     }
 
+    public async Task<IReadOnlyList<BatchRow>> FindBatchesAsync(string status, DateTimeOffset before, CancellationToken cancellationToken)
+    {
+        var rows = new List<BatchRow>();
+        var filter = TableClient.CreateQueryFilter($"Status eq {status} and Updated lt {before}");
+        await foreach (var e in Table(BatchesTable).QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
+        {
+            rows.Add(BatchFrom(e));
+        }
+
+        return rows;
+    }
+
+    /// <summary>The count of skipped entries; rows written before the list moved to a blob held the list itself.</summary>
+    private static int SkippedCount(TableEntity e) => (e.TryGetValue("Skipped", out var value) ? value : null) switch
+    {
+        int count => count,
+        string list => JsonSerializer.Deserialize<List<string>>(list)?.Count ?? 0,
+        _ => 0,
+    };
+
+    private static BatchRow BatchFrom(TableEntity e) =>
+        new(e.PartitionKey, e.GetString("Archive"), e.GetString("Status"), e.GetString("Error"), e.GetInt32("Images") ?? 0, e.GetInt32("Refused") ?? 0,
+            SkippedCount(e), e.GetDateTimeOffset("Updated") ?? DateTimeOffset.MinValue, e.GetString("Note"), e.GetString("ArchiveETag"))
+        {
+            ETag = e.ETag.ToString(),
+        };
+
     public Task UpsertBatchMemberAsync(BatchMemberRow member, CancellationToken cancellationToken) =>
-        Table(BatchImagesTable).UpsertEntityAsync(
-            new TableEntity(member.BatchId, member.ImageId)
-            {
-                ["Source"] = member.Source,
-                ["Status"] = member.Status,
-                ["Error"] = member.Error,
-                ["Counts"] = JsonSerializer.Serialize(member.Counts),
-            },
-            TableUpdateMode.Replace, cancellationToken);
+        Table(BatchImagesTable).UpsertEntityAsync(MemberEntity(member), TableUpdateMode.Replace, cancellationToken);
+
+    public Task<bool> UpdateBatchMemberAsync(BatchMemberRow member, CancellationToken cancellationToken) =>
+        TryWriteAsync(Table(BatchImagesTable), MemberEntity(member), ETag.All.ToString(), cancellationToken);
+
+    private static TableEntity MemberEntity(BatchMemberRow member) =>
+        new(member.BatchId, member.ImageId)
+        {
+            ["Source"] = Text(member.Source),
+            ["Status"] = member.Status,
+            ["Error"] = Text(member.Error),
+            ["Counts"] = JsonSerializer.Serialize(member.Counts),
+        };
+
+    public async Task DeleteBatchMembersAsync(string batchId, CancellationToken cancellationToken)
+    {
+        var members = new List<TableEntity>();
+        await foreach (var e in Table(BatchImagesTable).QueryAsync<TableEntity>(x => x.PartitionKey == batchId, select: ["PartitionKey", "RowKey"], cancellationToken: cancellationToken))
+        {
+            members.Add(e);
+        }
+
+        await DeleteAsync(Table(BatchImagesTable), members, cancellationToken);
+    }
 
     public async Task<IReadOnlyList<BatchMemberRow>> GetBatchMembersAsync(string batchId, CancellationToken cancellationToken)
     {
@@ -210,13 +340,24 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
     public async Task<bool> HasReceiptAsync(string container, string blobName, string etag, CancellationToken cancellationToken)
     {
         var existing = await Table(ReceiptsTable).GetEntityIfExistsAsync<TableEntity>(container, ReceiptKey(blobName), cancellationToken: cancellationToken);
-        return existing.HasValue && existing.Value!.GetString("ETag") == etag;
+        return existing.HasValue && existing.Value!.GetString("ETag") == etag && existing.Value.GetDateTimeOffset("Handled") is not null;
     }
 
     public Task AddReceiptAsync(string container, string blobName, string etag, CancellationToken cancellationToken) =>
         Table(ReceiptsTable).UpsertEntityAsync(
-            new TableEntity(container, ReceiptKey(blobName)) { ["Name"] = blobName, ["ETag"] = etag, ["Handled"] = DateTimeOffset.UtcNow },
+            new TableEntity(container, ReceiptKey(blobName)) { ["Name"] = Text(blobName), ["ETag"] = etag, ["Handled"] = DateTimeOffset.UtcNow },
+            TableUpdateMode.Merge, cancellationToken);
+
+    public async Task<int> AddFailedAttemptAsync(string container, string blobName, string etag, string error, CancellationToken cancellationToken)
+    {
+        var table = Table(ReceiptsTable);
+        var existing = await table.GetEntityIfExistsAsync<TableEntity>(container, ReceiptKey(blobName), cancellationToken: cancellationToken);
+        int attempts = (existing.HasValue && existing.Value!.GetString("ETag") == etag ? existing.Value.GetInt32("Attempts") ?? 0 : 0) + 1;
+        await table.UpsertEntityAsync(
+            new TableEntity(container, ReceiptKey(blobName)) { ["Name"] = Text(blobName), ["ETag"] = etag, ["Attempts"] = attempts, ["Error"] = Text(error), ["Handled"] = null },
             TableUpdateMode.Replace, cancellationToken);
+        return attempts;
+    }
 
     /// <summary>Blob names may hold characters RowKeys may not ('/', '#', '?'): the key is the name's hash, the name a property.</summary>
     private static string ReceiptKey(string blobName) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(blobName)));

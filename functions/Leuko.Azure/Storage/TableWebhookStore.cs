@@ -8,7 +8,8 @@ namespace Leuko.Azure.Storage;
 /// <summary>
 /// Webhook subscriptions and delivery attempts in Table Storage: <c>webhooks</c> (PartitionKey "webhook", RowKey =
 /// subscription id) and <c>webhookdeliveries</c> (PartitionKey = subscription id, RowKey = reversed time, so the
-/// newest attempts come first). Secrets are stored: the sender needs them to sign.
+/// newest attempts come first). Secrets are stored: the sender needs them to sign. Updates are conditional on the
+/// ETag the subscription was read at (If-Match), so no writer undoes another's change.
 /// </summary>
 public sealed class TableWebhookStore(TableServiceClient service) : IWebhookStore
 {
@@ -22,20 +23,36 @@ public sealed class TableWebhookStore(TableServiceClient service) : IWebhookStor
         await service.CreateTableIfNotExistsAsync(DeliveriesTable, cancellationToken);
     }
 
-    public Task UpsertAsync(WebhookSubscription s, CancellationToken cancellationToken) =>
-        service.GetTableClient(WebhooksTable).UpsertEntityAsync(
-            new TableEntity(Partition, s.Id)
-            {
-                ["Url"] = s.Url,
-                ["Types"] = JsonSerializer.Serialize(s.Types),
-                ["BatchId"] = s.BatchId,
-                ["SourcePrefix"] = s.SourcePrefix,
-                ["Secrets"] = JsonSerializer.Serialize(s.Secrets),
-                ["DisabledReason"] = s.DisabledReason,
-                ["Failures"] = s.Failures,
-                ["Created"] = s.Created,
-            },
-            TableUpdateMode.Replace, cancellationToken);
+    public Task CreateAsync(WebhookSubscription subscription, CancellationToken cancellationToken) =>
+        service.GetTableClient(WebhooksTable).AddEntityAsync(Entity(subscription), cancellationToken);
+
+    public async Task<bool> TryUpdateAsync(WebhookSubscription subscription, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await service.GetTableClient(WebhooksTable).UpdateEntityAsync(
+                Entity(subscription), subscription.ETag is { } etag ? new ETag(etag) : throw new ArgumentException("a subscription as read (with its ETag) is updated"),
+                TableUpdateMode.Replace, cancellationToken);
+            return true;
+        }
+        catch (RequestFailedException e) when (e.Status is 412 or 404)
+        {
+            return false; // changed or deleted since it was read
+        }
+    }
+
+    private static TableEntity Entity(WebhookSubscription s) =>
+        new(Partition, s.Id)
+        {
+            ["Url"] = s.Url,
+            ["Types"] = JsonSerializer.Serialize(s.Types),
+            ["BatchId"] = s.BatchId,
+            ["SourcePrefix"] = s.SourcePrefix,
+            ["Secrets"] = JsonSerializer.Serialize(s.Secrets),
+            ["DisabledReason"] = s.DisabledReason,
+            ["Failures"] = s.Failures,
+            ["Created"] = s.Created,
+        };
 
     public async Task<WebhookSubscription?> GetAsync(string id, CancellationToken cancellationToken)
     {
@@ -57,7 +74,10 @@ public sealed class TableWebhookStore(TableServiceClient service) : IWebhookStor
     private static WebhookSubscription From(TableEntity e) => new(
         e.RowKey, e.GetString("Url"), JsonSerializer.Deserialize<List<string>>(e.GetString("Types") ?? "[]")!, e.GetString("BatchId"),
         e.GetString("SourcePrefix"), JsonSerializer.Deserialize<List<WebhookSecret>>(e.GetString("Secrets") ?? "[]")!, e.GetString("DisabledReason"),
-        e.GetInt32("Failures") ?? 0, e.GetDateTimeOffset("Created") ?? DateTimeOffset.MinValue);
+        e.GetInt32("Failures") ?? 0, e.GetDateTimeOffset("Created") ?? DateTimeOffset.MinValue)
+    {
+        ETag = e.ETag.ToString(),
+    };
 
     public async Task<bool> DeleteAsync(string id, CancellationToken cancellationToken)
     {

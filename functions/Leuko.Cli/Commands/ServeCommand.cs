@@ -51,6 +51,18 @@ internal static class ServeCommand
                 r.AddError("--queue-lock must be between 2 and 600 seconds");
             }
         });
+        var stuckAfter = new Option<int>("--stuck-after")
+        {
+            Description = "Seconds an image may stay classifying, or a batch expanding, unchanged before it is failed as stuck (with the reason).",
+            DefaultValueFactory = _ => 3600,
+        };
+        stuckAfter.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() < 10)
+            {
+                r.AddError("--stuck-after must be at least 10 seconds");
+            }
+        });
         var loopbackWebhooks = new Option<bool>("--allow-loopback-webhooks")
         {
             Description = "Development: accept webhook subscribers on this machine (http://127.0.0.1:PORT/...). Private and metadata addresses stay refused.",
@@ -71,7 +83,7 @@ internal static class ServeCommand
         var model = EvaluateClassification.ModelOption();
         var command = new Command("serve", "Run the cloud pipeline locally against Azurite or a storage account: watch uploads/ and archives/, classify, and serve the HTTP API.")
         {
-            storage, transport, serviceBus, urls, queue, queueLock, webhookRetry, loopbackWebhooks, model,
+            storage, transport, serviceBus, urls, queue, queueLock, stuckAfter, webhookRetry, loopbackWebhooks, model,
         };
         command.Validators.Add(r =>
         {
@@ -89,6 +101,7 @@ internal static class ServeCommand
                 ServiceBus = parse.GetValue(serviceBus),
                 Queue = parse.GetRequiredValue(queue),
                 QueueVisibilityTimeout = TimeSpan.FromSeconds(parse.GetValue(queueLock)),
+                StuckAfter = TimeSpan.FromSeconds(parse.GetValue(stuckAfter)),
                 WebhookQueue = parse.GetRequiredValue(queue) + "-webhooks",
                 WebhookRetrySeconds = parse.GetRequiredValue(webhookRetry),
                 AllowLoopbackWebhooks = parse.GetValue(loopbackWebhooks),
@@ -114,7 +127,10 @@ internal static class ServeCommand
         builder.Logging.ClearProviders().AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning).AddFilter("Azure", LogLevel.Warning);
         builder.Services.AddLeukoPipeline(options);
-        builder.Services.AddHostedService<UploadWatcher>();
+        builder.Services.AddHostedService(sp => new UploadWatcher(
+            sp.GetRequiredService<Leuko.Pipeline.Storage.IBlobStore>(), sp.GetRequiredService<Leuko.Pipeline.Storage.IResultStore>(),
+            sp.GetRequiredService<SegmentationStage>(), sp.GetRequiredService<ArchiveStage>(), sp.GetRequiredService<ILogger<UploadWatcher>>(),
+            maxAttempts: options.MaxAttempts));
         var app = builder.Build();
         MapApi(app);
         try

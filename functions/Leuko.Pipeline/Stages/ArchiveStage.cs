@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Leuko.Core.Imaging;
 using Leuko.Pipeline.Archives;
 using Leuko.Pipeline.Storage;
@@ -9,13 +10,16 @@ namespace Leuko.Pipeline.Stages;
 /// An archive uploaded to <c>archives/</c> is read entry by entry under the archive safety rules
 /// (<see cref="ImageArchive"/>) and each image is written to <c>uploads/BATCHID/ENTRY</c>, where segmentation picks
 /// it up like any upload. The batch row and one member row per image (pending until the image is final) make its
-/// progress readable. Refused entries are failed members; skipped entries are listed on the batch. Archive or image is
-/// decided by content: an image uploaded here is analysed as a batch of one, with a note saying so; an archive with
-/// no image in it fails with that reason.
+/// progress readable. Refused entries are failed members with failed image rows and <c>image.failed</c> events;
+/// skipped entries are listed in a blob (<see cref="BatchRow.SkippedBlob"/>). A batch is of one version of its
+/// archive: a new upload under the same name is expanded afresh, its members replacing the old version's. Archive or
+/// image is decided by content: an image uploaded here is analysed as a batch of one, with a note saying so; an
+/// archive with no image in it fails with that reason, announced as <c>batch.failed</c>.
 /// </summary>
 public sealed class ArchiveStage(
     IBlobStore blobs, IResultStore results, ArchiveLimits? limits = null, IPipelineEvents? events = null, TimeProvider? time = null)
 {
+    private static readonly IReadOnlyDictionary<string, int> NoCounts = new Dictionary<string, int>();
     private readonly IPipelineEvents _events = events ?? NoPipelineEvents.Instance;
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private readonly ArchiveLimits _limits = limits ?? ArchiveLimits.Default;
@@ -25,24 +29,42 @@ public sealed class ArchiveStage(
         var batchId = PipelineIds.Batch(archiveName);
         var source = $"{Containers.Archives}/{archiveName}";
         var existing = await results.GetBatchAsync(batchId, cancellationToken);
-        if (existing is { Status: BatchRow.Expanded or BatchRow.Failed })
+        var info = await blobs.GetInfoAsync(Containers.Archives, archiveName, cancellationToken);
+        if (info is null)
         {
-            return existing; // a replayed event: the images are already on their way
+            return existing ?? new BatchRow(batchId, source, BatchRow.Failed, "the archive no longer exists", 0, 0, 0, _time.GetUtcNow());
         }
 
-        var gone = existing ?? new BatchRow(batchId, source, BatchRow.Failed, "the archive no longer exists", 0, 0, [], _time.GetUtcNow());
+        if (existing is not null && existing.ArchiveETag == info.ETag && existing.Status != BatchRow.Expanding)
+        {
+            return existing; // a replayed event: this version's images are already on their way
+        }
+
+        // This version's batch starts now: the row says so (if no one else moved it on), and a previous version's members go.
+        if (!await results.TryWriteBatchAsync(
+                new BatchRow(batchId, source, BatchRow.Expanding, null, 0, 0, 0, _time.GetUtcNow(), ArchiveETag: info.ETag) { ETag = existing?.ETag },
+                cancellationToken))
+        {
+            return await results.GetBatchAsync(batchId, cancellationToken) ?? throw new InvalidOperationException($"batch {batchId} vanished");
+        }
+
+        var batch = (await results.GetBatchAsync(batchId, cancellationToken))!;
+        if (existing is not null)
+        {
+            await results.DeleteBatchMembersAsync(batchId, cancellationToken);
+        }
+
+        // Read from the version whose ETag is recorded: a newer upload during the expansion is a new event.
         var format = await SniffImageAsync(archiveName, cancellationToken);
         await using var stream = await blobs.OpenReadAsync(Containers.Archives, archiveName, cancellationToken);
         if (stream is null)
         {
-            return gone;
+            return await FailAsync(batch, "the archive no longer exists", cancellationToken);
         }
 
-        var batch = new BatchRow(batchId, source, BatchRow.Expanding, null, 0, 0, [], _time.GetUtcNow());
-        await results.UpsertBatchAsync(batch, cancellationToken);
         if (format is { } imageFormat)
         {
-            return await ExpandImageAsync(batch, archiveName, imageFormat, cancellationToken) ?? gone;
+            return await ExpandImageAsync(batch, archiveName, imageFormat, cancellationToken);
         }
 
         ImageArchive archive;
@@ -52,16 +74,13 @@ public sealed class ArchiveStage(
         }
         catch (ArchiveRejectedException e)
         {
-            batch = batch with { Status = BatchRow.Failed, Error = $"archive refused: {e.Message}", Updated = _time.GetUtcNow() };
-            await results.UpsertBatchAsync(batch, cancellationToken);
-            return batch;
+            return await FailAsync(batch, $"archive refused: {e.Message}", cancellationToken);
         }
 
         using (archive)
         {
             int images = 0, refused = 0;
             var skipped = new List<string>();
-            var empty = new Dictionary<string, int>();
             foreach (var entry in archive.Entries)
             {
                 var entrySource = $"{source}!{entry.Name}";
@@ -76,7 +95,7 @@ public sealed class ArchiveStage(
                 if (entry.Kind == ArchiveEntryKind.Refused)
                 {
                     refused++;
-                    await results.UpsertBatchMemberAsync(new BatchMemberRow(batchId, imageId, entrySource, ImageStatus.Failed, entry.Reason, empty), cancellationToken);
+                    await RefuseAsync(batch, imageId, uploadName, entrySource, entry.Reason!, cancellationToken);
                     continue;
                 }
 
@@ -88,23 +107,88 @@ public sealed class ArchiveStage(
                 catch (ArchiveEntryException e)
                 {
                     refused++;
-                    await results.UpsertBatchMemberAsync(new BatchMemberRow(batchId, imageId, entrySource, ImageStatus.Failed, e.Message, empty), cancellationToken);
+                    await RefuseAsync(batch, imageId, uploadName, entrySource, e.Message, cancellationToken);
                     continue;
                 }
 
                 // The member row before the blob: the image may be final before the next line runs.
-                await results.UpsertBatchMemberAsync(new BatchMemberRow(batchId, imageId, entrySource, BatchMemberRow.Pending, null, empty), cancellationToken);
+                await results.UpsertBatchMemberAsync(new BatchMemberRow(batchId, imageId, entrySource, BatchMemberRow.Pending, null, NoCounts), cancellationToken);
                 var metadata = new Dictionary<string, string> { [Containers.BatchIdKey] = batchId, [Containers.SourceKey] = Uri.EscapeDataString(entrySource) };
                 await blobs.PutAsync(Containers.Uploads, uploadName, data, "application/octet-stream", metadata, cancellationToken);
                 images++;
             }
 
-            batch = batch with { Status = BatchRow.Expanded, Images = images, Refused = refused, Skipped = skipped, Updated = _time.GetUtcNow() };
-            await results.UpsertBatchAsync(batch, cancellationToken);
+            if (skipped.Count > 0)
+            {
+                // A list that grows with the archive lives in a blob: no table entity could hold 20,000 names.
+                await blobs.PutAsync(Containers.Batches, BatchRow.SkippedBlob(batchId), JsonSerializer.SerializeToUtf8Bytes(skipped), "application/json", null, cancellationToken);
+            }
 
+            return await ExpandedAsync(batch with { Images = images, Refused = refused, Skipped = skipped.Count }, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// Fails the batch of the archive version <paramref name="etag"/> with <paramref name="reason"/> (a host gave up on
+    /// it after its attempts) unless it is final already; announced as <c>batch.failed</c>.
+    /// </summary>
+    public async Task<BatchRow> FailAsync(string archiveName, string etag, string reason, CancellationToken cancellationToken)
+    {
+        var batchId = PipelineIds.Batch(archiveName);
+        while (true)
+        {
+            var batch = await results.GetBatchAsync(batchId, cancellationToken)
+                        ?? new BatchRow(batchId, $"{Containers.Archives}/{archiveName}", BatchRow.Expanding, null, 0, 0, 0, _time.GetUtcNow(), ArchiveETag: etag);
+            if (batch.ArchiveETag == etag && batch.IsFinal)
+            {
+                return batch;
+            }
+
+            if (await BatchProgress.TryFailAsync(results, batch with { ArchiveETag = etag }, reason, _events, _time, cancellationToken))
+            {
+                return (await results.GetBatchAsync(batchId, cancellationToken))!;
+            }
+        }
+    }
+
+    /// <summary>Fails this expansion's batch (its row as read); when another writer moved the row on, that row stands.</summary>
+    private async Task<BatchRow> FailAsync(BatchRow batch, string reason, CancellationToken cancellationToken)
+    {
+        await BatchProgress.TryFailAsync(results, batch, reason, _events, _time, cancellationToken);
+        return (await results.GetBatchAsync(batch.BatchId, cancellationToken))!;
+    }
+
+    /// <summary>Marks the expansion done (if the row is still this expansion's) and completes the batch if its images are all final.</summary>
+    private async Task<BatchRow> ExpandedAsync(BatchRow batch, CancellationToken cancellationToken)
+    {
+        if (await results.TryWriteBatchAsync(batch with { Status = BatchRow.Expanded, Updated = _time.GetUtcNow() }, cancellationToken))
+        {
             // Its images may all be final already: then the batch is complete now.
-            await BatchProgress.CheckCompletedAsync(results, batchId, _events, cancellationToken);
-            return batch;
+            await BatchProgress.CheckCompletedAsync(results, batch.BatchId, _events, _time, cancellationToken);
+        }
+
+        return (await results.GetBatchAsync(batch.BatchId, cancellationToken))!;
+    }
+
+    /// <summary>
+    /// An entry refused by the safety rules is a member like any other: a failed member row, a failed image row
+    /// (<c>GET /api/images/{id}</c> answers with the reason) and its <c>image.failed</c> event, once per archive version.
+    /// </summary>
+    private async Task RefuseAsync(BatchRow batch, string imageId, string uploadName, string entrySource, string reason, CancellationToken cancellationToken)
+    {
+        await results.UpsertBatchMemberAsync(new BatchMemberRow(batch.BatchId, imageId, entrySource, ImageStatus.Failed, reason, NoCounts), cancellationToken);
+        var existing = await results.GetImageAsync(imageId, cancellationToken);
+        if (existing is { IsFinal: true } && existing.BlobETag == batch.ArchiveETag)
+        {
+            return; // this archive version's entry was refused before
+        }
+
+        var row = new ImageRow(
+            imageId, entrySource, uploadName, batch.BatchId, ImageStatus.Failed, reason, null, null, 0, 0, NoCounts, null, null, null, null,
+            batch.ArchiveETag, _time.GetUtcNow()) { ETag = existing?.ETag };
+        if (await results.TryWriteImageAsync(row, cancellationToken))
+        {
+            await _events.ImageFinalAsync(row, cancellationToken);
         }
     }
 
@@ -126,19 +210,19 @@ public sealed class ArchiveStage(
     /// An image uploaded to <c>archives/</c>: the client waits for a batch, so it gets one, of this one image, which
     /// goes to <c>uploads/BATCHID/NAME</c> like an archive's entry; the batch's note says what happened.
     /// </summary>
-    private async Task<BatchRow?> ExpandImageAsync(BatchRow batch, string archiveName, ImageFormat format, CancellationToken cancellationToken)
+    private async Task<BatchRow> ExpandImageAsync(BatchRow batch, string archiveName, ImageFormat format, CancellationToken cancellationToken)
     {
         var blob = await blobs.GetAsync(Containers.Archives, archiveName, cancellationToken);
         if (blob is null)
         {
-            return null;
+            return await FailAsync(batch, "the archive no longer exists", cancellationToken);
         }
 
         var fileName = archiveName[(archiveName.LastIndexOf('/') + 1)..];
         var uploadName = $"{batch.BatchId}/{fileName}";
         var imageId = PipelineIds.Image(uploadName);
         await results.UpsertBatchMemberAsync(
-            new BatchMemberRow(batch.BatchId, imageId, batch.Archive, BatchMemberRow.Pending, null, new Dictionary<string, int>()), cancellationToken);
+            new BatchMemberRow(batch.BatchId, imageId, batch.Archive, BatchMemberRow.Pending, null, NoCounts), cancellationToken);
         var metadata = new Dictionary<string, string> { [Containers.BatchIdKey] = batch.BatchId, [Containers.SourceKey] = Uri.EscapeDataString(batch.Archive) };
         if (blob.Metadata.TryGetValue(Containers.MicronsPerPixelKey, out var scale))
         {
@@ -146,15 +230,8 @@ public sealed class ArchiveStage(
         }
 
         await blobs.PutAsync(Containers.Uploads, uploadName, blob.Content, "application/octet-stream", metadata, cancellationToken);
-        batch = batch with
-        {
-            Status = BatchRow.Expanded,
-            Images = 1,
-            Note = $"{batch.Archive} is a {format.ToString().ToUpperInvariant()} image, not a zip archive: analysed as a batch of one image",
-            Updated = _time.GetUtcNow(),
-        };
-        await results.UpsertBatchAsync(batch, cancellationToken);
-        await BatchProgress.CheckCompletedAsync(results, batch.BatchId, _events, cancellationToken);
-        return batch;
+        return await ExpandedAsync(
+            batch with { Images = 1, Note = $"{batch.Archive} is a {format.ToString().ToUpperInvariant()} image, not a zip archive: analysed as a batch of one image" },
+            cancellationToken);
     }
 }

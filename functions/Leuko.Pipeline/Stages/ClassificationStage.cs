@@ -11,9 +11,12 @@ namespace Leuko.Pipeline.Stages;
 /// <summary>
 /// Second stage: a classification message names an image's manifest; its crops are classified in one batch, the
 /// cells written (table <c>cells</c>) and the image completed with its differential (table <c>images</c>).
-/// Idempotent (deterministic keys, upserts). A message that cannot succeed is dead-lettered at once; one that keeps
-/// failing is dead-lettered after <paramref name="maxAttempts"/> deliveries; either way its image is marked failed
-/// with the reason.
+/// A message is for one version of an upload (its manifest's): when the image's row is of another version by now
+/// (the upload was replaced) the message is stale and changes nothing; when the row is final for that version (a
+/// redelivery) neither. The image row is written only if it is still the row read before classifying (If-Match),
+/// so a late or duplicate message never overwrites a newer row. A message that cannot succeed is dead-lettered at
+/// once; one that keeps failing is dead-lettered after <paramref name="maxAttempts"/> deliveries; either way its
+/// image is marked failed with the reason.
 /// </summary>
 public sealed class ClassificationStage(
     IBlobStore blobs, IResultStore results, LeukocyteClassifier classifier, int maxAttempts = 5, IPipelineEvents? events = null, TimeProvider? time = null)
@@ -55,12 +58,12 @@ public sealed class ClassificationStage(
             if (manifest is null)
             {
                 var reason = $"classification failed: manifest '{request.Manifest}' not found";
-                await FailAsync(request.ImageId, reason, trace, cancellationToken);
-                return new MessageResult(MessageOutcome.DeadLetter, reason);
+                return await FailAsync(request, reason, trace, cancellationToken)
+                    ? new MessageResult(MessageOutcome.DeadLetter, reason)
+                    : new MessageResult(MessageOutcome.Complete, "stale: the upload was replaced");
             }
 
-            await ClassifyAsync(manifest, trace, cancellationToken);
-            return MessageResult.Completed;
+            return await ClassifyAsync(manifest, trace, cancellationToken);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
@@ -70,7 +73,7 @@ public sealed class ClassificationStage(
             }
 
             var reason = $"classification failed after {message.DeliveryCount} attempts: {e.Message}";
-            await FailAsync(request.ImageId, reason, trace, cancellationToken);
+            await FailAsync(request, reason, trace, cancellationToken);
             return new MessageResult(MessageOutcome.DeadLetter, reason);
         }
     }
@@ -82,8 +85,19 @@ public sealed class ClassificationStage(
         return blob is null ? null : JsonSerializer.Deserialize<CropManifest>(blob.Content.Span, PipelineJson.Options);
     }
 
-    private async Task ClassifyAsync(CropManifest manifest, string? trace, CancellationToken cancellationToken)
+    private async Task<MessageResult> ClassifyAsync(CropManifest manifest, string? trace, CancellationToken cancellationToken)
     {
+        var current = await results.GetImageAsync(manifest.ImageId, cancellationToken);
+        if (current is null || current.BlobETag != manifest.BlobETag)
+        {
+            return new MessageResult(MessageOutcome.Complete, "stale: the upload was replaced");
+        }
+
+        if (current.IsFinal)
+        {
+            return MessageResult.Completed; // a redelivery: this version is done
+        }
+
         var crops = new List<Mat>();
         try
         {
@@ -115,7 +129,9 @@ public sealed class ClassificationStage(
                     probabilities[names[k]] = Math.Round(c.Probabilities[k], 4);
                 }
 
-                return new CellRow(manifest.ImageId, entry.Index, c.Label, probabilities[c.Label], probabilities, c.NeedsReview, entry.Box, entry.Area, entry.Contour, entry.Crop, c.ReviewReason);
+                return new CellRow(
+                    manifest.ImageId, entry.Index, c.Label, probabilities[c.Label], probabilities, c.NeedsReview, entry.Box, entry.Area, entry.Contour, entry.Crop,
+                    c.ReviewReason, manifest.BlobETag);
             }).ToList();
 
             await results.UpsertCellsAsync(manifest.ImageId, cells, cancellationToken);
@@ -123,9 +139,25 @@ public sealed class ClassificationStage(
             var row = new ImageRow(
                 manifest.ImageId, manifest.Source, manifest.Upload, manifest.BatchId, ImageStatus.Completed, null, manifest.Width, manifest.Height,
                 cells.Count, cells.Count(c => c.NeedsReview), counts,
-                classifier.Card.Version, manifest.SegmentMs, Math.Round(classifyMs, 1), trace, manifest.BlobETag, _time.GetUtcNow(), manifest.Scale);
-            await results.UpsertImageAsync(row, cancellationToken);
-            await BatchProgress.RecordAsync(results, row, _events, cancellationToken);
+                classifier.Card.Version, manifest.SegmentMs, Math.Round(classifyMs, 1), trace, manifest.BlobETag, _time.GetUtcNow(), manifest.Scale)
+            {
+                ETag = current.ETag,
+            };
+            if (await results.TryWriteImageAsync(row, cancellationToken))
+            {
+                await BatchProgress.RecordAsync(results, row, _events, _time, cancellationToken);
+                return MessageResult.Completed;
+            }
+
+            // The row changed while the crops were classified. Replaced by a new upload: these cells are no one's.
+            var now = await results.GetImageAsync(manifest.ImageId, cancellationToken);
+            if (now is null || now.BlobETag != manifest.BlobETag)
+            {
+                await results.DeleteCellsAsync(manifest.ImageId, manifest.BlobETag, cancellationToken);
+                return new MessageResult(MessageOutcome.Complete, "stale: the upload was replaced");
+            }
+
+            return now.IsFinal ? MessageResult.Completed : new MessageResult(MessageOutcome.Retry, "the image's row changed while it was classified");
         }
         finally
         {
@@ -136,15 +168,35 @@ public sealed class ClassificationStage(
         }
     }
 
-    private async Task FailAsync(string imageId, string reason, string? trace, CancellationToken cancellationToken)
+    /// <summary>
+    /// Fails the image of the message's version with the reason, unless its row is final or of another version (the
+    /// upload was replaced: the message is stale). False when the message was stale.
+    /// </summary>
+    private async Task<bool> FailAsync(ClassificationMessage request, string reason, string? trace, CancellationToken cancellationToken)
     {
-        var existing = await results.GetImageAsync(imageId, cancellationToken);
-        var row = existing is null
-            ? new ImageRow(imageId, imageId, "", null, ImageStatus.Failed, reason, null, null, 0, 0,
-                classifier.Card.Classes.ToDictionary(c => c, _ => 0), null, null, null, trace, null, _time.GetUtcNow())
-            : existing with { Status = ImageStatus.Failed, Error = reason, TraceParent = trace ?? existing.TraceParent, Updated = _time.GetUtcNow() };
-        await results.UpsertImageAsync(row, cancellationToken);
-        await BatchProgress.RecordAsync(results, row, _events, cancellationToken);
+        while (true)
+        {
+            var existing = await results.GetImageAsync(request.ImageId, cancellationToken);
+            if (existing?.BlobETag is { } etag && PipelineIds.Manifest(existing.ImageId, etag) != request.Manifest)
+            {
+                return false;
+            }
+
+            if (existing is { IsFinal: true })
+            {
+                return true;
+            }
+
+            var row = existing is null
+                ? new ImageRow(request.ImageId, request.ImageId, "", null, ImageStatus.Failed, reason, null, null, 0, 0,
+                    classifier.Card.Classes.ToDictionary(c => c, _ => 0), null, null, null, trace, null, _time.GetUtcNow())
+                : existing with { Status = ImageStatus.Failed, Error = reason, TraceParent = trace ?? existing.TraceParent, Updated = _time.GetUtcNow() };
+            if (await results.TryWriteImageAsync(row, cancellationToken))
+            {
+                await BatchProgress.RecordAsync(results, row, _events, _time, cancellationToken);
+                return true;
+            }
+        }
     }
 
     private static (string Container, string Name) Split(string reference)

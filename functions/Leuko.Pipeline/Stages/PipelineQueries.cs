@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Leuko.Pipeline.Storage;
 using OpenCvSharp;
 
@@ -36,7 +37,7 @@ public sealed class PipelineQueries(IBlobStore blobs, IResultStore results, Cell
             return null;
         }
 
-        var cells = row.Status == ImageStatus.Completed ? await results.GetCellsAsync(imageId, cancellationToken) : [];
+        var cells = row is { Status: ImageStatus.Completed, BlobETag: { } version } ? await results.GetCellsAsync(imageId, version, cancellationToken) : [];
         return new ImageView(
             row.ImageId, row.Source, row.BatchId, row.Status, row.Error, row.Width, row.Height, row.ModelVersion, row.SegmentMs, row.ClassifyMs,
             row.TraceParent, row.Updated,
@@ -59,12 +60,16 @@ public sealed class PipelineQueries(IBlobStore blobs, IResultStore results, Cell
         {
             BatchRow.Failed => "failed",
             BatchRow.Expanding => "expanding",
+            BatchRow.Completed => "completed",
             _ => pending > 0 ? "processing" : "completed",
         };
+        var skipped = batch.Skipped > 0 && await blobs.GetAsync(Containers.Batches, BatchRow.SkippedBlob(batchId), cancellationToken) is { } list
+            ? JsonSerializer.Deserialize<List<string>>(list.Content.Span) ?? []
+            : [];
         return new BatchView(
             batch.BatchId, batch.Archive, status, batch.Error, batch.Note, members.Count,
             members.Count(m => m.Status == ImageStatus.Completed), members.Count(m => m.Status == ImageStatus.NoLeukocytes),
-            members.Count(m => m.Status == ImageStatus.Failed), pending, batch.Skipped,
+            members.Count(m => m.Status == ImageStatus.Failed), pending, skipped,
             differential, others,
             members.Select(m => new BatchImageView(m.ImageId, m.Source, m.Status, m.Error)).ToList());
     }
@@ -84,7 +89,7 @@ public sealed class PipelineQueries(IBlobStore blobs, IResultStore results, Cell
             return null;
         }
 
-        var cells = await results.GetCellsAsync(imageId, cancellationToken);
+        var cells = row.BlobETag is { } version ? await results.GetCellsAsync(imageId, version, cancellationToken) : [];
         using var image = Leuko.Core.Imaging.ImageDecoder.Decode(blob.Content.Span);
         var drawnCells = cells.Select(c => c.ToResult()).ToList();
         using var drawn = Annotator.Draw(image, drawnCells, cells.Select(c => Contours.Parse(c.Contour)).ToList(), classes.All);

@@ -30,6 +30,9 @@ public sealed class SegmentationStage(
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private readonly IPipelineEvents _events = events ?? NoPipelineEvents.Instance;
 
+    /// <summary>Conditional writes lost in a row before giving up (each loss means another writer moved the row on; it is read again).</summary>
+    private const int MaxWriteConflicts = 5;
+
     /// <param name="uploadName">The blob's name in <c>uploads/</c>.</param>
     /// <param name="traceParent">The W3C trace context of the upload event, when the host has one.</param>
     public async Task<ImageRow> ProcessAsync(string uploadName, string? traceParent, CancellationToken cancellationToken)
@@ -39,7 +42,23 @@ public sealed class SegmentationStage(
         var imageId = PipelineIds.Image(uploadName);
         activity?.SetTag("leuko.image_id", imageId);
         var trace = PipelineTelemetry.TraceParentOf(activity, parent);
+        for (int conflicts = 0; ; conflicts++)
+        {
+            if (await ProcessOnceAsync(uploadName, imageId, trace, activity, cancellationToken) is { } row)
+            {
+                return row;
+            }
 
+            if (conflicts == MaxWriteConflicts)
+            {
+                throw new InvalidOperationException($"image {imageId}: its row kept changing while {uploadName} was segmented");
+            }
+        }
+    }
+
+    /// <summary>One pass: the row it wrote, or the row that makes writing unnecessary; null when its write lost a race.</summary>
+    private async Task<ImageRow?> ProcessOnceAsync(string uploadName, string imageId, string trace, Activity? activity, CancellationToken cancellationToken)
+    {
         var blob = await blobs.GetAsync(Containers.Uploads, uploadName, cancellationToken);
         if (blob is null)
         {
@@ -74,7 +93,7 @@ public sealed class SegmentationStage(
         }
         catch (InvalidImageException e)
         {
-            return await FinishAsync(Row(imageId, source, uploadName, batchId, ImageStatus.Failed, e.Message, null, null, trace, blob.ETag), cancellationToken);
+            return await FinishAsync(Row(imageId, source, uploadName, batchId, ImageStatus.Failed, e.Message, null, null, trace, blob.ETag), existing, cancellationToken);
         }
 
         using (image)
@@ -86,23 +105,24 @@ public sealed class SegmentationStage(
             {
                 return await FinishAsync(
                     Row(imageId, source, uploadName, batchId, ImageStatus.NoLeukocytes, null, image.Width, image.Height, trace, blob.ETag) with { SegmentMs = Math.Round(segmentMs, 1), Scale = scaleRecord },
-                    cancellationToken);
+                    existing, cancellationToken);
             }
 
+            var folder = PipelineIds.CropFolder(imageId, blob.ETag);
             var entries = new List<CropEntry>();
             for (int i = 0; i < segmentation.Leukocytes.Count; i++)
             {
                 var cell = segmentation.Leukocytes[i];
                 var (extension, contentType) = cropFormat == CropFormat.Png ? (".png", "image/png") : (".bmp", "image/bmp");
-                var crop = $"{imageId}/{i}{extension}";
+                var crop = $"{folder}{i}{extension}";
                 Cv2.ImEncode(extension, cell.Crop, out var encoded);
                 await blobs.PutAsync(Containers.Crops, crop, encoded, contentType, null, cancellationToken);
                 entries.Add(new CropEntry(i, new Box(cell.Box.X, cell.Box.Y, cell.Box.Width, cell.Box.Height), cell.Area, Contours.Format(cell.Contour), $"{Containers.Crops}/{crop}"));
             }
 
             var manifest = new CropManifest(imageId, source, uploadName, batchId, blob.ETag, image.Width, image.Height, Math.Round(segmentMs, 1), entries, scaleRecord);
-            var manifestName = $"{imageId}/manifest.json";
-            await blobs.PutAsync(Containers.Crops, manifestName, JsonSerializer.SerializeToUtf8Bytes(manifest, PipelineJson.Options), "application/json", null, cancellationToken);
+            var manifestName = PipelineIds.Manifest(imageId, blob.ETag);
+            await blobs.PutAsync(Containers.Crops, manifestName[(Containers.Crops.Length + 1)..], JsonSerializer.SerializeToUtf8Bytes(manifest, PipelineJson.Options), "application/json", null, cancellationToken);
 
             // The row first, then the message: classification may finish before this method returns.
             var row = Row(imageId, source, uploadName, batchId, ImageRow.Classifying, null, image.Width, image.Height, trace, blob.ETag) with
@@ -110,14 +130,50 @@ public sealed class SegmentationStage(
                 Cells = entries.Count,
                 SegmentMs = Math.Round(segmentMs, 1),
                 Scale = scaleRecord,
+                ETag = existing?.ETag,
             };
-            await results.UpsertImageAsync(row, cancellationToken);
-            var properties = new Dictionary<string, string> { [PipelineTelemetry.TraceParent] = trace };
+            if (!await results.TryWriteImageAsync(row, cancellationToken))
+            {
+                // Another writer moved the row on. When the upload itself changed meanwhile, these crops are no one's.
+                if ((await blobs.GetInfoAsync(Containers.Uploads, uploadName, cancellationToken))?.ETag != blob.ETag)
+                {
+                    await DeleteCropsAsync(folder, cancellationToken);
+                }
 
-            var body = JsonSerializer.SerializeToUtf8Bytes(new ClassificationMessage(imageId, $"{Containers.Crops}/{manifestName}"), PipelineJson.Options);
+                return null;
+            }
+
+            await RemovePreviousVersionAsync(existing, blob.ETag, cancellationToken);
+            var properties = new Dictionary<string, string> { [PipelineTelemetry.TraceParent] = trace };
+            var body = JsonSerializer.SerializeToUtf8Bytes(new ClassificationMessage(imageId, manifestName), PipelineJson.Options);
             await sender.SendAsync(new OutgoingMessage(PipelineIds.Message(imageId, blob.ETag), body, properties), cancellationToken);
             activity?.SetTag("leuko.cells", entries.Count);
             return row;
+        }
+    }
+
+    /// <summary>
+    /// Fails the upload version <paramref name="etag"/> with <paramref name="reason"/> (a host gave up on it after its
+    /// attempts) unless it is final already; announces it like any final image.
+    /// </summary>
+    public async Task<ImageRow> FailAsync(string uploadName, string etag, string reason, CancellationToken cancellationToken)
+    {
+        var imageId = PipelineIds.Image(uploadName);
+        for (int conflicts = 0; ; conflicts++)
+        {
+            var existing = await results.GetImageAsync(imageId, cancellationToken);
+            if (existing is { IsFinal: true } && existing.BlobETag == etag)
+            {
+                return existing;
+            }
+
+            var metadata = (await blobs.GetInfoAsync(Containers.Uploads, uploadName, cancellationToken))?.Metadata ?? new Dictionary<string, string>();
+            var source = metadata.TryGetValue(Containers.SourceKey, out var escaped) ? Uri.UnescapeDataString(escaped) : $"{Containers.Uploads}/{uploadName}";
+            var row = Row(imageId, source, uploadName, metadata.GetValueOrDefault(Containers.BatchIdKey), ImageStatus.Failed, reason, null, null, existing?.TraceParent, etag);
+            if (await FinishAsync(row, existing, cancellationToken) is not null || conflicts == MaxWriteConflicts)
+            {
+                return await results.GetImageAsync(imageId, cancellationToken) ?? row;
+            }
         }
     }
 
@@ -142,11 +198,44 @@ public sealed class SegmentationStage(
     private ImageRow Row(string imageId, string source, string upload, string? batchId, string status, string? error, int? width, int? height, string? trace, string? etag) =>
         new(imageId, source, upload, batchId, status, error, width, height, 0, 0, classes.ToDictionary(c => c, _ => 0), null, null, null, trace, etag, _time.GetUtcNow());
 
-    private async Task<ImageRow> FinishAsync(ImageRow row, CancellationToken cancellationToken)
+    /// <summary>Writes a final row over <paramref name="existing"/> (the row as read) and announces it; null when another writer came first.</summary>
+    private async Task<ImageRow?> FinishAsync(ImageRow row, ImageRow? existing, CancellationToken cancellationToken)
     {
-        await results.UpsertImageAsync(row, cancellationToken);
-        await BatchProgress.RecordAsync(results, row, _events, cancellationToken);
+        if (!await results.TryWriteImageAsync(row with { ETag = existing?.ETag }, cancellationToken))
+        {
+            return null;
+        }
+
+        await RemovePreviousVersionAsync(existing, row.BlobETag, cancellationToken);
+        await BatchProgress.RecordAsync(results, row, _events, _time, cancellationToken);
         return row;
+    }
+
+    /// <summary>
+    /// After this version's row replaced <paramref name="existing"/>: the replaced version's cells and crops go, so
+    /// the results of an upload are exactly its current version's. Only that version's: a newer one is never touched.
+    /// </summary>
+    private async Task RemovePreviousVersionAsync(ImageRow? existing, string? etag, CancellationToken cancellationToken)
+    {
+        if (existing?.BlobETag is { } previous && previous != etag)
+        {
+            await results.DeleteCellsAsync(existing.ImageId, previous, cancellationToken);
+            await DeleteCropsAsync(PipelineIds.CropFolder(existing.ImageId, previous), cancellationToken);
+        }
+    }
+
+    private async Task DeleteCropsAsync(string folder, CancellationToken cancellationToken)
+    {
+        var names = new List<string>();
+        await foreach (var crop in blobs.ListAsync(Containers.Crops, folder, cancellationToken))
+        {
+            names.Add(crop.Name);
+        }
+
+        foreach (var name in names)
+        {
+            await blobs.DeleteAsync(Containers.Crops, name, cancellationToken);
+        }
     }
 }
 
@@ -174,48 +263,4 @@ public static class Contours
                 var xy = p.Split(',');
                 return new Point(int.Parse(xy[0], System.Globalization.CultureInfo.InvariantCulture), int.Parse(xy[1], System.Globalization.CultureInfo.InvariantCulture));
             }).ToArray();
-}
-
-/// <summary>
-/// Once an image is final: its batch's member row follows, the image's event is announced, and when it was the batch's
-/// last pending image, the batch's completion too.
-/// </summary>
-public static class BatchProgress
-{
-    public static async Task RecordAsync(IResultStore results, ImageRow row, IPipelineEvents events, CancellationToken cancellationToken)
-    {
-        if (!row.IsFinal)
-        {
-            return;
-        }
-
-        if (row.BatchId is not null)
-        {
-            await results.UpsertBatchMemberAsync(new BatchMemberRow(row.BatchId, row.ImageId, row.Source, row.Status, row.Error, row.Counts), cancellationToken);
-        }
-
-        await events.ImageFinalAsync(row, cancellationToken);
-        if (row.BatchId is not null)
-        {
-            await CheckCompletedAsync(results, row.BatchId, events, cancellationToken);
-        }
-    }
-
-    /// <summary>
-    /// Announces the batch's completion when it is expanded and none of its images is pending. Two images finishing
-    /// at once may both announce it: the event's id is the same, so subscribers see one event (webhook-id).
-    /// </summary>
-    public static async Task CheckCompletedAsync(IResultStore results, string batchId, IPipelineEvents events, CancellationToken cancellationToken)
-    {
-        var batch = await results.GetBatchAsync(batchId, cancellationToken);
-        if (batch is not { Status: BatchRow.Expanded })
-        {
-            return;
-        }
-
-        if (!await results.HasPendingMembersAsync(batchId, cancellationToken))
-        {
-            await events.BatchCompletedAsync(batch, await results.GetBatchMembersAsync(batchId, cancellationToken), cancellationToken);
-        }
-    }
 }

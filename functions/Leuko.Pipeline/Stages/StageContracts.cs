@@ -18,6 +18,15 @@ public static class PipelineIds
     /// <summary>A message id for one version of an image: a replay of that version is a duplicate, a new upload is not.</summary>
     public static string Message(string imageId, string etag) => $"{imageId}-{Hash(etag)[..8]}";
 
+    /// <summary>
+    /// Where one version of an upload keeps its crops and manifest in <c>crops/</c>: <c>IMAGEID/VERSION/</c>, so the
+    /// crops of a version are exactly that version's and a new upload removes the old one's whole.
+    /// </summary>
+    public static string CropFolder(string imageId, string etag) => $"{imageId}/{Hash(etag)[..12]}/";
+
+    /// <summary>The manifest of one version of an upload, as the classification message names it (<c>crops/IMAGEID/VERSION/manifest.json</c>).</summary>
+    public static string Manifest(string imageId, string etag) => $"{Containers.Crops}/{CropFolder(imageId, etag)}manifest.json";
+
     private static string Hash(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..24];
 }
 
@@ -26,7 +35,7 @@ public static class PipelineIds
 /// manifest blob that segmentation wrote beside the crops.
 /// </summary>
 /// <param name="ImageId">The image.</param>
-/// <param name="Manifest">The manifest blob, <c>crops/IMAGEID/manifest.json</c>.</param>
+/// <param name="Manifest">The manifest blob, <c>crops/IMAGEID/VERSION/manifest.json</c> (<see cref="PipelineIds.Manifest"/>).</param>
 public sealed record ClassificationMessage(string ImageId, string Manifest)
 {
     public const int Version = 1;
@@ -47,7 +56,7 @@ public sealed record CropManifest(
     IReadOnlyList<CropEntry> Cells,
     ScaleRecord? Scale = null);
 
-/// <summary>One segmented cell: where it is and where its crop is (<c>crops/IMAGEID/INDEX.png</c>, lossless).</summary>
+/// <summary>One segmented cell: where it is and where its crop is (<c>crops/IMAGEID/VERSION/INDEX.png</c>, lossless).</summary>
 public sealed record CropEntry(int Index, Box Box, int Area, string Contour, string Crop);
 
 /// <summary>JSON for messages, manifests and the HTTP API (camelCase).</summary>

@@ -3,6 +3,9 @@ namespace Leuko.Pipeline.Storage;
 /// <summary>A blob's content, version and metadata.</summary>
 public sealed record StoredBlob(string Name, ReadOnlyMemory<byte> Content, string ETag, IReadOnlyDictionary<string, string> Metadata);
 
+/// <summary>A blob's version, size and metadata, without its content.</summary>
+public sealed record BlobInfo(string ETag, long Length, IReadOnlyDictionary<string, string> Metadata);
+
 /// <summary>A blob as listed: enough to decide whether it is new.</summary>
 public sealed record BlobListing(string Name, string ETag, long Length);
 
@@ -15,12 +18,18 @@ public interface IBlobStore
     /// <summary>The blob, or null when it does not exist.</summary>
     Task<StoredBlob?> GetAsync(string container, string name, CancellationToken cancellationToken);
 
+    /// <summary>The blob's version (ETag), size and metadata, or null when it does not exist.</summary>
+    Task<BlobInfo?> GetInfoAsync(string container, string name, CancellationToken cancellationToken);
+
     /// <summary>A seekable read stream over a (large) blob, or null when it does not exist.</summary>
     Task<Stream?> OpenReadAsync(string container, string name, CancellationToken cancellationToken);
 
     /// <summary>Creates or overwrites a blob (the container is created when missing).</summary>
     Task PutAsync(string container, string name, ReadOnlyMemory<byte> content, string contentType,
         IReadOnlyDictionary<string, string>? metadata, CancellationToken cancellationToken);
+
+    /// <summary>Deletes the blob if it exists.</summary>
+    Task DeleteAsync(string container, string name, CancellationToken cancellationToken);
 
     /// <summary>Every blob of a container whose name starts with <paramref name="prefix"/>, in name order.</summary>
     IAsyncEnumerable<BlobListing> ListAsync(string container, string? prefix, CancellationToken cancellationToken);
@@ -37,6 +46,9 @@ public static class Containers
 
     /// <summary>Leukocyte crops (lossless PNG) and each image's manifest, written by segmentation for classification.</summary>
     public const string Crops = "crops";
+
+    /// <summary>What a batch has that is too long for a table row: the list of an archive's skipped entries (<c>BATCHID/skipped.json</c>).</summary>
+    public const string Batches = "batches";
 
     /// <summary>Metadata on an upload that came from an archive: the batch id.</summary>
     public const string BatchIdKey = "leukobatch";

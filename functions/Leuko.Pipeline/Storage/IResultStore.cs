@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace Leuko.Pipeline.Storage;
 
 /// <summary>
@@ -31,12 +33,17 @@ public sealed record ImageRow(
     public const string Classifying = "classifying";
 
     public bool IsFinal => Status is ImageStatus.Completed or ImageStatus.NoLeukocytes or ImageStatus.Failed;
+
+    /// <summary>The stored row's version (the table entity's ETag) when it was read; null for a row not yet stored. See <see cref="IResultStore.TryWriteImageAsync"/>.</summary>
+    [JsonIgnore]
+    public string? ETag { get; init; }
 }
 
 /// <summary>One classified cell (table <c>cells</c>: PartitionKey = image id, RowKey = cell index).</summary>
 /// <param name="Contour">The cell's outline, simplified, as "x,y x,y ..." in image pixels.</param>
 /// <param name="CropBlob">The crop, as <c>crops/NAME</c>.</param>
 /// <param name="ReviewReason">Why the cell needs review (see <see cref="Leuko.Core.Classification.ReviewReasons"/>), or null.</param>
+/// <param name="BlobETag">The version of the upload the cell was found in: cells of two versions never share a row.</param>
 public sealed record CellRow(
     string ImageId,
     int Index,
@@ -48,7 +55,8 @@ public sealed record CellRow(
     int Area,
     string Contour,
     string CropBlob,
-    string? ReviewReason = null)
+    string? ReviewReason = null,
+    string? BlobETag = null)
 {
     /// <summary>The cell as every host reports it.</summary>
     public CellResult ToResult() => new(Index, Box, Class, Confidence, Probabilities, NeedsReview, Area, ReviewReason);
@@ -57,7 +65,9 @@ public sealed record CellRow(
 /// <summary>An archive expanded into a batch (table <c>batches</c>).</summary>
 /// <param name="Images">Image entries expanded into <c>uploads/</c> (each becomes an image).</param>
 /// <param name="Refused">Entries refused by the archive safety rules, each a failed member.</param>
-/// <param name="Skipped">Entries that are not images, with their reasons.</param>
+/// <param name="Skipped">How many entries are not images; the list, with their reasons, is the blob <see cref="SkippedBlob"/> (an
+/// archive may hold thousands: no table entity could hold them).</param>
+/// <param name="ArchiveETag">The version of the archive blob the batch was made from: a new upload under the same name is a new batch.</param>
 /// <param name="Note">What was done that the user did not ask for, e.g. an image uploaded to <c>archives/</c> analysed as a batch of one.</param>
 public sealed record BatchRow(
     string BatchId,
@@ -66,9 +76,10 @@ public sealed record BatchRow(
     string? Error,
     int Images,
     int Refused,
-    IReadOnlyList<string> Skipped,
+    int Skipped,
     DateTimeOffset Updated,
-    string? Note = null)
+    string? Note = null,
+    string? ArchiveETag = null)
 {
     /// <summary>The archive is being expanded.</summary>
     public const string Expanding = "expanding";
@@ -76,8 +87,20 @@ public sealed record BatchRow(
     /// <summary>Every entry was written to uploads/ (its images may still be in progress).</summary>
     public const string Expanded = "expanded";
 
-    /// <summary>The archive was refused as a whole (see Error).</summary>
+    /// <summary>Every image is final and <c>batch.completed</c> was announced (by the one writer of this status).</summary>
+    public const string Completed = "completed";
+
+    /// <summary>The archive was refused as a whole, or could not be expanded (see Error).</summary>
     public const string Failed = "failed";
+
+    public bool IsFinal => Status is Completed or Failed;
+
+    /// <summary>Where the list of skipped entries is, in <see cref="Containers.Batches"/>: a JSON array of "NAME: REASON".</summary>
+    public static string SkippedBlob(string batchId) => $"{batchId}/skipped.json";
+
+    /// <summary>The stored row's version (the table entity's ETag) when it was read; null for a row not yet stored.</summary>
+    [JsonIgnore]
+    public string? ETag { get; init; }
 }
 
 /// <summary>One image of a batch and where it stands, <see cref="BatchMemberRow.Pending"/> until its image is final (table <c>batches</c>, PartitionKey = batch id, RowKey = image id).</summary>
@@ -88,37 +111,67 @@ public sealed record BatchMemberRow(string BatchId, string ImageId, string Sourc
 }
 
 /// <summary>
-/// Where results live: Azure Table Storage in the cloud and on Azurite, memory for one process. Every write is an
-/// upsert keyed by deterministic ids, so replays change nothing.
+/// Where results live: Azure Table Storage in the cloud and on Azurite, memory for one process. Keys are
+/// deterministic ids. Image and batch rows, whose order of writes matters (a final row must never be overwritten by
+/// a late writer), are written conditionally: a row carries the version it was read at (<see cref="ImageRow.ETag"/>),
+/// and the write succeeds only if the stored row is still that version (or, for a new row, if there is none). The
+/// loser of a race reads again and decides anew.
 /// </summary>
 public interface IResultStore
 {
-    Task UpsertImageAsync(ImageRow image, CancellationToken cancellationToken);
+    /// <summary>
+    /// Writes the row if the stored row is still the version <paramref name="image"/> was read at (its
+    /// <see cref="ImageRow.ETag"/>), or, when that is null, if no row exists. False when another writer came first.
+    /// </summary>
+    Task<bool> TryWriteImageAsync(ImageRow image, CancellationToken cancellationToken);
 
+    /// <summary>The row, with its <see cref="ImageRow.ETag"/>, or null.</summary>
     Task<ImageRow?> GetImageAsync(string imageId, CancellationToken cancellationToken);
+
+    /// <summary>Images with this status last updated before <paramref name="before"/> (the sweeper's question).</summary>
+    Task<IReadOnlyList<ImageRow>> FindImagesAsync(string status, DateTimeOffset before, CancellationToken cancellationToken);
 
     /// <summary>Writes an image's cells (in transactions of at most 100 where the store has them).</summary>
     Task UpsertCellsAsync(string imageId, IReadOnlyList<CellRow> cells, CancellationToken cancellationToken);
 
-    Task<IReadOnlyList<CellRow>> GetCellsAsync(string imageId, CancellationToken cancellationToken);
+    /// <summary>The cells found in the upload version <paramref name="blobETag"/> of the image (its row's <see cref="ImageRow.BlobETag"/>), by index.</summary>
+    Task<IReadOnlyList<CellRow>> GetCellsAsync(string imageId, string blobETag, CancellationToken cancellationToken);
 
-    Task UpsertBatchAsync(BatchRow batch, CancellationToken cancellationToken);
+    /// <summary>Deletes the image's cells found in the upload version <paramref name="blobETag"/> (a version that was replaced).</summary>
+    Task DeleteCellsAsync(string imageId, string blobETag, CancellationToken cancellationToken);
 
+    /// <summary>As <see cref="TryWriteImageAsync"/>, for a batch row.</summary>
+    Task<bool> TryWriteBatchAsync(BatchRow batch, CancellationToken cancellationToken);
+
+    /// <summary>The row, with its <see cref="BatchRow.ETag"/>, or null.</summary>
     Task<BatchRow?> GetBatchAsync(string batchId, CancellationToken cancellationToken);
 
+    /// <summary>Batches with this status last updated before <paramref name="before"/> (the sweeper's question).</summary>
+    Task<IReadOnlyList<BatchRow>> FindBatchesAsync(string status, DateTimeOffset before, CancellationToken cancellationToken);
+
+    /// <summary>Creates or replaces a member row (archive expansion: the batch's members are the entries it wrote).</summary>
     Task UpsertBatchMemberAsync(BatchMemberRow member, CancellationToken cancellationToken);
 
+    /// <summary>Replaces a member row that exists; false when there is none (the image is no longer one of the batch's).</summary>
+    Task<bool> UpdateBatchMemberAsync(BatchMemberRow member, CancellationToken cancellationToken);
+
     Task<IReadOnlyList<BatchMemberRow>> GetBatchMembersAsync(string batchId, CancellationToken cancellationToken);
+
+    /// <summary>Removes every member row of the batch (a new version of its archive is expanded afresh).</summary>
+    Task DeleteBatchMembersAsync(string batchId, CancellationToken cancellationToken);
 
     /// <summary>Whether any image of the batch is still pending (asked after every image: it must not read the whole batch).</summary>
     Task<bool> HasPendingMembersAsync(string batchId, CancellationToken cancellationToken);
 
-    /// <summary>Whether this exact version (name and ETag) of a blob was handled (the local host's scan receipts).</summary>
+    /// <summary>Whether this exact version (name and ETag) of a blob was handled, or given up (the local host's scan receipts).</summary>
     Task<bool> HasReceiptAsync(string container, string blobName, string etag, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Records that a blob version was handled. Written after the work, so a host killed mid-work does it again on
-    /// restart (the stages are idempotent) rather than never.
+    /// Records that a blob version was handled (or given up). Written after the work, so a host killed mid-work does
+    /// it again on restart (the stages are idempotent) rather than never.
     /// </summary>
     Task AddReceiptAsync(string container, string blobName, string etag, CancellationToken cancellationToken);
+
+    /// <summary>Records a failed attempt at a blob version and returns how many attempts at that version have failed.</summary>
+    Task<int> AddFailedAttemptAsync(string container, string blobName, string etag, string error, CancellationToken cancellationToken);
 }

@@ -12,6 +12,15 @@ public sealed class InMemoryBlobStore : IBlobStore
     public Task<StoredBlob?> GetAsync(string container, string name, CancellationToken cancellationToken) =>
         Task.FromResult(_blobs.TryGetValue((container, name), out var blob) ? blob : null);
 
+    public Task<BlobInfo?> GetInfoAsync(string container, string name, CancellationToken cancellationToken) =>
+        Task.FromResult(_blobs.TryGetValue((container, name), out var blob) ? new BlobInfo(blob.ETag, blob.Content.Length, blob.Metadata) : null);
+
+    public Task DeleteAsync(string container, string name, CancellationToken cancellationToken)
+    {
+        Delete(container, name);
+        return Task.CompletedTask;
+    }
+
     public Task<Stream?> OpenReadAsync(string container, string name, CancellationToken cancellationToken) =>
         Task.FromResult<Stream?>(_blobs.TryGetValue((container, name), out var blob) ? new MemoryStream(blob.Content.ToArray(), writable: false) : null);
 
@@ -50,46 +59,62 @@ public sealed class InMemoryBlobStore : IBlobStore
     }
 }
 
-/// <summary>Results in memory, for one process and tests.</summary>
+/// <summary>Results in memory, for one process and tests. Row versions are counters, checked as the tables check ETags.</summary>
 public sealed class InMemoryResultStore : IResultStore
 {
     private readonly ConcurrentDictionary<string, ImageRow> _images = new();
-    private readonly ConcurrentDictionary<string, ConcurrentDictionary<int, CellRow>> _cells = new();
+    private readonly ConcurrentDictionary<string, ConcurrentDictionary<(string? BlobETag, int Index), CellRow>> _cells = new();
     private readonly ConcurrentDictionary<string, BatchRow> _batches = new();
     private readonly ConcurrentDictionary<(string BatchId, string ImageId), BatchMemberRow> _members = new();
     private readonly ConcurrentDictionary<(string, string), string> _receipts = new();
+    private readonly ConcurrentDictionary<(string, string, string), int> _attempts = new();
+    private readonly Lock _write = new();
+    private long _version;
 
-    public Task UpsertImageAsync(ImageRow image, CancellationToken cancellationToken)
-    {
-        _images[image.ImageId] = image;
-        return Task.CompletedTask;
-    }
+    public Task<bool> TryWriteImageAsync(ImageRow image, CancellationToken cancellationToken) =>
+        Task.FromResult(TryWrite(_images, image.ImageId, image.ETag, e => image with { ETag = e }, r => r.ETag));
 
     public Task<ImageRow?> GetImageAsync(string imageId, CancellationToken cancellationToken) =>
         Task.FromResult(_images.TryGetValue(imageId, out var row) ? row : null);
 
+    public Task<IReadOnlyList<ImageRow>> FindImagesAsync(string status, DateTimeOffset before, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyList<ImageRow>>(_images.Values.Where(r => r.Status == status && r.Updated < before).ToList());
+
     public Task UpsertCellsAsync(string imageId, IReadOnlyList<CellRow> cells, CancellationToken cancellationToken)
     {
-        var rows = _cells.GetOrAdd(imageId, _ => new ConcurrentDictionary<int, CellRow>());
+        var rows = _cells.GetOrAdd(imageId, _ => new ConcurrentDictionary<(string?, int), CellRow>());
         foreach (var cell in cells)
         {
-            rows[cell.Index] = cell;
+            rows[(cell.BlobETag, cell.Index)] = cell;
         }
 
         return Task.CompletedTask;
     }
 
-    public Task<IReadOnlyList<CellRow>> GetCellsAsync(string imageId, CancellationToken cancellationToken) =>
-        Task.FromResult<IReadOnlyList<CellRow>>(_cells.TryGetValue(imageId, out var rows) ? rows.Values.OrderBy(c => c.Index).ToList() : []);
+    public Task<IReadOnlyList<CellRow>> GetCellsAsync(string imageId, string blobETag, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyList<CellRow>>(_cells.TryGetValue(imageId, out var rows) ? rows.Values.Where(c => c.BlobETag == blobETag).OrderBy(c => c.Index).ToList() : []);
 
-    public Task UpsertBatchAsync(BatchRow batch, CancellationToken cancellationToken)
+    public Task DeleteCellsAsync(string imageId, string blobETag, CancellationToken cancellationToken)
     {
-        _batches[batch.BatchId] = batch;
+        if (_cells.TryGetValue(imageId, out var rows))
+        {
+            foreach (var cell in rows.Values.Where(c => c.BlobETag == blobETag))
+            {
+                rows.TryRemove((cell.BlobETag, cell.Index), out _);
+            }
+        }
+
         return Task.CompletedTask;
     }
 
+    public Task<bool> TryWriteBatchAsync(BatchRow batch, CancellationToken cancellationToken) =>
+        Task.FromResult(TryWrite(_batches, batch.BatchId, batch.ETag, e => batch with { ETag = e }, r => r.ETag));
+
     public Task<BatchRow?> GetBatchAsync(string batchId, CancellationToken cancellationToken) =>
         Task.FromResult(_batches.TryGetValue(batchId, out var row) ? row : null);
+
+    public Task<IReadOnlyList<BatchRow>> FindBatchesAsync(string status, DateTimeOffset before, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyList<BatchRow>>(_batches.Values.Where(r => r.Status == status && r.Updated < before).ToList());
 
     public Task UpsertBatchMemberAsync(BatchMemberRow member, CancellationToken cancellationToken)
     {
@@ -97,8 +122,32 @@ public sealed class InMemoryResultStore : IResultStore
         return Task.CompletedTask;
     }
 
+    public Task<bool> UpdateBatchMemberAsync(BatchMemberRow member, CancellationToken cancellationToken)
+    {
+        lock (_write)
+        {
+            if (!_members.ContainsKey((member.BatchId, member.ImageId)))
+            {
+                return Task.FromResult(false);
+            }
+
+            _members[(member.BatchId, member.ImageId)] = member;
+            return Task.FromResult(true);
+        }
+    }
+
     public Task<IReadOnlyList<BatchMemberRow>> GetBatchMembersAsync(string batchId, CancellationToken cancellationToken) =>
         Task.FromResult<IReadOnlyList<BatchMemberRow>>(_members.Where(m => m.Key.BatchId == batchId).OrderBy(m => m.Key.ImageId, StringComparer.Ordinal).Select(m => m.Value).ToList());
+
+    public Task DeleteBatchMembersAsync(string batchId, CancellationToken cancellationToken)
+    {
+        foreach (var key in _members.Keys.Where(k => k.BatchId == batchId))
+        {
+            _members.TryRemove(key, out _);
+        }
+
+        return Task.CompletedTask;
+    }
 
     public Task<bool> HasPendingMembersAsync(string batchId, CancellationToken cancellationToken) =>
         Task.FromResult(_members.Any(m => m.Key.BatchId == batchId && m.Value.Status == BatchMemberRow.Pending));
@@ -120,5 +169,23 @@ public sealed class InMemoryResultStore : IResultStore
     }
 
     /// <summary>Rows held, in every table.</summary>
-    public int Count => _images.Count + _cells.Count + _batches.Count + _members.Count + _receipts.Count;
+    public int Count => _images.Count + _cells.Count + _batches.Count + _members.Count + _receipts.Count + _attempts.Count;
+
+    public Task<int> AddFailedAttemptAsync(string container, string blobName, string etag, string error, CancellationToken cancellationToken) =>
+        Task.FromResult(_attempts.AddOrUpdate((container, blobName, etag), 1, (_, n) => n + 1));
+
+    private bool TryWrite<T>(ConcurrentDictionary<string, T> rows, string key, string? expected, Func<string, T> versioned, Func<T, string?> versionOf)
+    {
+        lock (_write)
+        {
+            var current = rows.TryGetValue(key, out var row) ? versionOf(row) : null;
+            if (current != expected)
+            {
+                return false;
+            }
+
+            rows[key] = versioned($"\"{++_version}\"");
+            return true;
+        }
+    }
 }

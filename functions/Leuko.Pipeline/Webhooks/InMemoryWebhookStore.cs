@@ -8,11 +8,23 @@ public sealed class InMemoryWebhookStore : IWebhookStore
     private readonly ConcurrentDictionary<string, WebhookSubscription> _subscriptions = new();
     private readonly ConcurrentQueue<WebhookAttempt> _attempts = new();
 
-    public Task UpsertAsync(WebhookSubscription subscription, CancellationToken cancellationToken)
+    private long _version;
+
+    public Task CreateAsync(WebhookSubscription subscription, CancellationToken cancellationToken)
     {
-        _subscriptions[subscription.Id] = subscription;
+        if (!_subscriptions.TryAdd(subscription.Id, subscription with { ETag = NextVersion() }))
+        {
+            throw new InvalidOperationException($"subscription {subscription.Id} exists");
+        }
+
         return Task.CompletedTask;
     }
+
+    public Task<bool> TryUpdateAsync(WebhookSubscription subscription, CancellationToken cancellationToken) =>
+        Task.FromResult(_subscriptions.TryGetValue(subscription.Id, out var current) && current.ETag == subscription.ETag &&
+                        _subscriptions.TryUpdate(subscription.Id, subscription with { ETag = NextVersion() }, current));
+
+    private string NextVersion() => $"\"{Interlocked.Increment(ref _version)}\"";
 
     public Task<WebhookSubscription?> GetAsync(string id, CancellationToken cancellationToken) =>
         Task.FromResult(_subscriptions.TryGetValue(id, out var s) ? s : null);

@@ -2,12 +2,17 @@ using Leuko.Pipeline.Storage;
 
 namespace Leuko.Pipeline.Webhooks;
 
-/// <summary>What the stages announce: an image became final; a batch has every image final.</summary>
+/// <summary>
+/// What the stages announce: an image became final; a batch has every image final; a batch failed as a whole. Each
+/// is announced by the one writer whose conditional write made the row final, so once per image version and batch.
+/// </summary>
 public interface IPipelineEvents
 {
     Task ImageFinalAsync(ImageRow image, CancellationToken cancellationToken);
 
     Task BatchCompletedAsync(BatchRow batch, IReadOnlyList<BatchMemberRow> members, CancellationToken cancellationToken);
+
+    Task BatchFailedAsync(BatchRow batch, CancellationToken cancellationToken);
 }
 
 /// <summary>No one listens (leuko analyze, tests of the stages alone).</summary>
@@ -18,4 +23,6 @@ public sealed class NoPipelineEvents : IPipelineEvents
     public Task ImageFinalAsync(ImageRow image, CancellationToken cancellationToken) => Task.CompletedTask;
 
     public Task BatchCompletedAsync(BatchRow batch, IReadOnlyList<BatchMemberRow> members, CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task BatchFailedAsync(BatchRow batch, CancellationToken cancellationToken) => Task.CompletedTask;
 }

@@ -12,7 +12,10 @@ public static class WebhookEvents
     /// <summary>Every image of an archive's batch is final.</summary>
     public const string BatchCompleted = "batch.completed";
 
-    public static readonly IReadOnlyList<string> All = [ImageCompleted, ImageFailed, BatchCompleted];
+    /// <summary>An archive's batch failed as a whole (refused archive, no images, expansion given up or stuck); its error says why.</summary>
+    public const string BatchFailed = "batch.failed";
+
+    public static readonly IReadOnlyList<string> All = [ImageCompleted, ImageFailed, BatchCompleted, BatchFailed];
 }
 
 /// <summary>A signing secret, <c>whsec_BASE64</c>, valid until <paramref name="ExpiresAt"/> (null: current).</summary>
@@ -37,6 +40,10 @@ public sealed record WebhookSubscription(
     DateTimeOffset Created)
 {
     public bool Enabled => DisabledReason is null;
+
+    /// <summary>The stored subscription's version (the entity's ETag) when it was read: updates are conditional on it.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string? ETag { get; init; }
 }
 
 /// <summary>One delivery attempt (table <c>webhookdeliveries</c>), for <c>GET /api/webhooks/{id}/deliveries</c>.</summary>
@@ -48,7 +55,14 @@ public sealed record WebhookAttempt(
 /// <summary>Subscriptions and the record of attempts: Table Storage in the cloud and on Azurite, memory in one process.</summary>
 public interface IWebhookStore
 {
-    Task UpsertAsync(WebhookSubscription subscription, CancellationToken cancellationToken);
+    /// <summary>Stores a new subscription.</summary>
+    Task CreateAsync(WebhookSubscription subscription, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Replaces the subscription if it is still the version it was read at (its <see cref="WebhookSubscription.ETag"/>);
+    /// false when it changed or was deleted since. Use <see cref="WebhookSubscriptions.UpdateAsync"/>.
+    /// </summary>
+    Task<bool> TryUpdateAsync(WebhookSubscription subscription, CancellationToken cancellationToken);
 
     Task<WebhookSubscription?> GetAsync(string id, CancellationToken cancellationToken);
 
@@ -61,4 +75,31 @@ public interface IWebhookStore
 
     /// <summary>A subscription's attempts, newest first.</summary>
     Task<IReadOnlyList<WebhookAttempt>> GetAttemptsAsync(string subscriptionId, int max, CancellationToken cancellationToken);
+}
+
+/// <summary>The one way subscriptions change: read, change, write if unchanged since, else read again.</summary>
+public static class WebhookSubscriptions
+{
+    /// <summary>
+    /// Applies <paramref name="change"/> to the current subscription, so a concurrent change (a secret rotation, a
+    /// delete, another sender's count) is never undone; null when the subscription does not exist (or no longer).
+    /// </summary>
+    public static async Task<WebhookSubscription?> UpdateAsync(
+        this IWebhookStore store, string id, Func<WebhookSubscription, WebhookSubscription> change, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var current = await store.GetAsync(id, cancellationToken);
+            if (current is null)
+            {
+                return null;
+            }
+
+            var changed = change(current) with { ETag = current.ETag };
+            if (await store.TryUpdateAsync(changed, cancellationToken))
+            {
+                return changed;
+            }
+        }
+    }
 }

@@ -57,12 +57,25 @@ public sealed class WebhookPublisher(IWebhookStore store, IMessageSender deliver
             completed = members.Count(m => m.Status == ImageStatus.Completed),
             noLeukocytes = members.Count(m => m.Status == ImageStatus.NoLeukocytes),
             failed = members.Count(m => m.Status == ImageStatus.Failed),
-            skipped = batch.Skipped.Count,
+            skipped = batch.Skipped,
             differential = differential.ToDictionary(d => d.Key, d => d.Value.Count),
             otherCells = others,
             links = new { self = $"{apiBase.TrimEnd('/')}/batches/{batch.BatchId}" },
         };
         await PublishAsync(WebhookEvents.BatchCompleted, $"{batch.BatchId}:{batch.Updated.UtcTicks}", data, batch.BatchId, batch.Archive, cancellationToken);
+    }
+
+    public async Task BatchFailedAsync(BatchRow batch, CancellationToken cancellationToken)
+    {
+        var data = new
+        {
+            batchId = batch.BatchId,
+            archive = batch.Archive,
+            status = batch.Status,
+            error = batch.Error,
+            links = new { self = $"{apiBase.TrimEnd('/')}/batches/{batch.BatchId}" },
+        };
+        await PublishAsync(WebhookEvents.BatchFailed, $"{batch.BatchId}:{batch.Updated.UtcTicks}", data, batch.BatchId, batch.Archive, cancellationToken);
     }
 
     private async Task PublishAsync(string type, string subject, object data, string? batchId, string source, CancellationToken cancellationToken)

@@ -118,7 +118,8 @@ public sealed class WebhookSender(IWebhookStore store, IMessageSender retries, H
 
         if (status == (int)HttpStatusCode.Gone)
         {
-            await store.UpsertAsync(subscription with { DisabledReason = $"the receiver answered 410 Gone on {_time.GetUtcNow():u}" }, cancellationToken);
+            // Written onto the subscription as it is now: a rotation or delete since it was read above stands.
+            await store.UpdateAsync(subscription.Id, s => s with { DisabledReason = $"the receiver answered 410 Gone on {_time.GetUtcNow():u}" }, cancellationToken);
             await RecordAsync(delivery, status, "disabled", "410 Gone: subscription disabled", clock, cancellationToken);
             return MessageResult.Completed;
         }
@@ -150,8 +151,7 @@ public sealed class WebhookSender(IWebhookStore store, IMessageSender retries, H
         WebhookSubscription subscription, WebhookDelivery delivery, int? status, string reason, Stopwatch clock, CancellationToken cancellationToken)
     {
         await RecordAsync(delivery, status, "failed", reason, clock, cancellationToken);
-        var current = await store.GetAsync(subscription.Id, cancellationToken) ?? subscription;
-        await store.UpsertAsync(current with { Failures = current.Failures + 1 }, cancellationToken);
+        await store.UpdateAsync(subscription.Id, s => s with { Failures = s.Failures + 1 }, cancellationToken);
         return new MessageResult(MessageOutcome.DeadLetter, reason);
     }
 

@@ -49,7 +49,7 @@ public sealed class WebhookService(IWebhookStore store, WebhookOptions options, 
         var subscription = new WebhookSubscription(
             "wh_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12)), request.Url, types, request.BatchId, request.SourcePrefix,
             [new WebhookSecret(secret, null)], null, 0, _time.GetUtcNow());
-        await store.UpsertAsync(subscription, cancellationToken);
+        await store.CreateAsync(subscription, cancellationToken);
         return new WebhookCreated(WebhookView.Of(subscription), secret);
     }
 
@@ -61,19 +61,17 @@ public sealed class WebhookService(IWebhookStore store, WebhookOptions options, 
     /// <summary>A new secret; the current one keeps signing (beside it) for the grace period, so receivers can switch without losing events.</summary>
     public async Task<WebhookCreated?> RotateSecretAsync(string id, CancellationToken cancellationToken)
     {
-        var subscription = await store.GetAsync(id, cancellationToken);
-        if (subscription is null)
-        {
-            return null;
-        }
-
         var now = _time.GetUtcNow();
         var secret = WebhookSigner.NewSecret();
-        var kept = subscription.Secrets.Where(s => s.ExpiresAt is null || s.ExpiresAt > now)
-            .Select(s => s with { ExpiresAt = s.ExpiresAt ?? now + options.RotationGrace });
-        var rotated = subscription with { Secrets = [new WebhookSecret(secret, null), .. kept] };
-        await store.UpsertAsync(rotated, cancellationToken);
-        return new WebhookCreated(WebhookView.Of(rotated), secret);
+        var rotated = await store.UpdateAsync(id, subscription => subscription with
+        {
+            Secrets =
+            [
+                new WebhookSecret(secret, null),
+                .. subscription.Secrets.Where(s => s.ExpiresAt is null || s.ExpiresAt > now).Select(s => s with { ExpiresAt = s.ExpiresAt ?? now + options.RotationGrace }),
+            ],
+        }, cancellationToken);
+        return rotated is null ? null : new WebhookCreated(WebhookView.Of(rotated), secret);
     }
 
     public async Task<IReadOnlyList<WebhookAttempt>?> DeliveriesAsync(string id, int max, CancellationToken cancellationToken) =>

@@ -1,0 +1,397 @@
+using System.IO.Compression;
+using System.Text.Json.Nodes;
+using Azure.Data.Tables;
+using Leuko.Azure.Hosting;
+using Leuko.Azure.Storage;
+using Leuko.Core.Segmentation;
+using Leuko.Pipeline;
+using Leuko.Pipeline.Messaging;
+using Leuko.Pipeline.Stages;
+using Leuko.Pipeline.Storage;
+using Leuko.Pipeline.Webhooks;
+using Leuko.Tests;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Leuko.Integration.Tests;
+
+/// <summary>
+/// The cloud pipeline on Azurite when inputs and timing are against it: a blob that cannot be handled, an archive too
+/// big for a table row, uploads replaced under the same name, replays interleaved with classification, stuck rows,
+/// refused archives and entries, and batches completed by two images at once.
+/// </summary>
+[Collection("Azurite")]
+public class RobustnessTests
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromMinutes(2);
+
+    [Fact]
+    public async Task AnArchiveOf20000EntriesCompletesWithItsSkippedListOutsideTheTable()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync();
+        var entries = Enumerable.Range(0, 20_000).Select(i => ($"notes/{i:D5}.txt", "x"u8.ToArray())).Append(("field.jpg", Samples.All()[0].Data)).ToArray();
+        var name = $"{Azurite.Unique("many")}.zip";
+        await PipelineHarness.UploadAsync(Containers.Archives, name, Zips.Build(CompressionLevel.Fastest, entries));
+
+        var batch = await WaitForBatchAsync(pipeline, PipelineIds.Batch(name), b => b.Status is "completed" or "failed");
+        Assert.Equal("completed", batch.Status);
+        Assert.Equal(1, batch.Total);
+        Assert.Equal(20_000, batch.Skipped.Count);
+        Assert.StartsWith("notes/00000.txt: not an image (.txt)", batch.Skipped[0]);
+    }
+
+    [Fact]
+    public async Task ABlobWhoseWorkAlwaysFailsIsGivenUpAfterItsAttemptsAndTheOthersGoOn()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync(watch: false);
+        var run = Azurite.Unique("isolate");
+        var blobs = new FailingArchives(pipeline.Services.GetRequiredService<IBlobStore>(), $"{run}/poison");
+        var events = new RecordingEvents();
+        var archives = new ArchiveStage(blobs, pipeline.Results, events: events);
+        var watcher = new UploadWatcher(blobs, pipeline.Results, pipeline.Services.GetRequiredService<SegmentationStage>(), archives,
+            NullLogger<UploadWatcher>.Instance, TimeSpan.FromMilliseconds(100), maxAttempts: 3);
+        var poison = $"{run}/poison.zip";
+        await PipelineHarness.UploadAsync(Containers.Archives, poison, Zips.Build(("field.jpg", Samples.All()[0].Data)));
+        await watcher.StartAsync(CancellationToken.None);
+        try
+        {
+            // An upload after the bad blob is handled while the bad blob is still being retried, and after it is given up.
+            var good = $"{run}/good.jpg";
+            await PipelineHarness.UploadAsync(Containers.Uploads, good, Samples.All()[0].Data);
+            var image = Assert.Single(await PipelineHarness.WaitForImagesAsync(pipeline.Results, [good], Patience));
+            Assert.Equal(ImageStatus.Completed, image.Status);
+
+            var batch = await WaitForBatchAsync(pipeline, PipelineIds.Batch(poison), b => b.Status == "failed");
+            Assert.Equal("gave up after 3 attempts: the storage account answered 500", batch.Error);
+            var failed = Assert.Single(events.Of(batch.Id));
+            Assert.Equal((WebhookEvents.BatchFailed, batch.Id, batch.Error), failed);
+
+            // Given up for good: the receipt follows the failure, so the blob is not tried again.
+            var etag = await ETagAsync(Containers.Archives, poison);
+            var deadline = DateTime.UtcNow + Patience;
+            while (!await pipeline.Results.HasReceiptAsync(Containers.Archives, poison, etag, CancellationToken.None))
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"no receipt for {poison} after {Patience}");
+                await Task.Delay(100);
+            }
+        }
+        finally
+        {
+            await watcher.StopAsync(CancellationToken.None);
+        }
+    }
+
+    [Fact]
+    public async Task AnImageReplacedByOneWithFewerCellsOrByNonImageBytesKeepsOnlyTheNewVersionsCellsAndCrops()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync();
+        var name = $"{Azurite.Unique("replace")}/field.jpg";
+        var imageId = PipelineIds.Image(name);
+        var two = Samples.All().Single(s => s.Name.EndsWith("BloodImage_00010.jpg", StringComparison.Ordinal)).Data;
+        var one = Samples.All().Single(s => s.Name.EndsWith("BloodImage_00000.jpg", StringComparison.Ordinal)).Data;
+
+        var first = await UploadAndWaitAsync(pipeline, name, two);
+        Assert.Equal(2, first.Cells);
+        Assert.Equal(2, (await CellEntitiesAsync(imageId)).Count);
+
+        // The API answers with the new version's cells as soon as its row is final; the replaced version's cells and
+        // crops are deleted right after that row is written.
+        var second = await UploadAndWaitAsync(pipeline, name, one);
+        Assert.Equal(ImageStatus.Completed, second.Status);
+        Assert.Equal(1, second.Cells);
+        var view = await pipeline.Queries.GetImageAsync(imageId, CancellationToken.None);
+        Assert.Single(view!.Cells);
+        var folder = PipelineIds.CropFolder(imageId, second.BlobETag!);
+        await EventuallyAsync(async () => (await CellEntitiesAsync(imageId)).Select(c => c.GetString("BlobETag")).SequenceEqual([second.BlobETag]) &&
+                                          (await CropsAsync(imageId)).SequenceEqual([$"{folder}0.png", $"{folder}manifest.json"]),
+            "only the second version's cell and crop");
+
+        var third = await UploadAndWaitAsync(pipeline, name, "not a photograph"u8.ToArray());
+        Assert.Equal(ImageStatus.Failed, third.Status);
+        await EventuallyAsync(async () => (await CellEntitiesAsync(imageId)).Count == 0 && (await CropsAsync(imageId)).Count == 0, "no cells and no crops");
+    }
+
+    private static async Task EventuallyAsync(Func<Task<bool>> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + Patience;
+        while (!await condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"not {what} after {Patience}");
+            await Task.Delay(100);
+        }
+    }
+
+    [Fact]
+    public async Task AnArchiveReuploadedWithNewContentIsExpandedAgainAndItsBatchIsTheNewVersions()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync();
+        var name = $"{Azurite.Unique("again")}.zip";
+        var samples = Samples.All();
+        await PipelineHarness.UploadAsync(Containers.Archives, name, Zips.Build(("a.jpg", samples[0].Data), ("b.jpg", samples[1].Data)));
+        var batchId = PipelineIds.Batch(name);
+        var first = await WaitForBatchAsync(pipeline, batchId, b => b.Status == "completed");
+        Assert.Equal(2, first.Total);
+
+        await PipelineHarness.UploadAsync(Containers.Archives, name, Zips.Build(("c.jpg", samples[2].Data)));
+        var second = await WaitForBatchAsync(pipeline, batchId, b => b.Status == "completed" && b.Images.Any(i => i.Source.EndsWith("!c.jpg", StringComparison.Ordinal)));
+        var member = Assert.Single(second.Images);
+        Assert.Equal($"{Containers.Archives}/{name}!c.jpg", member.Source);
+        Assert.Equal(1, second.Completed);
+    }
+
+    [Fact]
+    public async Task AReplayedEventThatReadTheRowBeforeItWasFinalNeverOverwritesIt()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync(watch: false, consume: false);
+        var name = $"{Azurite.Unique("race")}/field.jpg";
+        await PipelineHarness.UploadAsync(Containers.Uploads, name, Samples.All()[0].Data);
+        var blobs = pipeline.Services.GetRequiredService<IBlobStore>();
+        var classification = pipeline.Services.GetRequiredService<ClassificationStage>();
+        var sent = new InMemoryTransport();
+        var segmentation = new SegmentationStage(blobs, pipeline.Results, sent, new LeukocyteSegmenter(), classification.Classes);
+        var classifying = await segmentation.ProcessAsync(name, null, CancellationToken.None);
+        Assert.Equal(ImageRow.Classifying, classifying.Status);
+        var readEarly = (await pipeline.Results.GetImageAsync(classifying.ImageId, CancellationToken.None))!;
+
+        // Classification finishes the image; a replay of the blob event had read the row just before.
+        Assert.Equal(MessageOutcome.Complete, (await classification.HandleAsync(await TakeAsync(sent), CancellationToken.None)).Outcome);
+        var replayed = new InMemoryTransport();
+        var replay = new SegmentationStage(blobs, new StaleFirstRead(pipeline.Results, readEarly), replayed, new LeukocyteSegmenter(), classification.Classes);
+        var answer = await replay.ProcessAsync(name, null, CancellationToken.None);
+
+        Assert.Equal(ImageStatus.Completed, answer.Status);
+        Assert.Equal(ImageStatus.Completed, (await pipeline.Results.GetImageAsync(classifying.ImageId, CancellationToken.None))!.Status);
+        Assert.Equal(0, replayed.Pending);
+    }
+
+    [Fact]
+    public async Task TheSweeperFailsAnImageStuckInClassifyingAndABatchStuckInExpandingOnceWithTheReason()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync(watch: false, consume: false);
+        var name = $"{Azurite.Unique("stuck")}/field.jpg";
+        await PipelineHarness.UploadAsync(Containers.Uploads, name, Samples.All()[0].Data);
+        var image = await pipeline.Services.GetRequiredService<SegmentationStage>().ProcessAsync(name, null, CancellationToken.None);
+        Assert.Equal(ImageRow.Classifying, image.Status); // and no consumer: it stays so
+        var batchId = Azurite.Unique("stuckbatch");
+        Assert.True(await pipeline.Results.TryWriteBatchAsync(
+            new BatchRow(batchId, "archives/stuck.zip", BatchRow.Expanding, null, 0, 0, 0, DateTimeOffset.UtcNow), CancellationToken.None));
+        var events = new RecordingEvents();
+
+        // Within the bound nothing is touched; past it, each is failed once, however often the sweeper runs.
+        await new PipelineSweeper(pipeline.Results, TimeSpan.FromHours(1), events).SweepOnceAsync(CancellationToken.None);
+        Assert.Equal(ImageRow.Classifying, (await pipeline.Results.GetImageAsync(image.ImageId, CancellationToken.None))!.Status);
+        var later = new PipelineSweeper(pipeline.Results, TimeSpan.FromHours(1), events, new LaterClock(TimeSpan.FromHours(2)));
+        await later.SweepOnceAsync(CancellationToken.None);
+        await later.SweepOnceAsync(CancellationToken.None);
+
+        var row = (await pipeline.Results.GetImageAsync(image.ImageId, CancellationToken.None))!;
+        Assert.Equal(ImageStatus.Failed, row.Status);
+        Assert.Contains("stuck in classifying", row.Error);
+        Assert.Equal([(WebhookEvents.ImageFailed, image.ImageId, row.Error)], events.Of(image.ImageId));
+        var batch = (await pipeline.Results.GetBatchAsync(batchId, CancellationToken.None))!;
+        Assert.Equal(BatchRow.Failed, batch.Status);
+        Assert.Contains("stuck in expanding", batch.Error);
+        Assert.Equal([(WebhookEvents.BatchFailed, batchId, batch.Error)], events.Of(batchId));
+    }
+
+    [Fact]
+    public async Task EntriesRefusedInAnArchiveAreImagesWithRowsAndImageFailedEvents()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync();
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var name = $"{Azurite.Unique("refused")}.zip";
+        var webhooks = pipeline.Services.GetRequiredService<WebhookService>();
+        await webhooks.CreateAsync(new WebhookRequest(receiver.Url, null, null, $"{Containers.Archives}/{name}"), CancellationToken.None);
+        await PipelineHarness.UploadAsync(Containers.Archives, name, Zips.Build(("good.jpg", Samples.All()[0].Data), ("../escape.jpg", Samples.All()[1].Data)));
+
+        var batch = await WaitForBatchAsync(pipeline, PipelineIds.Batch(name), b => b.Status == "completed");
+        var refused = Assert.Single(batch.Images, i => i.Status == ImageStatus.Failed);
+        var view = await pipeline.Queries.GetImageAsync(refused.Id, CancellationToken.None);
+        Assert.NotNull(view);
+        Assert.Equal(ImageStatus.Failed, view.Status);
+        Assert.Contains("unsafe name", view.Error);
+        Assert.Equal($"{Containers.Archives}/{name}!../escape.jpg", view.Source);
+
+        var events = await WaitForEventsAsync(receiver, e => e.Any(x => x["type"]!.GetValue<string>() == WebhookEvents.BatchCompleted));
+        var failed = Assert.Single(events, e => e["type"]!.GetValue<string>() == WebhookEvents.ImageFailed);
+        Assert.Equal(refused.Id, failed["data"]!["imageId"]!.GetValue<string>());
+        Assert.Single(events, e => e["type"]!.GetValue<string>() == WebhookEvents.ImageCompleted);
+    }
+
+    [Fact]
+    public async Task ARefusedArchiveIsAnnouncedAsBatchFailedWithItsReason()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync();
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var name = $"{Azurite.Unique("corrupt")}.zip";
+        var webhooks = pipeline.Services.GetRequiredService<WebhookService>();
+        await webhooks.CreateAsync(new WebhookRequest(receiver.Url, [WebhookEvents.BatchFailed], null, $"{Containers.Archives}/{name}"), CancellationToken.None);
+        var zip = Zips.Build(("field.jpg", Samples.All()[0].Data));
+        await PipelineHarness.UploadAsync(Containers.Archives, name, zip[..(zip.Length - 30)]); // the central directory cut off
+
+        var batch = await WaitForBatchAsync(pipeline, PipelineIds.Batch(name), b => b.Status == "failed");
+        Assert.StartsWith("archive refused", batch.Error);
+        var events = await WaitForEventsAsync(receiver, e => e.Count > 0);
+        var failed = Assert.Single(events);
+        Assert.Equal(WebhookEvents.BatchFailed, failed["type"]!.GetValue<string>());
+        Assert.Equal(batch.Id, failed["data"]!["batchId"]!.GetValue<string>());
+        Assert.Equal(batch.Error, failed["data"]!["error"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task BatchCompletedIsAnnouncedOnceHoweverManyImagesFinishAtOnce()
+    {
+        await Azurite.RequireAsync();
+        var store = new TableResultStore(Azurite.Tables);
+        await store.InitializeAsync(CancellationToken.None);
+        var batchId = Azurite.Unique("once");
+        Assert.True(await store.TryWriteBatchAsync(new BatchRow(batchId, "archives/once.zip", BatchRow.Expanded, null, 8, 0, 0, DateTimeOffset.UtcNow), CancellationToken.None));
+        for (int i = 0; i < 8; i++)
+        {
+            await store.UpsertBatchMemberAsync(new BatchMemberRow(batchId, $"i{i}", $"archives/once.zip!{i}.jpg", ImageStatus.Completed, null, new Dictionary<string, int>()), CancellationToken.None);
+        }
+
+        // Every image's stage checks the batch when it finishes; eight finishing at once all find it complete.
+        var events = new RecordingEvents();
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Task.Run(() => BatchProgress.CheckCompletedAsync(store, batchId, events, TimeProvider.System, CancellationToken.None))));
+        await BatchProgress.CheckCompletedAsync(store, batchId, events, TimeProvider.System, CancellationToken.None);
+
+        Assert.Equal([(WebhookEvents.BatchCompleted, batchId, (string?)null)], events.Of(batchId));
+        Assert.Equal(BatchRow.Completed, (await store.GetBatchAsync(batchId, CancellationToken.None))!.Status);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ASenderNeverUndoesARotationOrADeleteMadeWhileItDelivered(bool delete)
+    {
+        await Azurite.RequireAsync();
+        var store = new TableWebhookStore(Azurite.Tables);
+        await store.InitializeAsync(CancellationToken.None);
+        var options = WebhookOptions.Default with { AllowLoopback = true };
+        var service = new WebhookService(store, options);
+        string? id = null, rotatedSecret = null;
+
+        // The receiver answers 410 Gone; while it answers, the subscription is rotated (or deleted) through the API.
+        await using var receiver = await WebhookReceiver.StartAsync(_ =>
+        {
+            if (delete)
+            {
+                service.DeleteAsync(id!, CancellationToken.None).GetAwaiter().GetResult();
+            }
+            else
+            {
+                rotatedSecret = service.RotateSecretAsync(id!, CancellationToken.None).GetAwaiter().GetResult()!.Secret;
+            }
+
+            return (410, null);
+        });
+        var created = await service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), CancellationToken.None);
+        id = created.Subscription.Id;
+        var sender = new WebhookSender(store, new InMemoryTransport(), WebhookSender.CreateHttpClient(options), options);
+        var delivery = new WebhookDelivery(id, "msg_test", WebhookEvents.ImageCompleted, "{}", 1);
+        var message = new ReceivedMessage("m1", System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(delivery, PipelineJson.Options), 1, new Dictionary<string, string>());
+
+        Assert.Equal(MessageOutcome.Complete, (await sender.HandleAsync(message, CancellationToken.None)).Outcome);
+
+        var after = await store.GetAsync(id, CancellationToken.None);
+        if (delete)
+        {
+            Assert.Null(after);
+        }
+        else
+        {
+            Assert.NotNull(after);
+            Assert.False(after.Enabled);
+            Assert.Equal([rotatedSecret, created.Secret], after.Secrets.Select(s => s.Value));
+        }
+    }
+
+    private static async Task<ImageRow> UploadAndWaitAsync(PipelineHarness pipeline, string name, byte[] data)
+    {
+        await PipelineHarness.UploadAsync(Containers.Uploads, name, data);
+        var etag = await ETagAsync(Containers.Uploads, name);
+        var deadline = DateTime.UtcNow + Patience;
+        while (true)
+        {
+            var row = await pipeline.Results.GetImageAsync(PipelineIds.Image(name), CancellationToken.None);
+            if (row is { IsFinal: true } && row.BlobETag == etag)
+            {
+                return row;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"{name} version {etag} not final after {Patience} ({row?.Status ?? "no row"})");
+            await Task.Delay(250);
+        }
+    }
+
+    private static async Task<string> ETagAsync(string container, string name) =>
+        (await Azurite.Blobs.GetBlobContainerClient(container).GetBlobClient(name).GetPropertiesAsync()).Value.ETag.ToString().Trim('"'); // as the pipeline records versions
+
+    private static async Task<BatchView> WaitForBatchAsync(PipelineHarness pipeline, string batchId, Func<BatchView, bool> done)
+    {
+        var deadline = DateTime.UtcNow + Patience;
+        while (true)
+        {
+            var batch = await pipeline.Queries.GetBatchAsync(batchId, CancellationToken.None);
+            if (batch is not null && done(batch))
+            {
+                return batch;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"batch {batchId} is {batch?.Status ?? "unknown"} ({batch?.Error}) after {Patience}");
+            await Task.Delay(250);
+        }
+    }
+
+    /// <summary>The receiver's events by webhook-id (one per id, as a receiver deduplicates), once <paramref name="enough"/> holds.</summary>
+    private static async Task<List<JsonNode>> WaitForEventsAsync(WebhookReceiver receiver, Func<List<JsonNode>, bool> enough)
+    {
+        var deadline = DateTime.UtcNow + Patience;
+        while (true)
+        {
+            var events = receiver.Requests.GroupBy(r => r.Id).Select(g => JsonNode.Parse(g.First().Body)!).ToList();
+            if (enough(events))
+            {
+                return events;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"{events.Count} events after {Patience}");
+            await Task.Delay(250);
+        }
+    }
+
+    private static async Task<ReceivedMessage> TakeAsync(InMemoryTransport transport)
+    {
+        ReceivedMessage? taken = null;
+        transport.Complete();
+        await transport.RunAsync((m, _) =>
+        {
+            taken = m;
+            return Task.FromResult(MessageResult.Completed);
+        }, CancellationToken.None);
+        return taken ?? throw new InvalidOperationException("no message was sent");
+    }
+
+    private static async Task<List<TableEntity>> CellEntitiesAsync(string imageId)
+    {
+        var list = new List<TableEntity>();
+        await foreach (var e in Azurite.Tables.GetTableClient(TableResultStore.CellsTable).QueryAsync<TableEntity>(x => x.PartitionKey == imageId))
+        {
+            list.Add(e);
+        }
+
+        return list;
+    }
+
+    private static async Task<List<string>> CropsAsync(string imageId)
+    {
+        var names = new List<string>();
+        await foreach (var blob in Azurite.Blobs.GetBlobContainerClient(Containers.Crops).GetBlobsAsync(global::Azure.Storage.Blobs.Models.BlobTraits.None, global::Azure.Storage.Blobs.Models.BlobStates.None, imageId + "/", CancellationToken.None))
+        {
+            names.Add(blob.Name);
+        }
+
+        return names;
+    }
+}
