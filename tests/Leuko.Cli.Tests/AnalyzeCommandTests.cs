@@ -209,6 +209,40 @@ public class AnalyzeCommandTests
     }
 
     [Fact]
+    public async Task CorruptEntriesFailAndDuplicateOrLongNamesAreAnalysedUnderTheirOwnSources()
+    {
+        using var inputs = new TempDir();
+        using var output = new TempDir();
+        var image = File.ReadAllBytes(CliRunner.SampleImage("BloodImage_00000.jpg"));
+        var other = File.ReadAllBytes(CliRunner.SampleImage("BloodImage_00037.jpg"));
+        var longName = string.Join('/', Enumerable.Range(0, 12).Select(i => $"{new string('d', 90)}{i}")) + "/" + new string('f', 300) + ".jpg";
+        var zip = Path.Combine(inputs.Path, "batch.zip");
+        File.WriteAllBytes(zip, Zips.WithCorruptFirstEntry(Zips.Build(System.IO.Compression.CompressionLevel.NoCompression,
+            ("bad.jpg", image), ("dup.jpg", image), ("dup.jpg", other), ("DUP.JPG", image), (longName, other))));
+
+        var r = await Analyze(output.Path, zip);
+
+        Assert.Equal(1, r.ExitCode); // the corrupt entry
+        var results = Results(output.Path);
+        Assert.Equal(new[] { "bad.jpg", "dup.jpg", "dup.jpg", "DUP.JPG", longName }.Select(e => $"{zip}!{e}"),
+            Images(results).Select(i => i!["source"]!.GetValue<string>()));
+        var bad = Images(results)[0]!;
+        Assert.Equal("failed", bad["status"]!.GetValue<string>());
+        Assert.StartsWith("corrupt entry: the CRC-32", bad["error"]!.GetValue<string>());
+
+        // Every other entry is analysed, each with an annotated image of its own: both of one name, and the long one.
+        var analysed = Images(results).Skip(1).ToList();
+        Assert.All(analysed, i => Assert.Equal("completed", i!["status"]!.GetValue<string>()));
+        var annotated = analysed.Select(i => i!["annotated"]!.GetValue<string>()).ToList();
+        Assert.Equal(["annotated/batch/dup.jpg", "annotated/batch/dup~2.jpg", "annotated/batch/DUP~3.jpg"], annotated[..3]);
+        Assert.Equal(analysed[0]!["cells"]!.ToJsonString(), analysed[2]!["cells"]!.ToJsonString());
+        Assert.NotEqual(analysed[0]!["cells"]!.ToJsonString(), analysed[1]!["cells"]!.ToJsonString()); // the second dup.jpg is the other field
+        Assert.Equal(Images(results)[4]!["cells"]!.ToJsonString(), analysed[1]!["cells"]!.ToJsonString());
+        Assert.All(annotated, a => Assert.True(File.Exists(Path.Combine(output.Path, a)), a));
+        Assert.DoesNotContain("PathTooLong", r.Stderr);
+    }
+
+    [Fact]
     public async Task AnArchiveOrAnImageIsKnownByItsContentNotItsName()
     {
         using var inputs = new TempDir();

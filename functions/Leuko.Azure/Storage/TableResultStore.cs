@@ -191,6 +191,15 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
         return members;
     }
 
+    public async Task<BatchMemberRow?> GetBatchMemberAsync(string batchId, string imageId, CancellationToken cancellationToken)
+    {
+        var found = await Table(BatchImagesTable).GetEntityIfExistsAsync<TableEntity>(batchId, imageId, cancellationToken: cancellationToken);
+        return found.HasValue
+            ? new BatchMemberRow(batchId, imageId, found.Value!.GetString("Source"), found.Value.GetString("Status"), found.Value.GetString("Error"),
+                JsonSerializer.Deserialize<Dictionary<string, int>>(found.Value.GetString("Counts") ?? "{}")!)
+            : null;
+    }
+
     public async Task<bool> HasPendingMembersAsync(string batchId, CancellationToken cancellationToken)
     {
         var filter = TableClient.CreateQueryFilter($"PartitionKey eq {batchId} and Status eq {BatchMemberRow.Pending}");

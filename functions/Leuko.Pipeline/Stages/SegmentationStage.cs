@@ -49,7 +49,11 @@ public sealed class SegmentationStage(
         }
 
         var batchId = blob.Metadata.GetValueOrDefault(Containers.BatchIdKey);
-        var source = blob.Metadata.TryGetValue(Containers.SourceKey, out var escaped) ? Uri.UnescapeDataString(escaped) : $"{Containers.Uploads}/{uploadName}";
+        var source = blob.Metadata.TryGetValue(Containers.SourceKey, out var escaped)
+            ? Uri.UnescapeDataString(escaped)
+            : batchId is not null && await results.GetBatchMemberAsync(batchId, imageId, cancellationToken) is { } member
+                ? member.Source // an archive entry whose name is too long for blob metadata
+                : $"{Containers.Uploads}/{uploadName}";
         var existing = await results.GetImageAsync(imageId, cancellationToken);
         if (existing is { IsFinal: true } && existing.BlobETag == blob.ETag)
         {

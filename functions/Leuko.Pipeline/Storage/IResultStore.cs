@@ -110,6 +110,10 @@ public interface IResultStore
 
     Task<IReadOnlyList<BatchMemberRow>> GetBatchMembersAsync(string batchId, CancellationToken cancellationToken);
 
+    /// <summary>One image of a batch, or null (stores with point reads override this).</summary>
+    async Task<BatchMemberRow?> GetBatchMemberAsync(string batchId, string imageId, CancellationToken cancellationToken) =>
+        (await GetBatchMembersAsync(batchId, cancellationToken)).FirstOrDefault(m => m.ImageId == imageId);
+
     /// <summary>Whether any image of the batch is still pending (asked after every image: it must not read the whole batch).</summary>
     Task<bool> HasPendingMembersAsync(string batchId, CancellationToken cancellationToken);
 
