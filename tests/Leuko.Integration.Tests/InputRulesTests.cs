@@ -124,6 +124,29 @@ public class InputRulesTests
         Assert.Equal(await Boxes(longRow), await Boxes(dups[1])); // ...as is the long-named entry
     }
 
+    [Fact]
+    public async Task TheExifOrientationIsAppliedAndRecorded()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync();
+        var run = Azurite.Unique("exif");
+        var jpeg = Samples.All()[0].Data;
+        var names = new[] { $"{run}/plain.jpg", $"{run}/sideways.jpg" };
+        await PipelineHarness.UploadAsync(Containers.Uploads, names[0], jpeg);
+        await PipelineHarness.UploadAsync(Containers.Uploads, names[1], Exif.Jpeg(jpeg, 8)); // turn 90° counter-clockwise
+
+        var rows = await PipelineHarness.WaitForImagesAsync(pipeline.Results, names, TimeSpan.FromMinutes(2));
+
+        Assert.Equal((640, 480, 1), (rows[0].Width, rows[0].Height, rows[0].Orientation));
+        Assert.Equal((480, 640, 8), (rows[1].Width, rows[1].Height, rows[1].Orientation));
+        Assert.Equal(rows[0].Counts, rows[1].Counts);
+        var view = (await pipeline.Queries.GetImageAsync(rows[1].ImageId, CancellationToken.None))!;
+        Assert.Equal(8, view.Orientation);
+        Assert.All(view.Cells, c => Assert.True(c.Box.X + c.Box.Width <= 480 && c.Box.Y + c.Box.Height <= 640, $"{c.Box}"));
+        var png = (await pipeline.Queries.GetAnnotatedPngAsync(rows[1].ImageId, CancellationToken.None))!;
+        using var drawn = OpenCvSharp.Cv2.ImDecode(png, OpenCvSharp.ImreadModes.Color);
+        Assert.Equal(new OpenCvSharp.Size(480, 640), drawn.Size());
+    }
+
     private static async Task<BatchView> WaitForBatchAsync(PipelineHarness pipeline, string batchId)
     {
         var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);

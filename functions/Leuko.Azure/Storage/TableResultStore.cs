@@ -62,6 +62,7 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
             ["MicronsPerPixel"] = image.Scale?.MicronsPerPixel,
             ["ScaleSource"] = image.Scale?.Source,
             ["RedCells"] = image.Scale?.RedCells,
+            ["Orientation"] = image.Orientation,
         };
         foreach (var (cls, count) in image.Counts)
         {
@@ -86,7 +87,8 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
             JsonSerializer.Deserialize<Dictionary<string, int>>(e.GetString("Counts") ?? "{}")!,
             e.GetString("ModelVersion"), e.GetDouble("SegmentMs"), e.GetDouble("ClassifyMs"), e.GetString("TraceParent"), e.GetString("BlobETag"),
             e.GetDateTimeOffset("Updated") ?? e.Timestamp ?? DateTimeOffset.MinValue,
-            e.GetDouble("MicronsPerPixel") is { } mpp ? new ScaleRecord(mpp, e.GetString("ScaleSource") ?? "", e.GetInt32("RedCells") ?? 0) : null);
+            e.GetDouble("MicronsPerPixel") is { } mpp ? new ScaleRecord(mpp, e.GetString("ScaleSource") ?? "", e.GetInt32("RedCells") ?? 0) : null,
+            e.GetInt32("Orientation"));
     }
 
     public async Task UpsertCellsAsync(string imageId, IReadOnlyList<CellRow> cells, CancellationToken cancellationToken)

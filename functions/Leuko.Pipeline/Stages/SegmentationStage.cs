@@ -62,6 +62,7 @@ public sealed class SegmentationStage(
 
         long start = Stopwatch.GetTimestamp();
         Mat image;
+        int orientation;
         ImageScale? given;
         try
         {
@@ -74,7 +75,7 @@ public sealed class SegmentationStage(
                     : "a zip archive inside an archive: nested archives are not expanded");
             }
 
-            image = ImageDecoder.Decode(blob.Content.Span);
+            image = ImageDecoder.Decode(blob.Content.Span, out orientation);
         }
         catch (InvalidImageException e)
         {
@@ -89,7 +90,10 @@ public sealed class SegmentationStage(
             if (segmentation.Leukocytes.Count == 0)
             {
                 return await FinishAsync(
-                    Row(imageId, source, uploadName, batchId, ImageStatus.NoLeukocytes, null, image.Width, image.Height, trace, blob.ETag) with { SegmentMs = Math.Round(segmentMs, 1), Scale = scaleRecord },
+                    Row(imageId, source, uploadName, batchId, ImageStatus.NoLeukocytes, null, image.Width, image.Height, trace, blob.ETag) with
+                    {
+                        SegmentMs = Math.Round(segmentMs, 1), Scale = scaleRecord, Orientation = orientation,
+                    },
                     cancellationToken);
             }
 
@@ -104,7 +108,7 @@ public sealed class SegmentationStage(
                 entries.Add(new CropEntry(i, new Box(cell.Box.X, cell.Box.Y, cell.Box.Width, cell.Box.Height), cell.Area, Contours.Format(cell.Contour), $"{Containers.Crops}/{crop}"));
             }
 
-            var manifest = new CropManifest(imageId, source, uploadName, batchId, blob.ETag, image.Width, image.Height, Math.Round(segmentMs, 1), entries, scaleRecord);
+            var manifest = new CropManifest(imageId, source, uploadName, batchId, blob.ETag, image.Width, image.Height, Math.Round(segmentMs, 1), entries, scaleRecord, orientation);
             var manifestName = $"{imageId}/manifest.json";
             await blobs.PutAsync(Containers.Crops, manifestName, JsonSerializer.SerializeToUtf8Bytes(manifest, PipelineJson.Options), "application/json", null, cancellationToken);
 
@@ -114,6 +118,7 @@ public sealed class SegmentationStage(
                 Cells = entries.Count,
                 SegmentMs = Math.Round(segmentMs, 1),
                 Scale = scaleRecord,
+                Orientation = orientation,
             };
             await results.UpsertImageAsync(row, cancellationToken);
             var properties = new Dictionary<string, string> { [PipelineTelemetry.TraceParent] = trace };

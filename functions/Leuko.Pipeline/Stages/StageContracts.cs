@@ -45,7 +45,8 @@ public sealed record CropManifest(
     int Height,
     double SegmentMs,
     IReadOnlyList<CropEntry> Cells,
-    ScaleRecord? Scale = null);
+    ScaleRecord? Scale = null,
+    int? Orientation = null);
 
 /// <summary>One segmented cell: where it is and where its crop is (<c>crops/IMAGEID/INDEX.png</c>, lossless).</summary>
 public sealed record CropEntry(int Index, Box Box, int Area, string Contour, string Crop);

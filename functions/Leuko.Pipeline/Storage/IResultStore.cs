@@ -6,6 +6,8 @@ namespace Leuko.Pipeline.Storage;
 /// <paramref name="Source"/> is what the user gave (<c>uploads/NAME</c>, or <c>archives/NAME!entry</c>);
 /// <paramref name="Upload"/> is the blob analysed, in <c>uploads/</c>. <paramref name="BlobETag"/> is the version of the upload it describes: a replayed event for that version changes nothing.
 /// <paramref name="Counts"/> holds every class of the model, the other-cell kinds included. <paramref name="Scale"/> is the physical scale it was segmented at.
+/// <paramref name="Orientation"/> is the EXIF orientation applied when it was decoded (1: none; null: not decoded): its size, boxes and
+/// outlines are those of the picture as viewers show it.
 /// </summary>
 public sealed record ImageRow(
     string ImageId,
@@ -25,7 +27,8 @@ public sealed record ImageRow(
     string? TraceParent,
     string? BlobETag,
     DateTimeOffset Updated,
-    ScaleRecord? Scale = null)
+    ScaleRecord? Scale = null,
+    int? Orientation = null)
 {
     /// <summary>Segmented; the cells are queued for classification.</summary>
     public const string Classifying = "classifying";
