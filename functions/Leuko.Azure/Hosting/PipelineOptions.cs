@@ -47,7 +47,11 @@ public sealed class PipelineOptions
     [DeployedSetting]
     public string Queue { get; set; } = "classify";
 
-    /// <summary>Deliveries of a classification message before it is dead-lettered and its image failed.</summary>
+    /// <summary>
+    /// Deliveries of a classification message before it is dead-lettered and its image failed. On Service Bus keep it
+    /// below the queue's <c>maxDeliveryCount</c> (infra/modules/servicebus.bicep: 10), so that the stage, not the broker,
+    /// handles the last delivery and marks the image failed.
+    /// </summary>
     public int MaxAttempts { get; set; } = 5;
 
     /// <summary>Classification messages handled at once by one host.</summary>

@@ -217,8 +217,7 @@ public sealed class StorageQueueTransport : IMessageTransport
                     await _queue.DeleteMessageAsync(message.MessageId, popReceipt, CancellationToken.None);
                     break;
                 case MessageOutcome.Retry:
-                    var backoff = TimeSpan.FromSeconds(Math.Min(30, Math.Pow(2, message.DequeueCount - 1)));
-                    await _queue.UpdateMessageAsync(message.MessageId, popReceipt, visibilityTimeout: backoff, cancellationToken: CancellationToken.None);
+                    await _queue.UpdateMessageAsync(message.MessageId, popReceipt, visibilityTimeout: RetryBackoff.After((int)message.DequeueCount), cancellationToken: CancellationToken.None);
                     break;
                 case MessageOutcome.DeadLetter:
                     await DeadLetterAsync(message.MessageId, popReceipt, envelope, result.Reason ?? "dead-lettered", CancellationToken.None);
