@@ -21,6 +21,8 @@ public static class ImageStatus
 /// <param name="Differential">Count and percentage per class of the differential over <paramref name="Cells"/> (every class of it listed; other cells left out).</param>
 /// <param name="OtherCells">Cells reported apart from the differential, per kind (immature granulocytes, erythroblasts, platelets).</param>
 /// <param name="Scale">The physical scale the image was analysed at and how it was obtained; null when it was not decoded.</param>
+/// <param name="Orientation">The EXIF orientation (1-8) applied when the image was decoded, 1 for none; null when it was not decoded.
+/// Width, height, boxes and outlines are of the picture turned so, as viewers show it.</param>
 public sealed record ImageResult(
     string Source,
     string Status,
@@ -30,7 +32,8 @@ public sealed record ImageResult(
     IReadOnlyList<CellResult> Cells,
     IReadOnlyDictionary<string, ClassCount> Differential,
     IReadOnlyDictionary<string, int> OtherCells,
-    ScaleRecord? Scale)
+    ScaleRecord? Scale,
+    int? Orientation = null)
 {
     public static ImageResult Failure(string source, string error, CellClasses classes) =>
         new(source, ImageStatus.Failed, error, null, null, [], classes.Count([]), classes.CountOthers([]), null);

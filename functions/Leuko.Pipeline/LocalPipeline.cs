@@ -78,7 +78,7 @@ public sealed class LocalPipeline : IAsyncDisposable
             var result = new ImageResult(
                 row.Source, row.Status, row.Error, row.Width, row.Height,
                 cells.Select(c => c.ToResult()).ToList(),
-                Classes.Count(cells.Select(c => c.Class)), Classes.CountOthers(cells.Select(c => c.Class)), row.Scale);
+                Classes.Count(cells.Select(c => c.Class)), Classes.CountOthers(cells.Select(c => c.Class)), row.Scale, row.Orientation);
             return new LocalImage(result, cells.Select(c => Contours.Parse(c.Contour)).ToList(), row.SegmentMs ?? 0, row.ClassifyMs ?? 0);
         }
         finally

@@ -19,7 +19,10 @@ resource classify 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   name: 'classify'
   properties: {
     lockDuration: 'PT1M' // classifying an image's cells takes well under a second; the consumer renews the lock for up to 5 min
-    maxDeliveryCount: 5 // Leuko:MaxAttempts: the stage dead-letters and fails the image at the 5th delivery
+    // Above Leuko:MaxAttempts (5), which the stage enforces: it dead-letters and fails the image at the 5th delivery. Retries
+    // are scheduled copies that carry the count, so the broker's own count only grows when a lock lapses (a host died);
+    // were it equal to MaxAttempts, the broker would dead-letter a message at its last delivery before the image is failed.
+    maxDeliveryCount: 10
     deadLetteringOnMessageExpiration: true
     requiresDuplicateDetection: true // MessageId = image id and blob version: a replayed segmentation sends nothing new
     duplicateDetectionHistoryTimeWindow: 'PT1H'

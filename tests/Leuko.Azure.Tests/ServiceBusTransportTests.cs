@@ -28,14 +28,17 @@ public class ServiceBusTransportTests
             deliveryCount: deliveryCount);
 
     /// <summary>Hands <paramref name="message"/> to the adapter as the processor would, and returns what was settled.</summary>
+    private static readonly DateTimeOffset Now = new(2030, 1, 2, 3, 4, 5, TimeSpan.Zero);
+
     private static async Task<RecordingReceiver> HandleAsync(
         ServiceBusReceivedMessage message,
         MessageHandler handler,
         Action<Exception>? onError = null,
-        CancellationToken processorToken = default)
+        CancellationToken processorToken = default,
+        FakeClient? client = null)
     {
-        var client = new FakeClient();
-        await using var transport = new ServiceBusTransport(client, Queue, onError: onError);
+        client ??= new FakeClient();
+        await using var transport = new ServiceBusTransport(client, Queue, onError: onError, time: new Microsoft.Extensions.Time.Testing.FakeTimeProvider(Now));
         var receiver = new RecordingReceiver();
         await transport.HandleMessageAsync(new ProcessMessageEventArgs(message, receiver, processorToken), handler);
         return receiver;
@@ -102,12 +105,65 @@ public class ServiceBusTransportTests
     }
 
     [Fact]
-    public async Task RetryOutcomeAbandons()
+    public async Task RetryOutcomeSchedulesABackedOffCopyThenCompletes()
     {
-        var receiver = await HandleAsync(Received(), Returns(new MessageResult(MessageOutcome.Retry, "blob not there yet")));
+        // An abandon would be redelivered at once; the storage queue waits 1 s, 2 s, 4 s ...: so does this.
+        var client = new FakeClient();
+        var receiver = await HandleAsync(
+            Received(properties: new Dictionary<string, object> { ["traceparent"] = TraceParent }),
+            Returns(new MessageResult(MessageOutcome.Retry, "blob not there yet")), client: client);
+
+        Assert.Equal(["complete"], receiver.Calls);
+        var copy = Assert.Single(client.Sender.Sent);
+        Assert.Equal(Now + TimeSpan.FromSeconds(1), copy.ScheduledEnqueueTime);
+        Assert.Equal("""{"cell":3}""", copy.Body.ToString());
+        Assert.Equal("image-1/cell-3/retry-2", copy.MessageId); // its own id: duplicate detection would drop the original's
+        Assert.Equal("image-1/cell-3", copy.ApplicationProperties[ServiceBusTransport.MessageIdProperty]);
+        Assert.Equal(1, copy.ApplicationProperties[ServiceBusTransport.DeliveriesProperty]);
+        Assert.Equal(TraceParent, copy.ApplicationProperties["traceparent"]);
+    }
+
+    [Fact]
+    public async Task ARetryCopyCarriesTheDeliveryCountOnAndBacksOffFurther()
+    {
+        // The fourth copy, delivered once more after a host died holding it: deliveries 3 before it, and 2 of it.
+        var fourth = Received(messageId: "image-1/cell-3/retry-4", deliveryCount: 2, properties: new Dictionary<string, object>
+        {
+            [ServiceBusTransport.DeliveriesProperty] = 3, [ServiceBusTransport.MessageIdProperty] = "image-1/cell-3", ["traceparent"] = TraceParent,
+        });
+        ReceivedMessage? seen = null;
+        var client = new FakeClient();
+
+        await HandleAsync(fourth, (m, _) =>
+        {
+            seen = m;
+            return Task.FromResult(new MessageResult(MessageOutcome.Retry, "again"));
+        }, client: client);
+
+        Assert.Equal(5, seen!.DeliveryCount); // what the stage compares with Leuko:MaxAttempts
+        Assert.Equal("image-1/cell-3", seen.MessageId);
+        Assert.Equal(["traceparent"], seen.Properties.Keys); // the transport's own properties stay its own
+        var copy = Assert.Single(client.Sender.Sent);
+        Assert.Equal(5, copy.ApplicationProperties[ServiceBusTransport.DeliveriesProperty]);
+        Assert.Equal("image-1/cell-3/retry-6", copy.MessageId);
+        Assert.Equal(Now + TimeSpan.FromSeconds(16), copy.ScheduledEnqueueTime);
+    }
+
+    [Fact]
+    public void TheBackOffDoublesUpToThirtySeconds() =>
+        Assert.Equal([1, 2, 4, 8, 16, 30, 30], Enumerable.Range(1, 7).Select(n => RetryBackoff.After(n).TotalSeconds));
+
+    [Fact]
+    public async Task ARetryThatCannotBeScheduledIsAbandonedRatherThanLost()
+    {
+        var client = new FakeClient();
+        client.Sender.Fail = true;
+        var errors = new List<Exception>();
+
+        var receiver = await HandleAsync(Received(), Returns(new MessageResult(MessageOutcome.Retry, "later")), errors.Add, client: client);
 
         Assert.Equal(["abandon"], receiver.Calls);
-        Assert.Null(receiver.DeadLetterReason);
+        Assert.IsType<ServiceBusException>(Assert.Single(errors));
     }
 
     [Fact]
@@ -146,13 +202,15 @@ public class ServiceBusTransportTests
     }
 
     [Fact]
-    public async Task AThrowingHandlerAbandonsAndReportsTheException()
+    public async Task AThrowingHandlerIsRetriedLaterAndReportsTheException()
     {
         var errors = new List<Exception>();
 
-        var receiver = await HandleAsync(Received(), (_, _) => throw new InvalidOperationException("model not loaded"), errors.Add);
+        var client = new FakeClient();
+        var receiver = await HandleAsync(Received(), (_, _) => throw new InvalidOperationException("model not loaded"), errors.Add, client: client);
 
-        Assert.Equal(["abandon"], receiver.Calls);
+        Assert.Equal(["complete"], receiver.Calls); // retried as any failure is: a scheduled copy
+        Assert.Single(client.Sender.Sent);
         Assert.Equal("model not loaded", Assert.Single(errors).Message);
     }
 
@@ -261,7 +319,8 @@ public class ServiceBusTransportTests
         Assert.Equal(TimeSpan.FromMinutes(5), used.MaxAutoLockRenewalDuration);
         Assert.Equal(0, used.PrefetchCount);
         Assert.Equal(["a", "b"], handled);
-        Assert.Equal(["complete", "abandon"], receiver.Calls);
+        Assert.Equal(["complete", "complete"], receiver.Calls); // b is retried as a scheduled copy
+        Assert.Equal("b/retry-2", Assert.Single(client.Sender.Sent).MessageId);
         Assert.Equal(1, client.Processor.Stops);
         Assert.True(client.Processor.Disposed);
     }
@@ -336,8 +395,15 @@ public class ServiceBusTransportTests
 
         public bool Disposed { get; private set; }
 
+        public bool Fail { get; set; }
+
         public override Task SendMessageAsync(ServiceBusMessage message, CancellationToken cancellationToken = default)
         {
+            if (Fail)
+            {
+                throw new ServiceBusException("the namespace is unreachable", ServiceBusFailureReason.ServiceCommunicationProblem);
+            }
+
             Sent.Add(message);
             return Task.CompletedTask;
         }

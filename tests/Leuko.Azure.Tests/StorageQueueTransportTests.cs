@@ -98,19 +98,42 @@ public class StorageQueueTransportTests
     [Fact]
     public async Task TheLockIsRenewedWhileASlowHandlerRuns()
     {
-        // Handling takes three lock periods: without renewal the message would be delivered again meanwhile.
-        var transport = await TransportAsync(visibility: TimeSpan.FromSeconds(2), concurrency: 4);
+        // Handling outlasts the 10 s lock, which is renewed every 5 s: without renewal the message would be delivered again
+        // to the idle consumers meanwhile. A renewal would have to stall for 5 s to let that happen (with a 2 s lock
+        // renewed every second, one busy second on a loaded machine did).
+        var transport = await TransportAsync(visibility: TimeSpan.FromSeconds(10), concurrency: 4);
         await transport.SendAsync(Message("slow", "{}"), CancellationToken.None);
         var deliveries = new ConcurrentQueue<int>();
         bool finished = false;
         await ConsumeUntilAsync(transport, async (m, ct) =>
         {
             deliveries.Enqueue(m.DeliveryCount);
-            await Task.Delay(TimeSpan.FromSeconds(6), ct);
+            await Task.Delay(TimeSpan.FromSeconds(13), ct);
             finished = true;
             return MessageResult.Completed;
-        }, () => finished, TimeSpan.FromSeconds(30));
+        }, () => finished, TimeSpan.FromSeconds(60));
         Assert.Equal([1], deliveries);
+    }
+
+    [Theory]
+    [InlineData(0.2, 1)]
+    [InlineData(1.0, 1)]
+    [InlineData(1.5, 2)]
+    [InlineData(30.01, 31)]
+    public async Task ADelayedMessageStaysInvisibleAtLeastUntilItsTime(double delaySeconds, int invisibleSeconds)
+    {
+        // The service takes whole seconds; the SDK drops the fraction, so a webhook's Retry-After of 1 s (sent a few
+        // milliseconds after the answer) became 0 s. The clock is the test's, so the delay asked is exactly the one given.
+        await Azurite.RequireAsync();
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        var transport = new StorageQueueTransport(Azurite.Queues, Azurite.Unique("q"), time: time);
+        await transport.InitializeAsync(CancellationToken.None);
+
+        var receipt = await transport.SendForReceiptAsync(
+            Message("later", "{}") with { NotBefore = time.GetUtcNow() + TimeSpan.FromSeconds(delaySeconds) }, CancellationToken.None);
+
+        // Both times are the service's own, so the difference is the visibility timeout it was given.
+        Assert.Equal(TimeSpan.FromSeconds(invisibleSeconds), receipt.TimeNextVisible - receipt.InsertionTime);
     }
 
     [Fact]

@@ -47,7 +47,8 @@ public class AnalyzeCommandTests
 
         foreach (var image in Images(results))
         {
-            Assert.Equal(["source", "status", "error", "width", "height", "annotated", "scale", "cells", "differential", "otherCells"], image!.AsObject().Select(p => p.Key));
+            Assert.Equal(["source", "status", "error", "width", "height", "annotated", "scale", "orientation", "cells", "differential", "otherCells"], image!.AsObject().Select(p => p.Key));
+            Assert.Equal(1, image["orientation"]!.GetValue<int>()); // the samples have no EXIF orientation
             Assert.True(File.Exists(Path.Combine(temp.Path, image["annotated"]!.GetValue<string>())));
             // BCCD fields are full of red cells: the scale is measured, near BCCD's 0.08 µm/px (one field of a packed
             // smear can be off by half: 2% of the 292 BCCD fields are estimated above 0.13).
@@ -207,6 +208,76 @@ public class AnalyzeCommandTests
         Assert.Equal([zip], Directory.GetFiles(inputs.Path));
         Assert.Equal(["out"], Directory.GetDirectories(inputs.Path).Select(Path.GetFileName));
         Assert.Equal([Path.Combine(outside, "annotated", "batch", "day1", "field.jpg")], Directory.GetFiles(Path.Combine(outside, "annotated"), "*", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public async Task CorruptEntriesFailAndDuplicateOrLongNamesAreAnalysedUnderTheirOwnSources()
+    {
+        using var inputs = new TempDir();
+        using var output = new TempDir();
+        var image = File.ReadAllBytes(CliRunner.SampleImage("BloodImage_00000.jpg"));
+        var other = File.ReadAllBytes(CliRunner.SampleImage("BloodImage_00037.jpg"));
+        var longName = string.Join('/', Enumerable.Range(0, 12).Select(i => $"{new string('d', 90)}{i}")) + "/" + new string('f', 300) + ".jpg";
+        var zip = Path.Combine(inputs.Path, "batch.zip");
+        File.WriteAllBytes(zip, Zips.WithCorruptFirstEntry(Zips.Build(System.IO.Compression.CompressionLevel.NoCompression,
+            ("bad.jpg", image), ("dup.jpg", image), ("dup.jpg", other), ("DUP.JPG", image), (longName, other))));
+
+        var r = await Analyze(output.Path, zip);
+
+        Assert.Equal(1, r.ExitCode); // the corrupt entry
+        var results = Results(output.Path);
+        Assert.Equal(new[] { "bad.jpg", "dup.jpg", "dup.jpg", "DUP.JPG", longName }.Select(e => $"{zip}!{e}"),
+            Images(results).Select(i => i!["source"]!.GetValue<string>()));
+        var bad = Images(results)[0]!;
+        Assert.Equal("failed", bad["status"]!.GetValue<string>());
+        Assert.StartsWith("corrupt entry: the CRC-32", bad["error"]!.GetValue<string>());
+
+        // Every other entry is analysed, each with an annotated image of its own: both of one name, and the long one.
+        var analysed = Images(results).Skip(1).ToList();
+        Assert.All(analysed, i => Assert.Equal("completed", i!["status"]!.GetValue<string>()));
+        var annotated = analysed.Select(i => i!["annotated"]!.GetValue<string>()).ToList();
+        Assert.Equal(["annotated/batch/dup.jpg", "annotated/batch/dup~2.jpg", "annotated/batch/DUP~3.jpg"], annotated[..3]);
+        Assert.Equal(analysed[0]!["cells"]!.ToJsonString(), analysed[2]!["cells"]!.ToJsonString());
+        Assert.NotEqual(analysed[0]!["cells"]!.ToJsonString(), analysed[1]!["cells"]!.ToJsonString()); // the second dup.jpg is the other field
+        Assert.Equal(Images(results)[4]!["cells"]!.ToJsonString(), analysed[1]!["cells"]!.ToJsonString());
+        Assert.All(annotated, a => Assert.True(File.Exists(Path.Combine(output.Path, a)), a));
+        Assert.DoesNotContain("PathTooLong", r.Stderr);
+    }
+
+    [Fact]
+    public async Task TheExifOrientationIsAppliedAndRecorded()
+    {
+        // A camera held sideways stores the field as it was shot and says "turn 90° clockwise" (EXIF 6): the results are of
+        // the field as viewers show it, the same as of a copy turned losslessly.
+        using var inputs = new TempDir();
+        using var output = new TempDir();
+        var jpeg = File.ReadAllBytes(CliRunner.SampleImage("BloodImage_00000.jpg"));
+        File.WriteAllBytes(Path.Combine(inputs.Path, "sideways.jpg"), Exif.Jpeg(jpeg, 6));
+        using (var decoded = OpenCvSharp.Cv2.ImDecode(jpeg, OpenCvSharp.ImreadModes.Color))
+        using (var turned = new OpenCvSharp.Mat())
+        {
+            OpenCvSharp.Cv2.Rotate(decoded, turned, OpenCvSharp.RotateFlags.Rotate90Clockwise);
+            OpenCvSharp.Cv2.ImEncode(".png", turned, out var png);
+            File.WriteAllBytes(Path.Combine(inputs.Path, "turned.png"), png);
+            OpenCvSharp.Cv2.ImEncode(".png", decoded, out var plain);
+            File.WriteAllBytes(Path.Combine(inputs.Path, "tagged.png"), Exif.Png(plain, 6));
+        }
+
+        var r = await Analyze(output.Path, inputs.Path);
+
+        Assert.Equal(0, r.ExitCode);
+        var results = Results(output.Path);
+        var sideways = Image(results, "sideways.jpg");
+        var turnedCopy = Image(results, "turned.png");
+        var tagged = Image(results, "tagged.png");
+        Assert.Equal(6, sideways["orientation"]!.GetValue<int>());
+        Assert.Equal(6, tagged["orientation"]!.GetValue<int>());
+        Assert.Equal(1, turnedCopy["orientation"]!.GetValue<int>());
+        Assert.All(new[] { sideways, turnedCopy, tagged }, i => Assert.Equal((480, 640), (i["width"]!.GetValue<int>(), i["height"]!.GetValue<int>())));
+        Assert.Equal(turnedCopy["cells"]!.ToJsonString(), tagged["cells"]!.ToJsonString());
+        Assert.Equal(turnedCopy["cells"]!.ToJsonString(), sideways["cells"]!.ToJsonString()); // the same pixels, turned exactly
+        using var drawn = OpenCvSharp.Cv2.ImRead(Path.Combine(output.Path, sideways["annotated"]!.GetValue<string>()));
+        Assert.Equal(new OpenCvSharp.Size(480, 640), drawn.Size());
     }
 
     [Fact]

@@ -94,5 +94,5 @@ public class ResultFilesTests
     }
 
     private static ImageRecord Record(string source) =>
-        new(source, "failed", "x", null, null, null, null, [], new Dictionary<string, Leuko.Pipeline.ClassCount>(), new Dictionary<string, int>());
+        new(source, "failed", "x", null, null, null, null, null, [], new Dictionary<string, Leuko.Pipeline.ClassCount>(), new Dictionary<string, int>());
 }

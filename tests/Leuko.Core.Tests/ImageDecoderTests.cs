@@ -1,4 +1,5 @@
 using Leuko.Core.Imaging;
+using Leuko.Tests;
 using OpenCvSharp;
 
 namespace Leuko.Core.Tests;
@@ -30,6 +31,77 @@ public sealed class ImageDecoderTests
         var pixel = decoded.At<Vec3b>(10, 10);
         Assert.InRange(pixel.Item0, 195, 205);
         Assert.InRange(pixel.Item2, 45, 55);
+    }
+
+    /// <summary>Where the picture's pixel (x, y), as viewers show it, is stored, for each EXIF orientation (TIFF 6.0 / Exif 2.3).</summary>
+    private static (int X, int Y) Stored(int orientation, int x, int y, int width, int height) => orientation switch
+    {
+        1 => (x, y),
+        2 => (width - 1 - x, y),
+        3 => (width - 1 - x, height - 1 - y),
+        4 => (x, height - 1 - y),
+        5 => (y, x),
+        6 => (y, height - 1 - x),
+        7 => (width - 1 - y, height - 1 - x),
+        8 => (width - 1 - y, x),
+        _ => throw new ArgumentOutOfRangeException(nameof(orientation)),
+    };
+
+    [Theory]
+    [InlineData(".jpg", 1)]
+    [InlineData(".jpg", 2)]
+    [InlineData(".jpg", 3)]
+    [InlineData(".jpg", 4)]
+    [InlineData(".jpg", 5)]
+    [InlineData(".jpg", 6)]
+    [InlineData(".jpg", 7)]
+    [InlineData(".jpg", 8)]
+    [InlineData(".png", 3)]
+    [InlineData(".png", 6)]
+    [InlineData(".png", 7)]
+    [InlineData(".png", 8)]
+    public void Applies_the_EXIF_orientation(string extension, int orientation)
+    {
+        // Every pixel different, so that any wrong turn or mirror shows.
+        using var source = new Mat(48, 64, MatType.CV_8UC3);
+        for (int y = 0; y < 48; y++)
+        {
+            for (int x = 0; x < 64; x++)
+            {
+                source.Set(y, x, new Vec3b((byte)(x * 4), (byte)(y * 5), (byte)((x + y) % 7 * 30)));
+            }
+        }
+
+        var plain = Encode(source, extension);
+        using var stored = ImageDecoder.Decode(plain, out int none);
+        var tagged = extension == ".jpg" ? Exif.Jpeg(plain, orientation) : Exif.Png(plain, orientation);
+
+        Assert.Equal(orientation, ImageHeader.Read(tagged).Orientation);
+        using var shown = ImageDecoder.Decode(tagged, out int applied);
+
+        Assert.Equal(1, none);
+        Assert.Equal(orientation, applied);
+        var size = shown.Size();
+        Assert.Equal(orientation >= 5 ? new Size(48, 64) : new Size(64, 48), size);
+        for (int y = 0; y < size.Height; y++)
+        {
+            for (int x = 0; x < size.Width; x++)
+            {
+                var (sx, sy) = Stored(orientation, x, y, 64, 48);
+                Assert.Equal(stored.At<Vec3b>(sy, sx), shown.At<Vec3b>(y, x));
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(9)]
+    public void An_orientation_out_of_range_is_ignored(int orientation)
+    {
+        using var source = Colour();
+        using var shown = ImageDecoder.Decode(Exif.Jpeg(Encode(source, ".jpg"), orientation), out int applied);
+        Assert.Equal(1, applied);
+        Assert.Equal(new Size(64, 48), shown.Size());
     }
 
     [Fact]

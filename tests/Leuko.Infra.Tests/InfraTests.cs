@@ -194,6 +194,46 @@ public class InfraTests
     };
 
     [Fact]
+    public void TheBrokerCountsMoreDeliveriesThanTheStage()
+    {
+        // The classification stage fails the image and dead-letters at Leuko:MaxAttempts; were the queue's maxDeliveryCount
+        // not above it, the broker would dead-letter the last delivery itself and the image would never be marked failed.
+        var template = CompiledTemplate();
+        var queues = new List<JsonObject>();
+        void Walk(JsonNode? node)
+        {
+            if (node is JsonObject o)
+            {
+                if (o["type"]?.GetValue<string>() == "Microsoft.ServiceBus/namespaces/queues")
+                {
+                    queues.Add(o);
+                }
+
+                foreach (var (_, child) in o)
+                {
+                    Walk(child);
+                }
+            }
+            else if (node is JsonArray a)
+            {
+                foreach (var child in a)
+                {
+                    Walk(child);
+                }
+            }
+        }
+
+        Walk(template);
+        var classify = Assert.Single(queues, q => q["name"]!.ToJsonString().Contains("classify"));
+        int brokerCount = classify["properties"]!["maxDeliveryCount"]!.GetValue<int>();
+        var env = ContainerEnv(template);
+        int stageCount = env.TryGetValue($"{PipelineOptions.Section}__{nameof(PipelineOptions.MaxAttempts)}", out var set)
+            ? int.Parse(set.Trim('"'), System.Globalization.CultureInfo.InvariantCulture)
+            : new PipelineOptions().MaxAttempts;
+        Assert.True(brokerCount > stageCount, $"classify maxDeliveryCount {brokerCount} must be above Leuko:MaxAttempts {stageCount}");
+    }
+
+    [Fact]
     public void TheDockerfileMatchesTheProject()
     {
         var dockerfile = File.ReadAllText(Path.Combine(Root, "functions", "Leuko.Functions", "Dockerfile"));

@@ -82,6 +82,71 @@ public class InputRulesTests
         }
     }
 
+    [Fact]
+    public async Task CorruptEntriesFailAndDuplicateOrLongNamesAreAnalysedUnderTheirOwnSources()
+    {
+        // As leuko analyze does: a corrupt entry fails, both entries of one name are analysed, and a name too long for a
+        // blob name (1,024 characters) or blob metadata (8 KiB) is analysed under a shortened upload name, keeping its source.
+        await using var pipeline = await PipelineHarness.StartAsync();
+        var run = Azurite.Unique("names");
+        var image = Samples.All()[0].Data;
+        var other = Samples.All()[1].Data;
+        var longName = string.Join('/', Enumerable.Range(0, 12).Select(i => $"{new string('d', 90)}{i}")) + "/" + new string('é', 1500) + ".jpg";
+        var archiveName = $"{run}/batch.zip";
+        await PipelineHarness.UploadAsync(Containers.Archives, archiveName, Zips.WithCorruptFirstEntry(Zips.Build(System.IO.Compression.CompressionLevel.NoCompression,
+            ("bad.jpg", image), ("dup.jpg", image), ("dup.jpg", other), (longName, other))));
+
+        var batch = await WaitForBatchAsync(pipeline, PipelineIds.Batch(archiveName));
+
+        Assert.Equal("completed", batch.Status);
+        var source = $"{Containers.Archives}/{archiveName}!";
+        Assert.Equal(new[] { "bad.jpg", "dup.jpg", "dup.jpg", longName }.Select(e => source + e).Order(), batch.Images.Select(i => i.Source).Order());
+        var bad = Assert.Single(batch.Images, i => i.Source == source + "bad.jpg");
+        Assert.Equal(ImageStatus.Failed, bad.Status);
+        Assert.StartsWith("corrupt entry: the CRC-32", bad.Error);
+        Assert.Equal(3, batch.Completed);
+        Assert.Equal(4, batch.Images.Select(i => i.Id).Distinct().Count());
+
+        var rows = new List<ImageRow>();
+        foreach (var member in batch.Images.Where(i => i.Status == ImageStatus.Completed))
+        {
+            rows.Add((await pipeline.Results.GetImageAsync(member.Id, CancellationToken.None))!);
+        }
+
+        Assert.Equal(3, rows.Select(r => r.Upload).Distinct().Count());
+        Assert.All(rows, r => Assert.True(r.Upload.Length <= 1024, r.Upload));
+        var dups = rows.Where(r => r.Source == source + "dup.jpg").OrderBy(r => r.Upload).ToList();
+        Assert.Equal([$"{batch.Id}/dup.jpg", $"{batch.Id}/dup~2.jpg"], dups.Select(r => r.Upload));
+        var longRow = Assert.Single(rows, r => r.Source == source + longName);
+        async Task<string> Boxes(ImageRow row) =>
+            string.Join(' ', (await pipeline.Results.GetCellsAsync(row.ImageId, row.BlobETag!, CancellationToken.None)).Select(c => c.Box));
+        Assert.NotEqual(await Boxes(dups[0]), await Boxes(dups[1])); // the second dup.jpg is the other field...
+        Assert.Equal(await Boxes(longRow), await Boxes(dups[1])); // ...as is the long-named entry
+    }
+
+    [Fact]
+    public async Task TheExifOrientationIsAppliedAndRecorded()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync();
+        var run = Azurite.Unique("exif");
+        var jpeg = Samples.All()[0].Data;
+        var names = new[] { $"{run}/plain.jpg", $"{run}/sideways.jpg" };
+        await PipelineHarness.UploadAsync(Containers.Uploads, names[0], jpeg);
+        await PipelineHarness.UploadAsync(Containers.Uploads, names[1], Exif.Jpeg(jpeg, 8)); // turn 90° counter-clockwise
+
+        var rows = await PipelineHarness.WaitForImagesAsync(pipeline.Results, names, TimeSpan.FromMinutes(2));
+
+        Assert.Equal((640, 480, 1), (rows[0].Width, rows[0].Height, rows[0].Orientation));
+        Assert.Equal((480, 640, 8), (rows[1].Width, rows[1].Height, rows[1].Orientation));
+        Assert.Equal(rows[0].Counts, rows[1].Counts);
+        var view = (await pipeline.Queries.GetImageAsync(rows[1].ImageId, CancellationToken.None))!;
+        Assert.Equal(8, view.Orientation);
+        Assert.All(view.Cells, c => Assert.True(c.Box.X + c.Box.Width <= 480 && c.Box.Y + c.Box.Height <= 640, $"{c.Box}"));
+        var png = (await pipeline.Queries.GetAnnotatedPngAsync(rows[1].ImageId, CancellationToken.None))!;
+        using var drawn = OpenCvSharp.Cv2.ImDecode(png, OpenCvSharp.ImreadModes.Color);
+        Assert.Equal(new OpenCvSharp.Size(480, 640), drawn.Size());
+    }
+
     private static async Task<BatchView> WaitForBatchAsync(PipelineHarness pipeline, string batchId)
     {
         var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);

@@ -115,8 +115,54 @@ public class ImageArchiveTests
         var entry = Assert.Single(archive.Entries);
         Assert.Equal(1000, entry.Length);
         Assert.Equal(ArchiveEntryKind.Image, entry.Kind);
-        var data = archive.Read(entry);
-        Assert.Equal(1000, data.Length);
+        var e = Assert.Throws<ArchiveEntryException>(() => archive.Read(entry));
+        Assert.Contains("corrupt entry: the CRC-32 of its 1,000 bytes", e.Message); // read to its declared size, no further
+    }
+
+    [Theory]
+    [InlineData(System.IO.Compression.CompressionLevel.NoCompression)]
+    [InlineData(System.IO.Compression.CompressionLevel.Optimal)]
+    public void AnEntryWhoseBytesDoNotMatchItsCrcIsCorrupt(System.IO.Compression.CompressionLevel level)
+    {
+        // A stored entry with a flipped byte inflates to the right length with the wrong bytes; a deflated one with a
+        // flipped stored CRC likewise: .NET's reader reports neither, so the archive checks the CRC-32 itself.
+        var image = Zips.SampleBytes();
+        var sound = Zips.Build(level, ("a.jpg", image), ("b.jpg", image));
+        var zip = level == System.IO.Compression.CompressionLevel.NoCompression ? Zips.WithCorruptFirstEntry(sound) : Zips.WithFirstEntryCrc(sound, 0x12345678);
+        using var archive = Open(zip);
+        var e = Assert.Throws<ArchiveEntryException>(() => archive.Read(archive.Entries[0]));
+        Assert.StartsWith("corrupt entry: the CRC-32 of its", e.Message);
+        Assert.Equal(image, archive.Read(archive.Entries[1]));
+    }
+
+    [Fact]
+    public void OutputNamesKeepBothOfTwoEntriesOfOneName()
+    {
+        var names = new OutputNames();
+        Assert.Equal(["a/f.jpg", "a/f~2.jpg", "A/F~3.JPG", "a/f~2~2.jpg", "g.png"],
+            new[] { "a/f.jpg", "a\\f.jpg", "A/F.JPG", "a/f~2.jpg", "g.png" }.Select(names.Add));
+    }
+
+    [Fact]
+    public void OutputNamesAreShortEnoughForAnyFileSystemAndKeepTheirExtension()
+    {
+        var longFile = new string('x', 300) + ".jpg";
+        var shortened = OutputNames.Shorten($"day 1/{longFile}");
+        Assert.StartsWith("day 1/xxx", shortened);
+        Assert.EndsWith(".jpg", shortened);
+        Assert.Matches("~[0-9a-f]{12}\\.jpg$", shortened);
+        Assert.True(System.Text.Encoding.UTF8.GetByteCount(shortened.Split('/')[1]) <= OutputNames.MaxSegmentBytes);
+        Assert.NotEqual(shortened, OutputNames.Shorten($"day 1/{new string('x', 299)}y.jpg")); // the hash tells them apart
+
+        // Multi-byte characters count in bytes and are never split.
+        var greek = OutputNames.Shorten(new string('λ', 200) + ".png");
+        Assert.True(System.Text.Encoding.UTF8.GetByteCount(greek) <= OutputNames.MaxSegmentBytes);
+        Assert.EndsWith(".png", greek);
+
+        // Many folders: the file name is kept under a folder named by the hash of the whole.
+        var deep = string.Join('/', Enumerable.Range(0, 60).Select(i => $"folder{i:D3}")) + "/field.jpg";
+        Assert.Matches("^[0-9a-f]{12}/field\\.jpg$", OutputNames.Shorten(deep));
+        Assert.Equal("day 1/field.jpg", OutputNames.Shorten("day 1\\field.jpg"));
     }
 
     [Fact]

@@ -136,9 +136,9 @@ public class WebhookAddressGuardTests
         try
         {
             var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-            using var client = new HttpClient(WebhookAddressGuard.CreateHandler(allowLoopback: false, TimeSpan.FromSeconds(5)))
+            using var client = new HttpClient(WebhookAddressGuard.CreateHandler(allowLoopback: false, TimeSpan.FromSeconds(60)))
             {
-                Timeout = TimeSpan.FromSeconds(10),
+                Timeout = TimeSpan.FromSeconds(90),
             };
 
             var error = await Assert.ThrowsAsync<HttpRequestException>(() => client.GetAsync(new Uri($"http://127.0.0.1:{port}/hook")));
@@ -163,13 +163,13 @@ public class WebhookAddressGuardTests
         try
         {
             var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-            using var client = new HttpClient(WebhookAddressGuard.CreateHandler(allowLoopback: true, TimeSpan.FromSeconds(5)))
+            using var client = new HttpClient(WebhookAddressGuard.CreateHandler(allowLoopback: true, TimeSpan.FromSeconds(60)))
             {
-                Timeout = TimeSpan.FromSeconds(10),
+                Timeout = TimeSpan.FromSeconds(90),
             };
 
             var request = client.GetAsync(new Uri($"http://127.0.0.1:{port}/hook"));
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(90));
             using var accepted = await listener.AcceptTcpClientAsync(timeout.Token);
             await using var stream = accepted.GetStream();
             await ReadHeadersAsync(stream, timeout.Token);

@@ -46,6 +46,36 @@ public static class Zips
         return bytes;
     }
 
+    /// <summary>
+    /// Flips one byte in the middle of the first entry's data (build it with <see cref="CompressionLevel.NoCompression"/>,
+    /// so the data is stored as is): the archive still opens, and the entry's bytes no longer match its CRC-32.
+    /// </summary>
+    public static byte[] WithCorruptFirstEntry(byte[] zip)
+    {
+        var bytes = (byte[])zip.Clone();
+        int nameLength = BitConverter.ToUInt16(bytes, 26), extraLength = BitConverter.ToUInt16(bytes, 28);
+        int compressed = BitConverter.ToInt32(bytes, 18);
+        bytes[30 + nameLength + extraLength + (compressed / 2)] ^= 0x5A;
+        return bytes;
+    }
+
+    /// <summary>Rewrites the CRC-32 recorded for the first entry (its local header and its central directory header).</summary>
+    public static byte[] WithFirstEntryCrc(byte[] zip, uint crc)
+    {
+        var bytes = (byte[])zip.Clone();
+        BitConverter.GetBytes(crc).CopyTo(bytes, 14); // the first local file header is at 0
+        for (int i = 0; i + 20 <= bytes.Length; i++)
+        {
+            if (BitConverter.ToUInt32(bytes, i) == 0x02014b50)
+            {
+                BitConverter.GetBytes(crc).CopyTo(bytes, i + 16); // the first central directory header
+                break;
+            }
+        }
+
+        return bytes;
+    }
+
     public static string Sample(string name) => Path.Combine(AppContext.BaseDirectory, "samples", "bccd", "JPEGImages", name);
 
     public static byte[] SampleBytes(string name = "BloodImage_00000.jpg") => File.ReadAllBytes(Sample(name));

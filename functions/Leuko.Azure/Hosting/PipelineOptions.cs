@@ -47,7 +47,12 @@ public sealed class PipelineOptions
     [DeployedSetting]
     public string Queue { get; set; } = "classify";
 
-    /// <summary>Deliveries of a classification message before it is dead-lettered and its image failed; in <c>leuko serve</c> also the attempts at an uploaded blob before it is given up and its image or batch failed.</summary>
+    /// <summary>
+    /// Deliveries of a classification message before it is dead-lettered and its image failed. On Service Bus keep it
+    /// below the queue's <c>maxDeliveryCount</c> (infra/modules/servicebus.bicep: 10), so that the stage, not the broker,
+    /// handles the last delivery and marks the image failed. In <c>leuko serve</c> also the attempts at an uploaded blob
+    /// before it is given up and its image or batch failed.
+    /// </summary>
     public int MaxAttempts { get; set; } = 5;
 
     /// <summary>

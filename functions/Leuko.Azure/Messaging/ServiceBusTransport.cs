@@ -24,6 +24,14 @@ public sealed record ServiceBusTransportOptions
 /// The production transport: one Azure Service Bus queue, with duplicate detection on the message id. Messages are
 /// received in peek-lock mode and settled by the handler's verdict (never auto-completed); the SDK renews the lock while
 /// the handler runs. Dead letters stay in the queue's dead-letter sub-queue (inspect them with Service Bus tooling).
+/// <para>
+/// A retry is not an abandon (which Service Bus redelivers at once): a copy is scheduled after <see cref="RetryBackoff"/>
+/// and the message completed. The copy carries the deliveries so far (<see cref="DeliveriesProperty"/>), so the handler's
+/// delivery count goes on growing and the stage, not the broker, decides the last attempt and fails the image. The
+/// queue's <c>maxDeliveryCount</c> must stay above <c>Leuko:MaxAttempts</c> (infra: 10 and 5): it then only counts
+/// deliveries of one copy whose lock lapsed (a host that died), and cannot dead-letter a message before the stage has
+/// seen its last attempt.
+/// </para>
 /// </summary>
 public sealed class ServiceBusTransport : IMessageTransport
 {
@@ -38,25 +46,36 @@ public sealed class ServiceBusTransport : IMessageTransport
 
     internal const string TraceParentProperty = "traceparent";
 
+    /// <summary>On a scheduled retry copy: the deliveries of the message before this copy.</summary>
+    public const string DeliveriesProperty = "leuko-deliveries";
+
+    /// <summary>On a scheduled retry copy: the message id the handler knows it by (the copy needs its own, for duplicate detection).</summary>
+    public const string MessageIdProperty = "leuko-message-id";
+
     private readonly ServiceBusClient _client;
     private readonly bool _ownsClient;
     private readonly string _queueName;
     private readonly ServiceBusTransportOptions _options;
     private readonly Action<Exception>? _onError;
     private readonly ServiceBusSender _sender;
+    private readonly TimeProvider _time;
 
     /// <summary>A transport on <paramref name="client"/>, which stays the caller's (it is not disposed with the transport).</summary>
     /// <param name="onError">
     /// Told of receive errors (connection drops, lost locks, failed settlements) and handler exceptions; the SDK recovers
     /// from the former by itself, so they are reported, not thrown.
     /// </param>
-    public ServiceBusTransport(ServiceBusClient client, string queueName, ServiceBusTransportOptions? options = null, Action<Exception>? onError = null)
-        : this(client, ownsClient: false, queueName, options, onError)
+    /// <param name="time">The clock a retry's schedule is read on.</param>
+    public ServiceBusTransport(
+        ServiceBusClient client, string queueName, ServiceBusTransportOptions? options = null, Action<Exception>? onError = null, TimeProvider? time = null)
+        : this(client, ownsClient: false, queueName, options, onError, time)
     {
     }
 
-    private ServiceBusTransport(ServiceBusClient client, bool ownsClient, string queueName, ServiceBusTransportOptions? options, Action<Exception>? onError)
+    private ServiceBusTransport(
+        ServiceBusClient client, bool ownsClient, string queueName, ServiceBusTransportOptions? options, Action<Exception>? onError, TimeProvider? time = null)
     {
+        _time = time ?? TimeProvider.System;
         ArgumentNullException.ThrowIfNull(client);
         _options = Validate(queueName, options);
         _client = client;
@@ -182,8 +201,9 @@ public sealed class ServiceBusTransport : IMessageTransport
         }
         catch (OperationCanceledException) when (args.CancellationToken.IsCancellationRequested)
         {
-            // Stopping: hand the message back now rather than leave it locked until its lock expires.
-            result = new MessageResult(MessageOutcome.Retry, "Stopped while handling.");
+            // Stopping: hand the message back now (not a failure: no back-off) rather than leave it locked until its lock expires.
+            await args.AbandonMessageAsync(message, propertiesToModify: null, CancellationToken.None).ConfigureAwait(false);
+            return;
         }
         catch (Exception e)
         {
@@ -197,7 +217,7 @@ public sealed class ServiceBusTransport : IMessageTransport
                 await args.CompleteMessageAsync(message, CancellationToken.None).ConfigureAwait(false);
                 break;
             case MessageOutcome.Retry:
-                await args.AbandonMessageAsync(message, propertiesToModify: null, CancellationToken.None).ConfigureAwait(false);
+                await RetryLaterAsync(args, message).ConfigureAwait(false);
                 break;
             case MessageOutcome.DeadLetter:
                 await args.DeadLetterMessageAsync(message, DeadLetterReason, Truncate(result.Reason), CancellationToken.None).ConfigureAwait(false);
@@ -209,12 +229,60 @@ public sealed class ServiceBusTransport : IMessageTransport
         }
     }
 
+    /// <summary>
+    /// Schedules the retry copy, then completes the message: in that order, so that a failure between the two leaves a
+    /// duplicate (the handlers are idempotent), never a loss. If the copy cannot be sent, the message is abandoned.
+    /// </summary>
+    private async Task RetryLaterAsync(ProcessMessageEventArgs args, ServiceBusReceivedMessage message)
+    {
+        try
+        {
+            await _sender.SendMessageAsync(RetryCopy(message, _time.GetUtcNow()), CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            Report(e); // the broker redelivers the abandoned message at once: better early than never
+            await args.AbandonMessageAsync(message, propertiesToModify: null, CancellationToken.None).ConfigureAwait(false);
+            return;
+        }
+
+        await args.CompleteMessageAsync(message, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The copy that retries <paramref name="message"/>: the same body and properties, delivered not before
+    /// <paramref name="now"/> plus <see cref="RetryBackoff.After"/> the deliveries so far, which it carries, under an id of its own.
+    /// </summary>
+    internal static ServiceBusMessage RetryCopy(ServiceBusReceivedMessage message, DateTimeOffset now)
+    {
+        int deliveries = DeliveryCountOf(message);
+        var copy = new ServiceBusMessage(message);
+        var id = IdOf(message);
+        copy.ApplicationProperties[MessageIdProperty] = id;
+        copy.ApplicationProperties[DeliveriesProperty] = deliveries;
+        copy.MessageId = $"{(id.Length > 100 ? Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(id)))[..32] : id)}/retry-{deliveries + 1}";
+        copy.ScheduledEnqueueTime = now + RetryBackoff.After(deliveries);
+        return copy;
+    }
+
+    /// <summary>The deliveries of this message so far, this one included: those of the copies before it and the broker's count of this one.</summary>
+    internal static int DeliveryCountOf(ServiceBusReceivedMessage message) =>
+        (message.ApplicationProperties.TryGetValue(DeliveriesProperty, out var before) && before is int n ? n : 0) + message.DeliveryCount;
+
+    private static string IdOf(ServiceBusReceivedMessage message) =>
+        message.ApplicationProperties.TryGetValue(MessageIdProperty, out var id) && id is string s ? s : message.MessageId;
+
     /// <summary>The message as the handler sees it; application properties become strings (invariant culture).</summary>
     internal static ReceivedMessage ToReceivedMessage(ServiceBusReceivedMessage message)
     {
         var properties = new Dictionary<string, string>(message.ApplicationProperties.Count, StringComparer.Ordinal);
         foreach (var (key, value) in message.ApplicationProperties)
         {
+            if (key is DeliveriesProperty or MessageIdProperty)
+            {
+                continue; // the transport's own
+            }
+
             var text = value switch
             {
                 null => null,
@@ -229,7 +297,7 @@ public sealed class ServiceBusTransport : IMessageTransport
             }
         }
 
-        return new ReceivedMessage(message.MessageId, message.Body.ToMemory(), message.DeliveryCount, properties);
+        return new ReceivedMessage(IdOf(message), message.Body.ToMemory(), DeliveryCountOf(message), properties);
     }
 
     /// <summary>The reason cut to what Service Bus accepts, without splitting a surrogate pair.</summary>

@@ -28,10 +28,14 @@ public sealed class StorageQueueTransport : IMessageTransport
     private readonly QueueClient _poison;
     private readonly StorageQueueOptions _options;
     private readonly Action<Exception>? _onError;
+    private readonly TimeProvider _time;
     private bool _created;
 
-    public StorageQueueTransport(QueueServiceClient service, string queueName, StorageQueueOptions? options = null, Action<Exception>? onError = null)
+    /// <param name="time">The clock that <see cref="OutgoingMessage.NotBefore"/> is read against.</param>
+    public StorageQueueTransport(
+        QueueServiceClient service, string queueName, StorageQueueOptions? options = null, Action<Exception>? onError = null, TimeProvider? time = null)
     {
+        _time = time ?? TimeProvider.System;
         _queue = service.GetQueueClient(queueName);
         _poison = service.GetQueueClient(queueName + "-poison");
         _options = options ?? StorageQueueOptions.Default;
@@ -52,7 +56,10 @@ public sealed class StorageQueueTransport : IMessageTransport
         _created = true;
     }
 
-    public async Task SendAsync(OutgoingMessage message, CancellationToken cancellationToken)
+    public Task SendAsync(OutgoingMessage message, CancellationToken cancellationToken) => SendForReceiptAsync(message, cancellationToken);
+
+    /// <summary>Sends, and returns the service's receipt (its insertion and visibility times).</summary>
+    internal async Task<SendReceipt> SendForReceiptAsync(OutgoingMessage message, CancellationToken cancellationToken)
     {
         if (!_created)
         {
@@ -60,8 +67,18 @@ public sealed class StorageQueueTransport : IMessageTransport
         }
 
         var envelope = new Envelope(message.MessageId, new Dictionary<string, string>(message.Properties), Convert.ToBase64String(message.Body.Span));
-        var delay = message.NotBefore is { } at && at > DateTimeOffset.UtcNow ? at - DateTimeOffset.UtcNow : (TimeSpan?)null;
-        await _queue.SendMessageAsync(JsonSerializer.Serialize(envelope), visibilityTimeout: delay, cancellationToken: cancellationToken);
+        return await _queue.SendMessageAsync(JsonSerializer.Serialize(envelope), visibilityTimeout: InvisibleFor(message.NotBefore), cancellationToken: cancellationToken);
+    }
+
+    /// <summary>
+    /// How long a message sent now must stay invisible not to be delivered before <paramref name="notBefore"/>: whole
+    /// seconds, rounded up, because the service takes the visibility timeout in seconds and the SDK drops the fraction
+    /// (a Retry-After of 1 s, sent a few milliseconds later, became 0 s: delivered at once).
+    /// </summary>
+    internal TimeSpan? InvisibleFor(DateTimeOffset? notBefore)
+    {
+        var wait = notBefore - _time.GetUtcNow();
+        return wait > TimeSpan.Zero ? TimeSpan.FromSeconds(Math.Ceiling(wait.Value.TotalSeconds)) : null;
     }
 
     public async Task RunAsync(MessageHandler handler, CancellationToken cancellationToken)
@@ -200,8 +217,7 @@ public sealed class StorageQueueTransport : IMessageTransport
                     await _queue.DeleteMessageAsync(message.MessageId, popReceipt, CancellationToken.None);
                     break;
                 case MessageOutcome.Retry:
-                    var backoff = TimeSpan.FromSeconds(Math.Min(30, Math.Pow(2, message.DequeueCount - 1)));
-                    await _queue.UpdateMessageAsync(message.MessageId, popReceipt, visibilityTimeout: backoff, cancellationToken: CancellationToken.None);
+                    await _queue.UpdateMessageAsync(message.MessageId, popReceipt, visibilityTimeout: RetryBackoff.After((int)message.DequeueCount), cancellationToken: CancellationToken.None);
                     break;
                 case MessageOutcome.DeadLetter:
                     await DeadLetterAsync(message.MessageId, popReceipt, envelope, result.Reason ?? "dead-lettered", CancellationToken.None);

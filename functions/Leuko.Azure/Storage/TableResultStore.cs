@@ -73,6 +73,7 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
             ["MicronsPerPixel"] = image.Scale?.MicronsPerPixel,
             ["ScaleSource"] = image.Scale?.Source,
             ["RedCells"] = image.Scale?.RedCells,
+            ["Orientation"] = image.Orientation,
         };
         foreach (var (cls, count) in image.Counts)
         {
@@ -135,7 +136,8 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
             JsonSerializer.Deserialize<Dictionary<string, int>>(e.GetString("Counts") ?? "{}")!,
             e.GetString("ModelVersion"), e.GetDouble("SegmentMs"), e.GetDouble("ClassifyMs"), e.GetString("TraceParent"), e.GetString("BlobETag"),
             e.GetDateTimeOffset("Updated") ?? e.Timestamp ?? DateTimeOffset.MinValue,
-            e.GetDouble("MicronsPerPixel") is { } mpp ? new ScaleRecord(mpp, e.GetString("ScaleSource") ?? "", e.GetInt32("RedCells") ?? 0) : null)
+            e.GetDouble("MicronsPerPixel") is { } mpp ? new ScaleRecord(mpp, e.GetString("ScaleSource") ?? "", e.GetInt32("RedCells") ?? 0) : null,
+            e.GetInt32("Orientation"))
         {
             ETag = e.ETag.ToString(),
         };
@@ -319,6 +321,15 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
         }
 
         return members;
+    }
+
+    public async Task<BatchMemberRow?> GetBatchMemberAsync(string batchId, string imageId, CancellationToken cancellationToken)
+    {
+        var found = await Table(BatchImagesTable).GetEntityIfExistsAsync<TableEntity>(batchId, imageId, cancellationToken: cancellationToken);
+        return found.HasValue
+            ? new BatchMemberRow(batchId, imageId, found.Value!.GetString("Source"), found.Value.GetString("Status"), found.Value.GetString("Error"),
+                JsonSerializer.Deserialize<Dictionary<string, int>>(found.Value.GetString("Counts") ?? "{}")!)
+            : null;
     }
 
     public async Task<bool> HasPendingMembersAsync(string batchId, CancellationToken cancellationToken)

@@ -5,7 +5,8 @@ namespace Leuko.Cli.Analysis;
 
 /// <summary>One image to analyse, in input order: a file, an archive entry, or an input already known to have failed.</summary>
 /// <param name="Source">The input path as given, or <c>archive.zip!entry</c>.</param>
-/// <param name="Name">A unique relative name for its outputs (annotated image), safe to join under the output folder.</param>
+/// <param name="Name">A unique relative name for its outputs (annotated image), safe to join under the output folder and short
+/// enough for any file system (<see cref="OutputNames"/>: the cloud names an archive's uploads alike).</param>
 /// <param name="File">The file to read, for a plain image.</param>
 /// <param name="Archive">The archive holding it, for an entry.</param>
 /// <param name="Entry">The entry, for an archive entry.</param>
@@ -40,7 +41,7 @@ internal sealed class AnalysisPlan : IDisposable
     public static AnalysisPlan Create(IEnumerable<string> paths, ArchiveLimits limits)
     {
         var plan = new AnalysisPlan();
-        var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        var names = new OutputNames();
         try
         {
             foreach (var input in InputFiles.Expand(paths, Extensions))
@@ -64,7 +65,7 @@ internal sealed class AnalysisPlan : IDisposable
         return plan;
     }
 
-    private void AddArchive(InputFile input, ArchiveLimits limits, HashSet<string> names)
+    private void AddArchive(InputFile input, ArchiveLimits limits, OutputNames names)
     {
         ImageArchive archive;
         try
@@ -91,22 +92,16 @@ internal sealed class AnalysisPlan : IDisposable
                     Add(source, $"{stem}/entry-{entry.Index}", names, error: entry.Reason);
                     break;
                 default:
-                    Add(source, $"{stem}/{entry.Name.Replace('\\', '/')}", names, archive: archive, entry: entry);
+                    Add(source, $"{stem}/{entry.Name}", names, archive: archive, entry: entry);
                     break;
             }
         }
     }
 
-    private void Add(string source, string name, HashSet<string> names, string? file = null, ImageArchive? archive = null,
+    private void Add(string source, string name, OutputNames names, string? file = null, ImageArchive? archive = null,
         ArchiveEntry? entry = null, string? error = null)
     {
-        var unique = name;
-        for (int n = 2; !names.Add(unique); n++)
-        {
-            unique = $"{Path.ChangeExtension(name, null)}~{n}{Path.GetExtension(name)}";
-        }
-
-        Images.Add(new PlannedImage(Images.Count, source, unique, file, archive, entry, error));
+        Images.Add(new PlannedImage(Images.Count, source, names.Add(name), file, archive, entry, error));
     }
 
     /// <summary>

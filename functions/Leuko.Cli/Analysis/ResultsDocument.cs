@@ -33,12 +33,13 @@ internal sealed record ImageRecord(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] int? Height,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? Annotated,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] ScaleRecord? Scale,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] int? Orientation,
     IReadOnlyList<CellResult> Cells,
     IReadOnlyDictionary<string, ClassCount> Differential,
     IReadOnlyDictionary<string, int> OtherCells)
 {
     public static ImageRecord From(ImageResult r, string? annotated) =>
-        new(r.Source, r.Status, r.Error, r.Width, r.Height, annotated, r.Scale, r.Cells, r.Differential, r.OtherCells);
+        new(r.Source, r.Status, r.Error, r.Width, r.Height, annotated, r.Scale, r.Orientation, r.Cells, r.Differential, r.OtherCells);
 }
 
 /// <summary>The run: counts by status, the differential over every cell, and speed.</summary>

@@ -17,7 +17,15 @@ public static class ImageDecoder
     public const int MinSide = 32;
 
     /// <summary>Decodes <paramref name="data"/>; throws <see cref="InvalidImageException"/> for anything unusable.</summary>
-    public static Mat Decode(ReadOnlySpan<byte> data)
+    public static Mat Decode(ReadOnlySpan<byte> data) => Decode(data, out _);
+
+    /// <summary>
+    /// Decodes <paramref name="data"/> and turns it as its EXIF orientation says (<see cref="ImageHeader.Orientation"/>,
+    /// JPEG and PNG), so that the pixels, and every box found in them, are as viewers show the picture;
+    /// <paramref name="orientation"/> is the EXIF value applied (1: none). Throws <see cref="InvalidImageException"/>
+    /// for anything unusable.
+    /// </summary>
+    public static Mat Decode(ReadOnlySpan<byte> data, out int orientation)
     {
         var header = ImageHeader.Read(data);
         if ((long)header.Width * header.Height > MaxPixels)
@@ -32,9 +40,11 @@ public static class ImageDecoder
                 $"image too small: {header.Width}x{header.Height}; each side must be at least {MinSide} pixels");
         }
 
+        orientation = header.Orientation;
         Mat raw;
         try
         {
+            // Unchanged: OpenCV keeps the stored orientation (it turns images only in its colour modes), which is applied below.
             raw = Cv2.ImDecode(data, ImreadModes.Unchanged);
         }
         catch (OpenCVException e)
@@ -50,11 +60,38 @@ public static class ImageDecoder
 
         try
         {
-            return ToBgr8(raw, header.Format);
+            var image = ToBgr8(raw, header.Format);
+            Orient(image, header.Orientation);
+            return image;
         }
         finally
         {
             raw.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Turns <paramref name="image"/> in place by an EXIF orientation: 2 mirrored, 3 turned 180°, 4 flipped, 5 transposed,
+    /// 6 turned 90° clockwise, 7 transversed, 8 turned 90° counter-clockwise (as OpenCV and viewers apply them).
+    /// </summary>
+    public static void Orient(Mat image, int orientation)
+    {
+        if (orientation is >= 5 and <= 8)
+        {
+            Cv2.Transpose(image, image);
+        }
+
+        switch (orientation)
+        {
+            case 2 or 6:
+                Cv2.Flip(image, image, FlipMode.Y);
+                break;
+            case 3 or 7:
+                Cv2.Flip(image, image, FlipMode.XY);
+                break;
+            case 4 or 8:
+                Cv2.Flip(image, image, FlipMode.X);
+                break;
         }
     }
 

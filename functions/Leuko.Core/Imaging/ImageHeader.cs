@@ -15,8 +15,15 @@ public enum ImageFormat
 /// Format and dimensions read from an encoded image's header, before anything is decoded,
 /// so that an oversized or truncated file is refused without allocating its pixels.
 /// </summary>
+/// <param name="Width">As stored, before <see cref="Orientation"/> is applied.</param>
 public readonly record struct ImageHeader(ImageFormat Format, int Width, int Height)
 {
+    /// <summary>
+    /// The EXIF orientation (1-8) of a JPEG's APP1 Exif segment or a PNG's eXIf chunk: how the stored pixels must be
+    /// turned to show the picture as cameras mean it and viewers show it. 1 (as stored) without one, or when it is unreadable.
+    /// </summary>
+    public int Orientation { get; init; } = 1;
+
     /// <summary>Reads the header; throws <see cref="InvalidImageException"/> with the reason when it cannot.</summary>
     public static ImageHeader Read(ReadOnlySpan<byte> data)
     {
@@ -79,6 +86,7 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
         // are to its end marker), so data appended after it is ignored, as decoders ignore it, and a file cut short,
         // which ends inside a chunk, is refused.
         int pos = PngSignature.Length;
+        int orientation = 1;
         while (true)
         {
             if (pos + 12 > data.Length)
@@ -98,10 +106,15 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
                 break;
             }
 
+            if (data.Slice(pos + 4, 4).SequenceEqual("eXIf"u8))
+            {
+                orientation = ExifOrientation(data[(pos + 8)..(int)(end - 4)]);
+            }
+
             pos = (int)end;
         }
 
-        return Checked(ImageFormat.Png, BinaryPrimitives.ReadUInt32BigEndian(data[16..]), BinaryPrimitives.ReadUInt32BigEndian(data[20..]));
+        return Checked(ImageFormat.Png, BinaryPrimitives.ReadUInt32BigEndian(data[16..]), BinaryPrimitives.ReadUInt32BigEndian(data[20..])) with { Orientation = orientation };
     }
 
     /// <summary>
@@ -113,6 +126,7 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
     private static ImageHeader ReadJpeg(ReadOnlySpan<byte> data)
     {
         ImageHeader? frame = null;
+        int orientation = 1;
         int pos = 2; // after SOI
         while (true)
         {
@@ -139,7 +153,9 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
             byte marker = data[pos++];
             if (marker == 0xD9)
             {
-                return frame ?? throw new InvalidImageException("corrupt JPEG: end-of-image marker before any frame header");
+                return frame is { } found
+                    ? found with { Orientation = orientation }
+                    : throw new InvalidImageException("corrupt JPEG: end-of-image marker before any frame header");
             }
 
             if (marker is 0x01 or 0xD8 or (>= 0xD0 and <= 0xD7))
@@ -163,6 +179,11 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
                 throw TruncatedJpeg(frame);
             }
 
+            if (marker == 0xE1 && orientation == 1 && length >= 8 && data.Slice(pos + 2, 6).SequenceEqual("Exif\0\0"u8))
+            {
+                orientation = ExifOrientation(data[(pos + 8)..(pos + length)]); // APP1: "Exif\0\0", then a TIFF structure
+            }
+
             bool startOfFrame = marker is >= 0xC0 and <= 0xCF and not 0xC4 and not 0xC8 and not 0xCC;
             if (startOfFrame && frame is null)
             {
@@ -183,6 +204,43 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
                 pos = EndOfScan(data, pos);
             }
         }
+    }
+
+    /// <summary>
+    /// The Orientation tag (0x0112) of the first image directory of an Exif TIFF structure, or 1 where there is none or
+    /// it is malformed: a damaged tag never fails an image.
+    /// </summary>
+    private static int ExifOrientation(ReadOnlySpan<byte> tiff)
+    {
+        if (tiff.Length < 8 || !((tiff[0] == 'I' && tiff[1] == 'I') || (tiff[0] == 'M' && tiff[1] == 'M')))
+        {
+            return 1;
+        }
+
+        bool little = tiff[0] == 'I';
+        long ifd = U32(tiff, 4, little);
+        if (ifd + 2 > tiff.Length)
+        {
+            return 1;
+        }
+
+        int entries = U16(tiff, (int)ifd, little);
+        for (int i = 0; i < entries; i++)
+        {
+            long entry = ifd + 2 + (i * 12L);
+            if (entry + 12 > tiff.Length)
+            {
+                return 1;
+            }
+
+            if (U16(tiff, (int)entry, little) == 0x0112 && U16(tiff, (int)entry + 2, little) == 3)
+            {
+                int value = U16(tiff, (int)entry + 8, little);
+                return value is >= 1 and <= 8 ? value : 1;
+            }
+        }
+
+        return 1;
     }
 
     private static InvalidImageException TruncatedJpeg(ImageHeader? frame) =>

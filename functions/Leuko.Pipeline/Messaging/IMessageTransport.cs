@@ -19,11 +19,18 @@ public enum MessageOutcome
     /// <summary>Done: remove it.</summary>
     Complete,
 
-    /// <summary>Failed this time: make it visible again for another attempt (abandon).</summary>
+    /// <summary>Failed this time: deliver it again after <see cref="RetryBackoff"/> (Service Bus: a scheduled copy; Storage Queue: invisibility).</summary>
     Retry,
 
     /// <summary>Will never succeed: move it to the dead-letter (poison) store with the reason.</summary>
     DeadLetter,
+}
+
+/// <summary>How long a message that failed waits before its next delivery, in every transport that can wait.</summary>
+public static class RetryBackoff
+{
+    /// <summary>After delivery <paramref name="deliveryCount"/> failed: 1 s, 2 s, 4 s, ... up to 30 s.</summary>
+    public static TimeSpan After(int deliveryCount) => TimeSpan.FromSeconds(Math.Min(30, Math.Pow(2, Math.Max(deliveryCount, 1) - 1)));
 }
 
 /// <summary>A handler's verdict on a message.</summary>

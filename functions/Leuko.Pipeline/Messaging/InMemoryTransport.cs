@@ -6,13 +6,16 @@ namespace Leuko.Pipeline.Messaging;
 /// <summary>
 /// The transport inside one process (<c>leuko analyze</c>, tests): an unbounded channel with the same semantics as the
 /// brokers (at-least-once, redelivery with a growing delivery count on retry, dead letters kept for inspection).
+/// A message with <see cref="OutgoingMessage.NotBefore"/> is held until then on <paramref name="time"/>'s clock.
 /// </summary>
-public sealed class InMemoryTransport(int maxConcurrentHandlers = 1) : IMessageTransport
+public sealed class InMemoryTransport(int maxConcurrentHandlers = 1, TimeProvider? time = null) : IMessageTransport
 {
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
     private readonly Channel<ReceivedMessage> _queue = Channel.CreateUnbounded<ReceivedMessage>();
     private readonly ConcurrentQueue<ReceivedMessage> _deadLetters = new();
     private int _inFlight;
     private int _queued;
+    private int _scheduled;
     private volatile bool _sendersDone;
 
     /// <summary>Messages waiting or being handled.</summary>
@@ -20,18 +23,28 @@ public sealed class InMemoryTransport(int maxConcurrentHandlers = 1) : IMessageT
 
     public IReadOnlyCollection<ReceivedMessage> DeadLetters => _deadLetters;
 
+    /// <summary>Messages held for their <see cref="OutgoingMessage.NotBefore"/> (counted in <see cref="Pending"/> too).</summary>
+    public int Scheduled => Volatile.Read(ref _scheduled);
+
     public Task SendAsync(OutgoingMessage message, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _queued);
         var received = new ReceivedMessage(message.MessageId, message.Body, 1, message.Properties);
-        var delay = message.NotBefore is { } at ? at - DateTimeOffset.UtcNow : TimeSpan.Zero;
+        var delay = message.NotBefore is { } at ? at - _time.GetUtcNow() : TimeSpan.Zero;
         if (delay <= TimeSpan.Zero)
         {
             return _queue.Writer.WriteAsync(received, cancellationToken).AsTask();
         }
 
         // Scheduled: counted as queued now, written when due.
-        _ = Task.Delay(delay, CancellationToken.None).ContinueWith(_ => _queue.Writer.TryWrite(received), TaskScheduler.Default);
+        Interlocked.Increment(ref _scheduled);
+        _ = Task.Delay(delay, _time, CancellationToken.None).ContinueWith(
+            _ =>
+            {
+                Interlocked.Decrement(ref _scheduled);
+                _queue.Writer.TryWrite(received);
+            },
+            TaskScheduler.Default);
         return Task.CompletedTask;
     }
 

@@ -81,16 +81,17 @@ public sealed class ArchiveStage(
         {
             int images = 0, refused = 0;
             var skipped = new List<string>();
+            var names = new OutputNames(); // as the CLI names them: two entries of one name are both analysed
             foreach (var entry in archive.Entries)
             {
-                var entrySource = $"{source}!{entry.Name}";
+                var entrySource = SourceOf(source, entry.Name);
                 if (entry.Kind == ArchiveEntryKind.Skipped)
                 {
                     skipped.Add($"{entry.Name}: {entry.Reason}");
                     continue;
                 }
 
-                var uploadName = $"{batchId}/{(entry.Kind == ArchiveEntryKind.Image ? entry.Name.Replace('\\', '/') : $"entry-{entry.Index}")}";
+                var uploadName = $"{batchId}/{names.Add(entry.Kind == ArchiveEntryKind.Image ? entry.Name : $"entry-{entry.Index}")}";
                 var imageId = PipelineIds.Image(uploadName);
                 if (entry.Kind == ArchiveEntryKind.Refused)
                 {
@@ -113,8 +114,7 @@ public sealed class ArchiveStage(
 
                 // The member row before the blob: the image may be final before the next line runs.
                 await results.UpsertBatchMemberAsync(new BatchMemberRow(batchId, imageId, entrySource, BatchMemberRow.Pending, null, NoCounts), cancellationToken);
-                var metadata = new Dictionary<string, string> { [Containers.BatchIdKey] = batchId, [Containers.SourceKey] = Uri.EscapeDataString(entrySource) };
-                await blobs.PutAsync(Containers.Uploads, uploadName, data, "application/octet-stream", metadata, cancellationToken);
+                await blobs.PutAsync(Containers.Uploads, uploadName, data, "application/octet-stream", UploadMetadata(batchId, entrySource), cancellationToken);
                 images++;
             }
 
@@ -192,6 +192,46 @@ public sealed class ArchiveStage(
         }
     }
 
+    /// <summary>Longest source kept whole in the results (Table Storage holds strings of up to 32K characters).</summary>
+    public const int MaxSourceLength = 16_000;
+
+    /// <summary>Longest source carried in an upload's metadata (all of a blob's metadata must fit in 8 KiB).</summary>
+    public const int MaxMetadataSource = 2_048;
+
+    /// <summary>
+    /// <c>archives/NAME!ENTRY</c>, the entry's name as stored. A zip entry's name may be up to 64 KiB: one longer than
+    /// <see cref="MaxSourceLength"/> characters (no file system has paths that long) is kept as its first characters,
+    /// its length and its SHA-256.
+    /// </summary>
+    public static string SourceOf(string archiveSource, string entryName)
+    {
+        var source = $"{archiveSource}!{entryName}";
+        if (source.Length <= MaxSourceLength)
+        {
+            return source;
+        }
+
+        var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(source)));
+        var cut = char.IsHighSurrogate(source[MaxSourceLength - 101]) ? MaxSourceLength - 101 : MaxSourceLength - 100;
+        return $"{source[..cut]}... ({source.Length:N0} characters, SHA-256 {hash})";
+    }
+
+    /// <summary>
+    /// An archive image's upload metadata: its batch and, where it fits in blob metadata, its source. A longer source
+    /// is left out, and segmentation reads it from the image's batch member row, written before the blob.
+    /// </summary>
+    private static Dictionary<string, string> UploadMetadata(string batchId, string source)
+    {
+        var metadata = new Dictionary<string, string> { [Containers.BatchIdKey] = batchId };
+        var escaped = Uri.EscapeDataString(source);
+        if (escaped.Length <= MaxMetadataSource)
+        {
+            metadata[Containers.SourceKey] = escaped;
+        }
+
+        return metadata;
+    }
+
     /// <summary>The image format the upload's first bytes announce when they are not a zip's, else null (an archive, or neither: refused as an archive).</summary>
     private async Task<ImageFormat?> SniffImageAsync(string archiveName, CancellationToken cancellationToken)
     {
@@ -219,11 +259,11 @@ public sealed class ArchiveStage(
         }
 
         var fileName = archiveName[(archiveName.LastIndexOf('/') + 1)..];
-        var uploadName = $"{batch.BatchId}/{fileName}";
+        var uploadName = $"{batch.BatchId}/{OutputNames.Shorten(fileName)}";
         var imageId = PipelineIds.Image(uploadName);
         await results.UpsertBatchMemberAsync(
             new BatchMemberRow(batch.BatchId, imageId, batch.Archive, BatchMemberRow.Pending, null, NoCounts), cancellationToken);
-        var metadata = new Dictionary<string, string> { [Containers.BatchIdKey] = batch.BatchId, [Containers.SourceKey] = Uri.EscapeDataString(batch.Archive) };
+        var metadata = UploadMetadata(batch.BatchId, batch.Archive);
         if (blob.Metadata.TryGetValue(Containers.MicronsPerPixelKey, out var scale))
         {
             metadata[Containers.MicronsPerPixelKey] = scale; // the image's own calibration, as on any upload

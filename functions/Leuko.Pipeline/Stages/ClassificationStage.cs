@@ -139,7 +139,7 @@ public sealed class ClassificationStage(
             var row = new ImageRow(
                 manifest.ImageId, manifest.Source, manifest.Upload, manifest.BatchId, ImageStatus.Completed, null, manifest.Width, manifest.Height,
                 cells.Count, cells.Count(c => c.NeedsReview), counts,
-                classifier.Card.Version, manifest.SegmentMs, Math.Round(classifyMs, 1), trace, manifest.BlobETag, _time.GetUtcNow(), manifest.Scale)
+                classifier.Card.Version, manifest.SegmentMs, Math.Round(classifyMs, 1), trace, manifest.BlobETag, _time.GetUtcNow(), manifest.Scale, manifest.Orientation)
             {
                 ETag = current.ETag,
             };

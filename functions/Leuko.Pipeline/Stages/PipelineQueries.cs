@@ -8,7 +8,7 @@ namespace Leuko.Pipeline.Stages;
 public sealed record ImageView(
     string Id, string Source, string? BatchId, string Status, string? Error, int? Width, int? Height, string? ModelVersion,
     double? SegmentMs, double? ClassifyMs, string? TraceParent, DateTimeOffset Updated, IReadOnlyList<CellView> Cells,
-    IReadOnlyDictionary<string, ClassCount> Differential, IReadOnlyDictionary<string, int> OtherCells, ScaleRecord? Scale);
+    IReadOnlyDictionary<string, ClassCount> Differential, IReadOnlyDictionary<string, int> OtherCells, ScaleRecord? Scale, int? Orientation);
 
 /// <summary>A classified cell as the HTTP API returns it.</summary>
 public sealed record CellView(
@@ -42,7 +42,7 @@ public sealed class PipelineQueries(IBlobStore blobs, IResultStore results, Cell
             row.ImageId, row.Source, row.BatchId, row.Status, row.Error, row.Width, row.Height, row.ModelVersion, row.SegmentMs, row.ClassifyMs,
             row.TraceParent, row.Updated,
             cells.Select(c => new CellView(c.Index, c.Box, c.Class, c.Confidence, c.Probabilities, c.NeedsReview, c.Area, c.CropBlob, c.ReviewReason)).ToList(),
-            classes.Count(cells.Select(c => c.Class)), classes.CountOthers(cells.Select(c => c.Class)), row.Scale);
+            classes.Count(cells.Select(c => c.Class)), classes.CountOthers(cells.Select(c => c.Class)), row.Scale, row.Orientation);
     }
 
     public async Task<BatchView?> GetBatchAsync(string batchId, CancellationToken cancellationToken)

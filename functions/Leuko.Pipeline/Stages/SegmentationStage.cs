@@ -68,7 +68,11 @@ public sealed class SegmentationStage(
         }
 
         var batchId = blob.Metadata.GetValueOrDefault(Containers.BatchIdKey);
-        var source = blob.Metadata.TryGetValue(Containers.SourceKey, out var escaped) ? Uri.UnescapeDataString(escaped) : $"{Containers.Uploads}/{uploadName}";
+        var source = blob.Metadata.TryGetValue(Containers.SourceKey, out var escaped)
+            ? Uri.UnescapeDataString(escaped)
+            : batchId is not null && await results.GetBatchMemberAsync(batchId, imageId, cancellationToken) is { } member
+                ? member.Source // an archive entry whose name is too long for blob metadata
+                : $"{Containers.Uploads}/{uploadName}";
         var existing = await results.GetImageAsync(imageId, cancellationToken);
         if (existing is { IsFinal: true } && existing.BlobETag == blob.ETag)
         {
@@ -77,6 +81,7 @@ public sealed class SegmentationStage(
 
         long start = Stopwatch.GetTimestamp();
         Mat image;
+        int orientation;
         ImageScale? given;
         try
         {
@@ -89,7 +94,7 @@ public sealed class SegmentationStage(
                     : "a zip archive inside an archive: nested archives are not expanded");
             }
 
-            image = ImageDecoder.Decode(blob.Content.Span);
+            image = ImageDecoder.Decode(blob.Content.Span, out orientation);
         }
         catch (InvalidImageException e)
         {
@@ -104,7 +109,10 @@ public sealed class SegmentationStage(
             if (segmentation.Leukocytes.Count == 0)
             {
                 return await FinishAsync(
-                    Row(imageId, source, uploadName, batchId, ImageStatus.NoLeukocytes, null, image.Width, image.Height, trace, blob.ETag) with { SegmentMs = Math.Round(segmentMs, 1), Scale = scaleRecord },
+                    Row(imageId, source, uploadName, batchId, ImageStatus.NoLeukocytes, null, image.Width, image.Height, trace, blob.ETag) with
+                    {
+                        SegmentMs = Math.Round(segmentMs, 1), Scale = scaleRecord, Orientation = orientation,
+                    },
                     existing, cancellationToken);
             }
 
@@ -120,7 +128,7 @@ public sealed class SegmentationStage(
                 entries.Add(new CropEntry(i, new Box(cell.Box.X, cell.Box.Y, cell.Box.Width, cell.Box.Height), cell.Area, Contours.Format(cell.Contour), $"{Containers.Crops}/{crop}"));
             }
 
-            var manifest = new CropManifest(imageId, source, uploadName, batchId, blob.ETag, image.Width, image.Height, Math.Round(segmentMs, 1), entries, scaleRecord);
+            var manifest = new CropManifest(imageId, source, uploadName, batchId, blob.ETag, image.Width, image.Height, Math.Round(segmentMs, 1), entries, scaleRecord, orientation);
             var manifestName = PipelineIds.Manifest(imageId, blob.ETag);
             await blobs.PutAsync(Containers.Crops, manifestName[(Containers.Crops.Length + 1)..], JsonSerializer.SerializeToUtf8Bytes(manifest, PipelineJson.Options), "application/json", null, cancellationToken);
 
@@ -131,6 +139,7 @@ public sealed class SegmentationStage(
                 SegmentMs = Math.Round(segmentMs, 1),
                 Scale = scaleRecord,
                 ETag = existing?.ETag,
+                Orientation = orientation,
             };
             if (!await results.TryWriteImageAsync(row, cancellationToken))
             {

@@ -54,7 +54,8 @@ public sealed record CropManifest(
     int Height,
     double SegmentMs,
     IReadOnlyList<CropEntry> Cells,
-    ScaleRecord? Scale = null);
+    ScaleRecord? Scale = null,
+    int? Orientation = null);
 
 /// <summary>One segmented cell: where it is and where its crop is (<c>crops/IMAGEID/VERSION/INDEX.png</c>, lossless).</summary>
 public sealed record CropEntry(int Index, Box Box, int Area, string Contour, string Crop);

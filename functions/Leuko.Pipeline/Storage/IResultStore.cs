@@ -8,6 +8,8 @@ namespace Leuko.Pipeline.Storage;
 /// <paramref name="Source"/> is what the user gave (<c>uploads/NAME</c>, or <c>archives/NAME!entry</c>);
 /// <paramref name="Upload"/> is the blob analysed, in <c>uploads/</c>. <paramref name="BlobETag"/> is the version of the upload it describes: a replayed event for that version changes nothing.
 /// <paramref name="Counts"/> holds every class of the model, the other-cell kinds included. <paramref name="Scale"/> is the physical scale it was segmented at.
+/// <paramref name="Orientation"/> is the EXIF orientation applied when it was decoded (1: none; null: not decoded): its size, boxes and
+/// outlines are those of the picture as viewers show it.
 /// </summary>
 public sealed record ImageRow(
     string ImageId,
@@ -27,7 +29,8 @@ public sealed record ImageRow(
     string? TraceParent,
     string? BlobETag,
     DateTimeOffset Updated,
-    ScaleRecord? Scale = null)
+    ScaleRecord? Scale = null,
+    int? Orientation = null)
 {
     /// <summary>Segmented; the cells are queued for classification.</summary>
     public const string Classifying = "classifying";
@@ -159,6 +162,10 @@ public interface IResultStore
 
     /// <summary>Removes every member row of the batch (a new version of its archive is expanded afresh).</summary>
     Task DeleteBatchMembersAsync(string batchId, CancellationToken cancellationToken);
+
+    /// <summary>One image of a batch, or null (stores with point reads override this).</summary>
+    async Task<BatchMemberRow?> GetBatchMemberAsync(string batchId, string imageId, CancellationToken cancellationToken) =>
+        (await GetBatchMembersAsync(batchId, cancellationToken)).FirstOrDefault(m => m.ImageId == imageId);
 
     /// <summary>Whether any image of the batch is still pending (asked after every image: it must not read the whole batch).</summary>
     Task<bool> HasPendingMembersAsync(string batchId, CancellationToken cancellationToken);

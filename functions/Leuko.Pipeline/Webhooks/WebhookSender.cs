@@ -35,8 +35,8 @@ public sealed record WebhookOptions(
 /// redirects, through a connection that refuses private, loopback, link-local and metadata addresses at connect time,
 /// and records the attempt. 2xx: delivered. 410: the subscription is disabled. 429, 5xx, timeouts and network
 /// errors: a new attempt is queued after the schedule's wait (with jitter; or the receiver's Retry-After), until the
-/// schedule runs out, then the delivery is dead-lettered and the subscription's failures counted. Other answers
-/// are final failures.
+/// schedule runs out, then the delivery is dead-lettered and the subscription's failures counted. A Retry-After is never
+/// cut short: one over <see cref="MaxRetryAfter"/> fails the delivery. Other answers are final failures.
 /// </summary>
 public sealed class WebhookSender(IWebhookStore store, IMessageSender retries, HttpClient http, WebhookOptions options, TimeProvider? time = null)
 {
@@ -135,6 +135,14 @@ public sealed class WebhookSender(IWebhookStore store, IMessageSender retries, H
             return await GiveUpAsync(subscription, delivery, status, $"gave up after {delivery.Attempt} attempts: {error ?? $"HTTP {status}"}", clock, cancellationToken);
         }
 
+        if (retryAfter > MaxRetryAfter)
+        {
+            // Never sooner than the receiver asked; and a delivery is not held for longer than this.
+            return await GiveUpAsync(subscription, delivery, status,
+                $"the receiver answered {status} asking to retry after {retryAfter.Value.TotalSeconds:0} s, more than the {MaxRetryAfter.TotalSeconds:0} s a retry waits at most",
+                clock, cancellationToken);
+        }
+
         var wait = retryAfter ?? Jitter(options.RetrySchedule[delivery.Attempt - 1]);
         await RecordAsync(delivery, status, "retry", error ?? $"HTTP {status}; next attempt in {wait.TotalSeconds:0.#} s", clock, cancellationToken);
         var next = delivery with { Attempt = delivery.Attempt + 1 };
@@ -179,12 +187,18 @@ public sealed class WebhookSender(IWebhookStore store, IMessageSender retries, H
         }
     }
 
-    /// <summary>Retry-After as seconds or a date, capped at an hour.</summary>
+    /// <summary>The longest Retry-After honoured; a receiver asking for more fails the delivery rather than be retried sooner.</summary>
+    public static readonly TimeSpan MaxRetryAfter = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// Retry-After as seconds or an HTTP date (measured from now, when the answer is in), never negative. The retry is
+    /// queued with this as its not-before time, on the same clock: no transport delivers it sooner.
+    /// </summary>
     private TimeSpan? RetryAfter(HttpResponseMessage response)
     {
         var header = response.Headers.RetryAfter;
         var wait = header?.Delta ?? (header?.Date is { } date ? date - _time.GetUtcNow() : null);
-        return wait is { } w ? TimeSpan.FromTicks(Math.Clamp(w.Ticks, 0, TimeSpan.FromHours(1).Ticks)) : null;
+        return wait is { } w ? TimeSpan.FromTicks(Math.Max(w.Ticks, 0)) : null;
     }
 
     /// <summary>The wait, plus or minus 20%, so that many deliveries retried together do not arrive together.</summary>

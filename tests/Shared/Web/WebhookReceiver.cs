@@ -21,6 +21,7 @@ public sealed record ReceivedWebhook(string Id, string Timestamp, string Signatu
 public sealed class WebhookReceiver : IAsyncDisposable
 {
     private readonly WebApplication _app;
+    private readonly SemaphoreSlim _arrived = new(0);
     private int _count;
 
     private WebhookReceiver(WebApplication app) => _app = app;
@@ -45,6 +46,7 @@ public sealed class WebhookReceiver : IAsyncDisposable
             receiver.Requests.Enqueue(new ReceivedWebhook(
                 context.Request.Headers["webhook-id"].ToString(), context.Request.Headers["webhook-timestamp"].ToString(),
                 context.Request.Headers["webhook-signature"].ToString(), body, status, DateTimeOffset.UtcNow));
+            receiver._arrived.Release();
             if (retryAfter is not null)
             {
                 context.Response.Headers.RetryAfter = retryAfter;
@@ -69,6 +71,18 @@ public sealed class WebhookReceiver : IAsyncDisposable
         var key = Convert.FromBase64String(secret["whsec_".Length..]);
         var expected = "v1," + Convert.ToBase64String(HMACSHA256.HashData(key, Encoding.UTF8.GetBytes($"{request.Id}.{request.Timestamp}.{request.Body}")));
         return request.Signature.Split(' ').Any(s => CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(s), Encoding.ASCII.GetBytes(expected)));
+    }
+
+    /// <summary>Returns once <paramref name="count"/> requests have arrived (fails after a minute: an event, not a measured wait).</summary>
+    public async Task WaitForRequestsAsync(int count)
+    {
+        while (Requests.Count < count)
+        {
+            if (!await _arrived.WaitAsync(TimeSpan.FromMinutes(1)))
+            {
+                throw new TimeoutException($"{Requests.Count} of {count} webhook requests arrived within a minute");
+            }
+        }
     }
 
     public async ValueTask DisposeAsync()
