@@ -33,6 +33,26 @@ public class InputRulesTests
     }
 
     [Fact]
+    public async Task AnArchivesScaleMetadataIsTheScaleOfEachOfItsImages()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync();
+        var run = Azurite.Unique("archive-scale");
+        var field = Samples.All()[0].Data;
+        var archiveName = $"{run}/calibrated.zip";
+        await PipelineHarness.UploadAsync(Containers.Archives, archiveName, Zips.Build(("a.jpg", field), ("b.jpg", field)),
+            metadata: new Dictionary<string, string> { ["micronsperpixel"] = "0.085" });
+
+        var batch = await WaitForBatchAsync(pipeline, PipelineIds.Batch(archiveName));
+        Assert.Equal("completed", batch.Status);
+        Assert.Equal(2, batch.Images.Count);
+        foreach (var member in batch.Images)
+        {
+            var row = (await pipeline.Results.GetImageAsync(member.Id, CancellationToken.None))!;
+            Assert.Equal(new Leuko.Pipeline.ScaleRecord(0.085, "given", 0), row.Scale);
+        }
+    }
+
+    [Fact]
     public async Task AnImageUploadedAsAnArchiveIsABatchOfOneAndAZipUploadedAsAnImageFailsSayingWhere()
     {
         await using var pipeline = await PipelineHarness.StartAsync();

@@ -114,7 +114,7 @@ public sealed class ArchiveStage(
 
                 // The member row before the blob: the image may be final before the next line runs.
                 await results.UpsertBatchMemberAsync(new BatchMemberRow(batchId, imageId, entrySource, BatchMemberRow.Pending, null, NoCounts), cancellationToken);
-                await blobs.PutAsync(Containers.Uploads, uploadName, data, "application/octet-stream", UploadMetadata(batchId, entrySource), cancellationToken);
+                await blobs.PutAsync(Containers.Uploads, uploadName, data, "application/octet-stream", UploadMetadata(batchId, entrySource, info.Metadata), cancellationToken);
                 images++;
             }
 
@@ -217,12 +217,18 @@ public sealed class ArchiveStage(
     }
 
     /// <summary>
-    /// An archive image's upload metadata: its batch and, where it fits in blob metadata, its source. A longer source
+    /// An archive image's upload metadata: its batch, the archive's scale (<c>micronsperpixel</c>) where it has one and,
+    /// where it fits in blob metadata, its source. A longer source
     /// is left out, and segmentation reads it from the image's batch member row, written before the blob.
     /// </summary>
-    private static Dictionary<string, string> UploadMetadata(string batchId, string source)
+    private static Dictionary<string, string> UploadMetadata(string batchId, string source, IReadOnlyDictionary<string, string> archiveMetadata)
     {
         var metadata = new Dictionary<string, string> { [Containers.BatchIdKey] = batchId };
+        if (archiveMetadata.TryGetValue(Containers.MicronsPerPixelKey, out var scale))
+        {
+            metadata[Containers.MicronsPerPixelKey] = scale; // the archive's calibration is each of its images' (one microscope, one scale)
+        }
+
         var escaped = Uri.EscapeDataString(source);
         if (escaped.Length <= MaxMetadataSource)
         {
@@ -263,12 +269,7 @@ public sealed class ArchiveStage(
         var imageId = PipelineIds.Image(uploadName);
         await results.UpsertBatchMemberAsync(
             new BatchMemberRow(batch.BatchId, imageId, batch.Archive, BatchMemberRow.Pending, null, NoCounts), cancellationToken);
-        var metadata = UploadMetadata(batch.BatchId, batch.Archive);
-        if (blob.Metadata.TryGetValue(Containers.MicronsPerPixelKey, out var scale))
-        {
-            metadata[Containers.MicronsPerPixelKey] = scale; // the image's own calibration, as on any upload
-        }
-
+        var metadata = UploadMetadata(batch.BatchId, batch.Archive, blob.Metadata);
         await blobs.PutAsync(Containers.Uploads, uploadName, blob.Content, "application/octet-stream", metadata, cancellationToken);
         return await ExpandedAsync(
             batch with { Images = 1, Note = $"{batch.Archive} is a {format.ToString().ToUpperInvariant()} image, not a zip archive: analysed as a batch of one image" },
