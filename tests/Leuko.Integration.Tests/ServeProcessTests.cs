@@ -41,16 +41,22 @@ public class ServeProcessTests
 
         using (var first = Serve(queue, port))
         {
-            var deadline = DateTime.UtcNow.AddMinutes(5); // only a bound on a hang: a loaded machine takes minutes to start a host
-            while (await FinalAsync() == 0)
+            try
             {
-                Assert.False(first.HasExited, "leuko serve exited before finishing an image");
-                Assert.True(DateTime.UtcNow < deadline, "leuko serve finished no image within 5 minutes");
-                await Task.Delay(20);
+                var deadline = DateTime.UtcNow.AddMinutes(5); // only a bound on a hang: a loaded machine takes minutes to start a host
+                while (await FinalAsync() == 0)
+                {
+                    Assert.False(first.HasExited, "leuko serve exited before finishing an image");
+                    Assert.True(DateTime.UtcNow < deadline, "leuko serve finished no image within 5 minutes");
+                    await Task.Delay(20);
+                }
             }
-
-            first.Kill(entireProcessTree: true);
-            await first.WaitForExitAsync();
+            finally
+            {
+                // Killed whatever happened above: a host left running would take other tests' uploads on the shared Azurite.
+                first.Kill(entireProcessTree: true);
+                await first.WaitForExitAsync();
+            }
         }
 
         Assert.InRange(await FinalAsync(), 1, names.Count - 1); // counted once the host is dead: the state it left

@@ -136,6 +136,18 @@ public class ImageArchiveTests
     }
 
     [Fact]
+    public void AnEntryNameLongerThanTableStorageHoldsIsKeptAsItsStartLengthAndHash()
+    {
+        Assert.Equal("archives/a.zip!day 1/f.jpg", Stages.ArchiveStage.SourceOf("archives/a.zip", "day 1/f.jpg"));
+        var name = new string('n', 40_000) + ".jpg"; // a zip name may be 64 KiB; a Table Storage string 32K characters
+        var full = $"archives/a.zip!{name}";
+        var kept = Stages.ArchiveStage.SourceOf("archives/a.zip", name);
+        Assert.True(kept.Length <= Stages.ArchiveStage.MaxSourceLength, $"{kept.Length}");
+        Assert.StartsWith(full[..15_000], kept);
+        Assert.EndsWith($"({full.Length:N0} characters, SHA-256 {Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(full)))})", kept);
+    }
+
+    [Fact]
     public void OutputNamesKeepBothOfTwoEntriesOfOneName()
     {
         var names = new OutputNames();
