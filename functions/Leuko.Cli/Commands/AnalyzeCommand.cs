@@ -75,7 +75,7 @@ internal static class AnalyzeCommand
             return ExitCodes.MissingDependency;
         }
 
-        using var sessionOptions = EvaluateClassification.WorkerSessionOptions(parallel);
+        using var sessionOptions = LeukocyteClassifier.SessionOptionsFor(parallel);
         using var classifier = EvaluateClassification.LoadClassifier(modelPath, stderr, sessionOptions);
         if (classifier is null)
         {

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
+using Leuko.Core.Classification;
 using Leuko.Core.Imaging;
 using Leuko.Core.Scale;
 using Leuko.Core.Segmentation;
@@ -17,6 +18,7 @@ internal static class BenchCommand
             CreateMemory(),
             CreateSegmentation(),
             CreateClassification(),
+            ServeBenchmark.Create(),
         };
 
     private static Command CreateAnalysis()
@@ -70,7 +72,7 @@ internal static class BenchCommand
             foreach (int parallel in parallels)
             {
                 // As leuko analyze --parallel N loads it.
-                using var sessionOptions = EvaluateClassification.WorkerSessionOptions(parallel);
+                using var sessionOptions = LeukocyteClassifier.SessionOptionsFor(parallel);
                 using var classifier = EvaluateClassification.LoadClassifier(modelPath, stderr, sessionOptions);
                 if (classifier is null)
                 {
@@ -394,7 +396,8 @@ internal static class BenchCommand
 
     private static double Median(List<double> values) => Percentile(values, 0.5);
 
-    private static double Percentile(List<double> values, double q)
+    /// <summary>The <paramref name="q"/> quantile of <paramref name="values"/> (nearest rank); 0 for none.</summary>
+    internal static double Percentile(IEnumerable<double> values, double q)
     {
         var sorted = values.Order().ToList();
         return sorted.Count == 0 ? 0 : sorted[(int)Math.Round(q * (sorted.Count - 1))];

@@ -51,18 +51,6 @@ internal static class EvaluateClassification
         DefaultValueFactory = _ => LeukocyteClassifier.DefaultModelPath,
     };
 
-    /// <summary>
-    /// Session options for <paramref name="workers"/> threads that each call the model: ONNX Runtime gets the cores
-    /// left per worker, and its threads do not spin-wait after a call (spinning takes the core from the next image's
-    /// segmentation: measured, analyze on 2 cores ran at 78 images/s with spinning and 2 threads per call).
-    /// </summary>
-    public static SessionOptions WorkerSessionOptions(int workers)
-    {
-        var options = new SessionOptions { IntraOpNumThreads = Math.Max(1, Environment.ProcessorCount / Math.Max(1, workers)) };
-        options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
-        return options;
-    }
-
     /// <summary>Loads the classifier or writes why it cannot be loaded.</summary>
     public static LeukocyteClassifier? LoadClassifier(string path, TextWriter stderr, SessionOptions? options = null)
     {

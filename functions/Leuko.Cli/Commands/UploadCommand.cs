@@ -67,32 +67,8 @@ internal static class UploadCommand
             return ExitCodes.BadUsage;
         }
 
-        BlobServiceClient service;
-        try
+        if (await ConnectAsync(connectionString, stderr, cancellationToken) is not { } service)
         {
-            var options = new BlobClientOptions();
-            options.Retry.MaxRetries = 2;
-            options.Retry.NetworkTimeout = TimeSpan.FromSeconds(30);
-            service = new BlobServiceClient(connectionString, options);
-        }
-        catch (Exception e) when (e is FormatException or ArgumentException or InvalidOperationException)
-        {
-            stderr.WriteLine($"error: --storage is not a storage connection string ({e.Message})");
-            return ExitCodes.BadUsage;
-        }
-
-        try
-        {
-            // Reaches the account before any file is sent: a wrong address or key is one clear error, not one per file.
-            foreach (var container in new[] { Containers.Uploads, Containers.Archives })
-            {
-                await service.GetBlobContainerClient(container).CreateIfNotExistsAsync(cancellationToken: cancellationToken);
-            }
-        }
-        catch (Exception e) when (e is RequestFailedException or AggregateException or HttpRequestException)
-        {
-            var reason = e is AggregateException a ? a.InnerExceptions[^1].Message : e.Message;
-            stderr.WriteLine($"error: cannot reach the storage at {service.Uri}: {reason.Split('\n')[0].Trim()}");
             return ExitCodes.BadUsage;
         }
 
@@ -131,5 +107,42 @@ internal static class UploadCommand
         });
 
         return failed > 0 ? ExitCodes.SomeFailed : ExitCodes.Success;
+    }
+
+    /// <summary>
+    /// The blob service of <paramref name="connectionString"/>, reached once (the upload containers are created if
+    /// absent) so that a wrong address or key is one clear error, not one per file; null (the error written) if not.
+    /// </summary>
+    internal static async Task<BlobServiceClient?> ConnectAsync(string connectionString, TextWriter stderr, CancellationToken cancellationToken)
+    {
+        BlobServiceClient service;
+        try
+        {
+            var options = new BlobClientOptions();
+            options.Retry.MaxRetries = 2;
+            options.Retry.NetworkTimeout = TimeSpan.FromSeconds(30);
+            service = new BlobServiceClient(connectionString, options);
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException or InvalidOperationException)
+        {
+            stderr.WriteLine($"error: --storage is not a storage connection string ({e.Message})");
+            return null;
+        }
+
+        try
+        {
+            foreach (var container in new[] { Containers.Uploads, Containers.Archives })
+            {
+                await service.GetBlobContainerClient(container).CreateIfNotExistsAsync(cancellationToken: cancellationToken);
+            }
+        }
+        catch (Exception e) when (e is RequestFailedException or AggregateException or HttpRequestException)
+        {
+            var reason = e is AggregateException a ? a.InnerExceptions[^1].Message : e.Message;
+            stderr.WriteLine($"error: cannot reach the storage at {service.Uri}: {reason.Split('\n')[0].Trim()}");
+            return null;
+        }
+
+        return service;
     }
 }

@@ -36,6 +36,18 @@ public sealed class LeukocyteClassifier : IDisposable
     public static string DefaultModelPath => Path.Combine(AppContext.BaseDirectory, "models", DefaultModelFile);
 
     /// <summary>
+    /// Session options for <paramref name="workers"/> threads that each call the model: ONNX Runtime gets the cores
+    /// left per worker, and its threads do not spin-wait after a call (spinning takes the core from the next image's
+    /// segmentation: measured, analyze on 2 cores ran at 78 images/s with spinning and 2 threads per call).
+    /// </summary>
+    public static SessionOptions SessionOptionsFor(int workers)
+    {
+        var options = new SessionOptions { IntraOpNumThreads = Math.Max(1, Environment.ProcessorCount / Math.Max(1, workers)) };
+        options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
+        return options;
+    }
+
+    /// <summary>
     /// Loads an ONNX model and the card beside it (<c>name.json</c>), checking that they belong together, so that a
     /// missing, corrupt or mismatched model fails here, at start-up, and not at the first image.
     /// </summary>

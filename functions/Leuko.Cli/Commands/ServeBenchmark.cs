@@ -1,0 +1,188 @@
+using System.CommandLine;
+using System.Diagnostics;
+using Azure;
+using Azure.Data.Tables;
+using Azure.Storage.Blobs.Models;
+using Leuko.Azure.Storage;
+using Leuko.Pipeline.Stages;
+using Leuko.Pipeline.Storage;
+
+namespace Leuko.Cli.Commands;
+
+/// <summary>
+/// <c>leuko bench serve</c>: the cloud path's throughput, measured from outside as a client sees it. Uploads a burst of
+/// images to <c>uploads/</c> of a storage account that <c>leuko serve</c> (or the function app) watches, waits for
+/// every image's row to be final, and prints images per second and the upload-to-final latency. The end of each image
+/// is its row's <c>updated</c> time (written by the pipeline, on this machine's clock when serve runs here), so the
+/// polling interval does not inflate the figures.
+/// </summary>
+internal static class ServeBenchmark
+{
+    /// <summary>Uploads at once: enough to keep a local Azurite busy without making the upload the bottleneck.</summary>
+    private const int UploadConcurrency = 8;
+
+    /// <summary>Rows read at once while waiting.</summary>
+    private const int PollConcurrency = 8;
+
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(500);
+
+    public static Command Create()
+    {
+        var inputs = new Argument<string[]>("inputs")
+        {
+            Description = "Images or folders of images to upload as one burst (e.g. ../shared/data/bccd/JPEGImages).",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        var storage = new Option<string>("--storage")
+        {
+            Description = "Storage connection string of the account leuko serve (or the function app) watches, e.g. UseDevelopmentStorage=true.",
+            Required = true,
+        };
+        var timeout = new Option<int>("--timeout")
+        {
+            Description = "Seconds to wait for every image to be final before giving up (the images still pending are listed).",
+            DefaultValueFactory = _ => 1800,
+        };
+        timeout.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() < 1)
+            {
+                r.AddError("--timeout must be at least 1 second");
+            }
+        });
+        var command = new Command(
+            "serve",
+            "Images per second and upload-to-final latency (p50, p95) of the cloud path: uploads a burst to a storage account that leuko serve or the function app watches, and waits for every row.")
+        {
+            inputs, storage, timeout,
+        };
+        command.SetAction((parse, ct) => RunAsync(
+            parse.GetRequiredValue(inputs), parse.GetRequiredValue(storage), TimeSpan.FromSeconds(parse.GetValue(timeout)),
+            parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct));
+        return command;
+    }
+
+    internal static async Task<int> RunAsync(
+        string[] paths, string connectionString, TimeSpan timeout, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+    {
+        IReadOnlyList<InputFile> files;
+        try
+        {
+            files = InputFiles.Expand(paths);
+        }
+        catch (FileNotFoundException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return ExitCodes.BadUsage;
+        }
+
+        if (files.Count == 0)
+        {
+            stderr.WriteLine($"error: no images found in {string.Join(", ", paths)} (images are JPEG, PNG, BMP or TIFF)");
+            return ExitCodes.BadUsage;
+        }
+
+        if (await UploadCommand.ConnectAsync(connectionString, stderr, cancellationToken) is not { } blobs)
+        {
+            return ExitCodes.BadUsage;
+        }
+
+        var rows = new TableResultStore(new TableServiceClient(connectionString));
+
+        // A folder of its own per run: a second run uploads new blobs, never versions of the first run's.
+        var folder = $"bench-{DateTime.UtcNow:yyyyMMddTHHmmss}-{Guid.NewGuid().ToString("n")[..6]}";
+        var uploads = blobs.GetBlobContainerClient(Containers.Uploads);
+        var started = new DateTimeOffset[files.Count];
+        var ids = files.Select(f => PipelineIds.Image($"{folder}/{f.Name}")).ToArray();
+        stdout.WriteLine($"Cloud-path benchmark: {files.Count} images to {uploads.Uri}/{folder}/, {Environment.ProcessorCount} cores");
+
+        var clock = Stopwatch.StartNew();
+        int failedUploads = 0;
+        var uploading = new Progress("upload", files.Count, stderr);
+        await Parallel.ForEachAsync(
+            Enumerable.Range(0, files.Count), new ParallelOptions { MaxDegreeOfParallelism = UploadConcurrency, CancellationToken = cancellationToken },
+            async (i, ct) =>
+            {
+                started[i] = DateTimeOffset.UtcNow;
+                try
+                {
+                    await uploads.GetBlobClient($"{folder}/{files[i].Name}").UploadAsync(files[i].Path, new BlobUploadOptions(), ct);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or RequestFailedException or AggregateException)
+                {
+                    Interlocked.Increment(ref failedUploads);
+                    ids[i] = "";
+                    stderr.WriteLine($"failed: {files[i].Path}: {e.Message.Split('\n')[0].Trim()}");
+                }
+
+                uploading.Advance();
+            });
+        double uploadSeconds = clock.Elapsed.TotalSeconds;
+
+        var final = new ImageRow?[files.Count];
+        var pending = Enumerable.Range(0, files.Count).Where(i => ids[i].Length > 0).ToList();
+        var waiting = new Progress("final", pending.Count, stderr);
+        while (pending.Count > 0 && clock.Elapsed < timeout)
+        {
+            // Images finish about in upload order: a round reads rows in that order and stops after a few that are not
+            // final yet, so that waiting costs the storage (on the same cores, for Azurite) a few reads a second, not
+            // one per image. Each image's end is its row's time, so a late read does not lengthen its latency.
+            int notFinal = 0;
+            foreach (var chunk in pending.Chunk(PollConcurrency))
+            {
+                await Parallel.ForEachAsync(chunk, cancellationToken, async (i, ct) =>
+                {
+                    if (await rows.GetImageAsync(ids[i], ct) is { IsFinal: true } row)
+                    {
+                        final[i] = row;
+                        waiting.Advance();
+                    }
+                    else
+                    {
+                        Interlocked.Increment(ref notFinal);
+                    }
+                });
+                if (notFinal >= PollConcurrency / 2)
+                {
+                    break;
+                }
+            }
+
+            pending.RemoveAll(i => final[i] is not null);
+            if (pending.Count > 0)
+            {
+                await Task.Delay(PollInterval, cancellationToken);
+            }
+        }
+
+        var done = Enumerable.Range(0, files.Count).Where(i => final[i] is not null).ToList();
+        if (done.Count == 0)
+        {
+            stderr.WriteLine($"error: no image was final within {timeout.TotalSeconds:0} s: is leuko serve (or the function app) watching this storage?");
+            return ExitCodes.SomeFailed;
+        }
+
+        var first = started.Where((_, i) => ids[i].Length > 0).Min();
+        var last = done.Max(i => final[i]!.Updated);
+        double seconds = Math.Max((last - first).TotalSeconds, 1e-3);
+        var latencies = done.Select(i => Math.Max((final[i]!.Updated - started[i]).TotalSeconds, 0)).Order().ToList();
+        var byStatus = done.GroupBy(i => final[i]!.Status).OrderBy(g => g.Key, StringComparer.Ordinal).Select(g => $"{g.Key} {g.Count()}");
+        stdout.WriteLine(
+            $"  {done.Count / seconds,7:0.00} images/s: {done.Count} final in {seconds:0.0} s from the first upload ({string.Join(", ", byStatus)}); " +
+            $"uploads took {uploadSeconds:0.0} s");
+        stdout.WriteLine(
+            $"      upload-to-final latency: p50 {BenchCommand.Percentile(latencies, 0.5):0.0} s, p95 {BenchCommand.Percentile(latencies, 0.95):0.0} s, max {latencies[^1]:0.0} s");
+        var segment = done.Select(i => final[i]!.SegmentMs).OfType<double>().ToList();
+        var classify = done.Select(i => final[i]!.ClassifyMs).OfType<double>().ToList();
+        stdout.WriteLine(
+            $"      per image, as the rows record it: segment {(segment.Count > 0 ? segment.Average() : 0):0} ms, " +
+            $"classify {(classify.Count > 0 ? classify.Average() : 0):0} ms, {done.Sum(i => final[i]!.Cells)} cells");
+
+        foreach (var i in pending)
+        {
+            stderr.WriteLine($"not final after {timeout.TotalSeconds:0} s: uploads/{folder}/{files[i].Name} (image {ids[i]})");
+        }
+
+        return pending.Count > 0 || failedUploads > 0 ? ExitCodes.SomeFailed : ExitCodes.Success;
+    }
+}
