@@ -49,8 +49,9 @@ public static class WebhookAddressGuard
 
     /// <summary>
     /// Null when a delivery may connect to the address, else why not, by <see cref="SpecialPurposeAddresses"/>: the
-    /// most specific row that contains it decides, and an IPv6 address that embeds an IPv4 address (IPv4-mapped,
-    /// IPv4-compatible, NAT64, 6to4, Teredo server and client) is refused when any IPv4 address it embeds is refused.
+    /// most specific row that contains it decides. An IPv6 address that embeds an IPv4 address (IPv4-mapped,
+    /// IPv4-compatible, NAT64, 6to4, Teredo server and client) is refused when any IPv4 address it embeds is refused,
+    /// and otherwise as its row says (only IPv4-mapped and the NAT64 well-known prefix are allowed at all).
     /// Loopback is refused unless <paramref name="allowLoopback"/> (local development); an embedded loopback address
     /// only counts as loopback in the IPv4-mapped form, which is the IPv4 address itself.
     /// </summary>
@@ -63,12 +64,13 @@ public static class WebhookAddressGuard
         }
 
         var block = SpecialPurposeAddresses.Find(address);
-        foreach (var embedded in SpecialPurposeAddresses.EmbeddedIn(address, block.Embeds))
+        var embedded = SpecialPurposeAddresses.EmbeddedIn(address, block.Embeds);
+        foreach (var inside in embedded)
         {
-            var inner = SpecialPurposeAddresses.Find(embedded);
+            var inner = SpecialPurposeAddresses.Find(inside);
             if (!MayReach(inner, allowLoopback && block.Embeds == EmbeddedIPv4.Mapped))
             {
-                return $"{Describe(block)}, for {embedded}: {Describe(inner)}: {Why(inner)}.";
+                return $"{Describe(block)}, for {inside}: {Describe(inner)}: {Why(inner)}.";
             }
         }
 
@@ -77,10 +79,9 @@ public static class WebhookAddressGuard
             return null;
         }
 
-        var reaches = SpecialPurposeAddresses.EmbeddedIn(address, block.Embeds);
-        return reaches.Count == 0
+        return embedded.Count == 0
             ? $"{Describe(block)}: {Why(block)}."
-            : $"{Describe(block)}, for {string.Join(" and ", reaches)}: {Why(block)}.";
+            : $"{Describe(block)}, for {string.Join(" and ", embedded)}: {Why(block)}.";
     }
 
     /// <summary>
