@@ -81,6 +81,60 @@ public class WebhookAddressGuardTests
     }
 
     [Theory]
+    // The issue's examples: IPv6 transition forms that reach private or metadata addresses, and special-purpose IPv4 and IPv6 ranges.
+    [InlineData("2002:a9fe:a9fe::", "169.254.169.254")] // 6to4 of the metadata service
+    [InlineData("2002:a00:1::1", "10.0.0.1")] // 6to4 of a private address
+    [InlineData("2002:7f00:1::", "127.0.0.1")] // 6to4 of loopback: refused even where loopback is allowed
+    [InlineData("2001:0:a9fe:a9fe::", "169.254.169.254")] // Teredo, the metadata service as its server
+    [InlineData("2001:0:808:808::5601:5601", "169.254.169.254")] // Teredo, the metadata service as its (inverted) client
+    [InlineData("2001:0:808:808::f5ff:fffe", "10.0.0.1")] // Teredo, a private client
+    [InlineData("64:ff9b:1::a9fe:a9fe", "169.254.169.254")] // local-use NAT64
+    [InlineData("64:ff9b::a9fe:a9fe", "169.254.169.254")] // well-known NAT64
+    [InlineData("::a9fe:a9fe", "169.254.169.254")] // IPv4-compatible
+    [InlineData("::ffff:a9fe:a9fe", "169.254.169.254")] // IPv4-mapped
+    [InlineData("192.0.0.1", "192.0.0.0/29")]
+    [InlineData("192.0.0.192", "192.0.0.0/24")]
+    [InlineData("198.18.0.1", "198.18.0.0/15")]
+    [InlineData("198.19.255.255", "198.18.0.0/15")]
+    [InlineData("100::1", "100::/64")]
+    [InlineData("100::ffff:ffff:ffff:ffff", "100::/64")]
+    public void TheIssuesAddressesAreRefusedSayingWhereTheyLead(string address, string named)
+    {
+        var reason = WebhookAddressGuard.CheckAddress(IPAddress.Parse(address), allowLoopback: true);
+        Assert.NotNull(reason);
+        Assert.Contains(named, reason, StringComparison.Ordinal);
+        Assert.NotNull(WebhookAddressGuard.CheckAddress(IPAddress.Parse(address), allowLoopback: false));
+    }
+
+    [Theory]
+    // 6to4 and Teredo are refused whatever public address they carry; NAT64's well-known prefix and IPv4-mapped follow their IPv4 address.
+    [InlineData("2002:808:808::1", false)]
+    [InlineData("2001:0:4136:e378:8000:63bf:f7f7:f7f7", false)]
+    [InlineData("64:ff9b:1::808:808", false)]
+    [InlineData("::808:808", false)]
+    [InlineData("64:ff9b::808:808", true)]
+    [InlineData("::ffff:808:808", true)]
+    public void TransitionFormsOfAPublicAddress(string address, bool allowed)
+    {
+        var reason = WebhookAddressGuard.CheckAddress(IPAddress.Parse(address), allowLoopback: false);
+        Assert.True(allowed == (reason is null), $"{address}: {reason ?? "allowed"}");
+    }
+
+    [Fact]
+    public void ARefusalNamesTheRowAndItsRfc()
+    {
+        Assert.Equal("Private-Use, 10.0.0.0/8 (RFC 1918): not globally reachable.",
+            WebhookAddressGuard.CheckAddress(IPAddress.Parse("10.1.2.3"), allowLoopback: false));
+        Assert.Equal("6to4, 2002::/16 (RFC 3056), for 169.254.169.254: Cloud instance metadata service (Azure IMDS, AWS, Google Cloud), "
+                     + "169.254.169.254/32 (learn.microsoft.com/azure/virtual-machines/instance-metadata-service): not globally reachable.",
+            WebhookAddressGuard.CheckAddress(IPAddress.Parse("2002:a9fe:a9fe::"), allowLoopback: false));
+        Assert.Equal("6to4, 2002::/16 (RFC 3056), for 8.8.8.8: a transition address, reached through a relay the network picks.",
+            WebhookAddressGuard.CheckAddress(IPAddress.Parse("2002:808:808::"), allowLoopback: false));
+        Assert.Equal("Port Control Protocol Anycast, 192.0.0.9/32 (RFC 7723): an anycast service or identifier block, never a subscriber's own receiver.",
+            WebhookAddressGuard.CheckAddress(IPAddress.Parse("192.0.0.9"), allowLoopback: false));
+    }
+
+    [Theory]
     [InlineData("https://example.com/hook", false, true)]
     [InlineData("https://example.com:8443/hook?x=1", false, true)]
     [InlineData("https://8.8.8.8/hook", false, true)]
@@ -106,6 +160,20 @@ public class WebhookAddressGuardTests
     [InlineData("", false, false)]
     [InlineData("ftp://example.com/hook", false, false)]
     [InlineData("file:///etc/passwd", true, false)]
+    [InlineData("https://[2002:a9fe:a9fe::]/hook", true, false)]
+    [InlineData("https://[2001:0:808:808::5601:5601]/hook", true, false)]
+    [InlineData("https://[64:ff9b:1::a9fe:a9fe]/hook", true, false)]
+    [InlineData("https://[::ffff:a9fe:a9fe]/hook", true, false)]
+    [InlineData("https://[::ffff:8.8.8.8]/hook", false, true)]
+    [InlineData("https://[64:ff9b::808:808]/hook", false, true)]
+    [InlineData("https://[fe80::1%25eth0]/hook", true, false)]
+    [InlineData("https://192.0.0.170/hook", false, false)]
+    [InlineData("https://198.18.0.1/hook", false, false)]
+    [InlineData("https://2130706433/hook", false, false)] // 127.0.0.1 as one number
+    [InlineData("https://0x7f.0.0.1/hook", false, false)]
+    [InlineData("https://0251.0376.0251.0376/hook", false, false)] // 169.254.169.254 in octal
+    [InlineData("http://[::ffff:127.0.0.1]:5000/hook", true, true)]
+    [InlineData("http://[2002:7f00:1::]:5000/hook", true, false)]
     public void UrlRules(string url, bool allowLoopback, bool accepted)
     {
         var reason = WebhookAddressGuard.CheckUrl(url, allowLoopback);
@@ -153,6 +221,23 @@ public class WebhookAddressGuardTests
         {
             listener.Stop();
         }
+    }
+
+    [Theory]
+    [InlineData("[2002:7f00:1::]")] // 6to4 of loopback
+    [InlineData("[64:ff9b::7f00:1]")] // NAT64 of loopback
+    [InlineData("[2001:0:808:808::80ff:fffe]")] // Teredo, client 127.0.0.1 (inverted)
+    [InlineData("192.0.0.9")]
+    public async Task HandlerRefusesTransitionFormsAtConnectTime(string host)
+    {
+        // Loopback allowed, as in development: the forms that only lead to it are refused all the same, by the same table, before any connection.
+        using var client = new HttpClient(WebhookAddressGuard.CreateHandler(allowLoopback: true, TimeSpan.FromSeconds(60)))
+        {
+            Timeout = TimeSpan.FromSeconds(90),
+        };
+
+        var error = await Assert.ThrowsAsync<HttpRequestException>(() => client.GetAsync(new Uri($"http://{host}:5000/hook")));
+        Assert.Contains("Webhook delivery refused", error.ToString(), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -48,33 +48,40 @@ public static class WebhookAddressGuard
     }
 
     /// <summary>
-    /// Null when a delivery may connect to the address, else why not: loopback (unless <paramref name="allowLoopback"/>),
-    /// private, link-local, cloud metadata, unspecified, carrier-grade NAT, multicast, broadcast and reserved ranges.
-    /// IPv4-mapped (and IPv4-compatible, NAT64) IPv6 addresses are judged as the IPv4 address they reach.
+    /// Null when a delivery may connect to the address, else why not, by <see cref="SpecialPurposeAddresses"/>: the
+    /// most specific row that contains it decides. An IPv6 address that embeds an IPv4 address (IPv4-mapped,
+    /// IPv4-compatible, NAT64, 6to4, Teredo server and client) is refused when any IPv4 address it embeds is refused,
+    /// and otherwise as its row says (only IPv4-mapped and the NAT64 well-known prefix are allowed at all).
+    /// Loopback is refused unless <paramref name="allowLoopback"/> (local development); an embedded loopback address
+    /// only counts as loopback in the IPv4-mapped form, which is the IPv4 address itself.
     /// </summary>
     public static string? CheckAddress(IPAddress address, bool allowLoopback)
     {
         ArgumentNullException.ThrowIfNull(address);
-        if (address.AddressFamily == AddressFamily.InterNetworkV6)
+        if (address.AddressFamily is not (AddressFamily.InterNetwork or AddressFamily.InterNetworkV6))
         {
-            var v6 = address.GetAddressBytes();
-            // Bytes, not Equals: a scope id (::1%1) must not make loopback look like something else.
-            if (IsIPv4Compatible(v6) && v6[12] == 0 && v6[13] == 0 && v6[14] == 0 && v6[15] is 0 or 1)
-            {
-                return v6[15] == 0 ? "Unspecified address." : allowLoopback ? null : "Loopback address.";
-            }
-
-            if (address.IsIPv4MappedToIPv6 || IsIPv4Compatible(v6) || IsNat64(v6))
-            {
-                return CheckIPv4(new IPAddress(v6.AsSpan(12, 4)), allowLoopback);
-            }
-
-            return CheckIPv6(v6);
+            return "Not an IP address.";
         }
 
-        return address.AddressFamily == AddressFamily.InterNetwork
-            ? CheckIPv4(address, allowLoopback)
-            : "Not an IP address.";
+        var block = SpecialPurposeAddresses.Find(address);
+        var embedded = SpecialPurposeAddresses.EmbeddedIn(address, block.Embeds);
+        foreach (var inside in embedded)
+        {
+            var inner = SpecialPurposeAddresses.Find(inside);
+            if (!MayReach(inner, allowLoopback && block.Embeds == EmbeddedIPv4.Mapped))
+            {
+                return $"{Describe(block)}, for {inside}: {Describe(inner)}: {Why(inner)}.";
+            }
+        }
+
+        if (MayReach(block, allowLoopback))
+        {
+            return null;
+        }
+
+        return embedded.Count == 0
+            ? $"{Describe(block)}: {Why(block)}."
+            : $"{Describe(block)}, for {string.Join(" and ", embedded)}: {Why(block)}.";
     }
 
     /// <summary>
@@ -185,58 +192,22 @@ public static class WebhookAddressGuard
         if (literal is not null)
         {
             var address = literal.IsIPv4MappedToIPv6 ? literal.MapToIPv4() : literal;
-            return IPAddress.IsLoopback(address);
+            return SpecialPurposeAddresses.Find(address).Webhook == WebhookReach.Loopback;
         }
 
         return string.Equals(host.TrimEnd('.'), "localhost", StringComparison.OrdinalIgnoreCase);
     }
 
-    private static string? CheckIPv4(IPAddress address, bool allowLoopback)
+    private static bool MayReach(AddressBlock block, bool allowLoopback) =>
+        block.Webhook == WebhookReach.Allowed || (allowLoopback && block.Webhook == WebhookReach.Loopback);
+
+    private static string Describe(AddressBlock block) => $"{block.Name}, {block.Prefix} ({block.Reference})";
+
+    private static string Why(AddressBlock block) => block switch
     {
-        Span<byte> b = stackalloc byte[4];
-        address.TryWriteBytes(b, out _);
-        return (b[0], b[1], b[2], b[3]) switch
-        {
-            (0, 0, 0, 0) => "Unspecified address.",
-            (0, _, _, _) => "Address in 0.0.0.0/8 (this network).",
-            (127, _, _, _) => allowLoopback ? null : "Loopback address.",
-            (10, _, _, _) => "Private address.",
-            (172, >= 16 and <= 31, _, _) => "Private address.",
-            (192, 168, _, _) => "Private address.",
-            (169, 254, 169, 254) => "Cloud metadata address.",
-            (169, 254, _, _) => "Link-local address.",
-            (168, 63, 129, 16) => "Azure wire server address.",
-            (100, >= 64 and <= 127, _, _) => "Carrier-grade NAT address.",
-            (>= 224 and <= 239, _, _, _) => "Multicast address.",
-            (255, 255, 255, 255) => "Broadcast address.",
-            (>= 240, _, _, _) => "Reserved address.",
-            _ => null,
-        };
-    }
-
-    private static string? CheckIPv6(byte[] b)
-    {
-        // fd00:ec2::254, the AWS metadata service over IPv6 (inside fc00::/7, named for a clearer reason).
-        if (b[0] == 0xfd && b[1] == 0x00 && b[2] == 0x0e && b[3] == 0xc2
-            && b.AsSpan(4, 10).IndexOfAnyExcept((byte)0) < 0 && b[14] == 0x02 && b[15] == 0x54)
-        {
-            return "Cloud metadata address.";
-        }
-
-        return b[0] switch
-        {
-            0xff => "Multicast address.",
-            0xfc or 0xfd => "Private address.",
-            0xfe when (b[1] & 0xc0) == 0x80 => "Link-local address.",
-            0xfe when (b[1] & 0xc0) == 0xc0 => "Site-local address.",
-            _ => null,
-        };
-    }
-
-    // ::a.b.c.d (deprecated, but stacks may still route it as IPv4); :: and ::1 are judged before.
-    private static bool IsIPv4Compatible(byte[] b) => b.AsSpan(0, 12).IndexOfAnyExcept((byte)0) < 0;
-
-    // 64:ff9b::/96, the well-known NAT64 prefix: on a NAT64 network it reaches the embedded IPv4 address.
-    private static bool IsNat64(byte[] b) =>
-        b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && b.AsSpan(4, 8).IndexOfAnyExcept((byte)0) < 0;
+        { Webhook: WebhookReach.Loopback } => "loopback, allowed only in local development",
+        { GloballyReachable: false } => "not globally reachable",
+        { GloballyReachable: null } => "a transition address, reached through a relay the network picks",
+        _ => "an anycast service or identifier block, never a subscriber's own receiver",
+    };
 }
