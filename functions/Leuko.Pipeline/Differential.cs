@@ -5,7 +5,7 @@ public static class Differential
 {
     /// <summary>
     /// Counts <paramref name="labels"/> per class. Every class in <paramref name="classes"/> appears (with 0 when absent),
-    /// in that order; percentages are rounded to 0.1 and are 0 when there are no cells. Labels in
+    /// in that order; percentages (and their 95% intervals) are rounded to 0.1 and are 0 when there are no cells. Labels in
     /// <paramref name="apart"/> (cells a laboratory reports apart from the differential: immature granulocytes,
     /// erythroblasts, platelets) are left out of it; see <see cref="OtherCells"/>.
     /// </summary>
@@ -33,7 +33,7 @@ public static class Differential
         var result = new Dictionary<string, ClassCount>(StringComparer.Ordinal);
         foreach (var c in classes)
         {
-            result[c] = new ClassCount(counts[c], total == 0 ? 0 : Math.Round(100.0 * counts[c] / total, 1));
+            result[c] = ClassCount.Of(counts[c], total);
         }
 
         return result;

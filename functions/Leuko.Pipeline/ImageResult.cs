@@ -61,5 +61,20 @@ public sealed record CellResult(
 /// <summary>An axis-aligned box in image pixels.</summary>
 public sealed record Box(int X, int Y, int Width, int Height);
 
-/// <summary>How many cells of one class, and their share of all cells in percent (0 when there are none).</summary>
-public sealed record ClassCount(int Count, double Percent);
+/// <summary>
+/// How many cells of one class, their share of all cells counted in percent (0 when there are none), and the exact
+/// 95% confidence interval of that share (<see cref="BinomialInterval"/>): with 100 cells a 10% class lies anywhere
+/// from 4.9% to 17.6%.
+/// </summary>
+public sealed record ClassCount(int Count, double Percent, double PercentLow, double PercentHigh)
+{
+    /// <summary>Fewer cells than a manual differential counts (100): the interval is wide, and reports say so.</summary>
+    public const int ReferenceCount = 100;
+
+    /// <summary><paramref name="count"/> cells of <paramref name="total"/>, percentages rounded to 0.1.</summary>
+    public static ClassCount Of(int count, int total)
+    {
+        var (low, high) = BinomialInterval.Percent(count, total);
+        return new ClassCount(count, total == 0 ? 0 : Math.Round(100.0 * count / total, 1), Math.Round(low, 1), Math.Round(high, 1));
+    }
+}

@@ -2,6 +2,7 @@ using System.IO.Compression;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Leuko.Cli.Commands;
+using Leuko.Pipeline;
 using Leuko.Pipeline.Archives;
 using Leuko.Tests;
 
@@ -44,6 +45,15 @@ public class AnalyzeCommandTests
         {
             Assert.Equal(100.0, summary["differential"]!.AsObject().Sum(c => c.Value!["percent"]!.GetValue<double>()), 0);
         }
+
+        // Each share comes with its exact 95% interval, which holds it.
+        Assert.All(summary["differential"]!.AsObject(), c =>
+        {
+            var (low, high) = BinomialInterval.Percent(c.Value!["count"]!.GetValue<int>(), counted);
+            Assert.Equal(Math.Round(low, 1), c.Value!["percentLow"]!.GetValue<double>());
+            Assert.Equal(Math.Round(high, 1), c.Value!["percentHigh"]!.GetValue<double>());
+            Assert.InRange(c.Value!["percent"]!.GetValue<double>(), c.Value!["percentLow"]!.GetValue<double>(), c.Value!["percentHigh"]!.GetValue<double>());
+        });
 
         foreach (var image in Images(results))
         {

@@ -54,7 +54,14 @@ public class ReportBrowserTests
         {
             var bar = page.Locator($"#differential-chart g.bar[data-class='{name}']");
             Assert.Equal(count!["count"]!.GetValue<int>().ToString(), await bar.GetAttributeAsync("data-count"));
+
+            // Its 95% interval, as results.json gives it.
+            var interval = await page.Locator($"#differential tr[data-class='{name}'] td.interval").InnerTextAsync();
+            Assert.Equal(FormattableString.Invariant($"{count["percentLow"]!.GetValue<double>():0.#}–{count["percentHigh"]!.GetValue<double>():0.#}"), interval);
         }
+
+        // Seven cells are far fewer than a manual differential's 100: the report says the percentages are rough.
+        Assert.Contains("Fewer than 100 cells were counted", await page.Locator("#interval-note").InnerTextAsync());
 
         // The failed input is listed with its reason.
         Assert.Contains("broken.jpg", await page.Locator("#problems tr.failed").InnerTextAsync());

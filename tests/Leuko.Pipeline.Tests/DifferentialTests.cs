@@ -9,15 +9,15 @@ public class DifferentialTests
     {
         var d = Differential.Count(["NEUTROPHIL", "NEUTROPHIL", "LYMPHOCYTE"], Classes);
         Assert.Equal(Classes, d.Keys);
-        Assert.Equal(new ClassCount(0, 0), d["EOSINOPHIL"]);
-        Assert.Equal(new ClassCount(1, 33.3), d["LYMPHOCYTE"]);
-        Assert.Equal(new ClassCount(0, 0), d["MONOCYTE"]);
-        Assert.Equal(new ClassCount(2, 66.7), d["NEUTROPHIL"]);
+        Assert.Equal(new ClassCount(0, 0, 0, 70.8), d["EOSINOPHIL"]);
+        Assert.Equal(new ClassCount(1, 33.3, 0.8, 90.6), d["LYMPHOCYTE"]);
+        Assert.Equal(new ClassCount(0, 0, 0, 70.8), d["MONOCYTE"]);
+        Assert.Equal(new ClassCount(2, 66.7, 9.4, 99.2), d["NEUTROPHIL"]);
     }
 
     [Fact]
     public void NoCellsGiveZeroPercent() =>
-        Assert.All(Differential.Count([], Classes).Values, c => Assert.Equal(new ClassCount(0, 0), c));
+        Assert.All(Differential.Count([], Classes).Values, c => Assert.Equal(new ClassCount(0, 0, 0, 0), c));
 
     [Fact]
     public void AnUnknownClassIsAnError() =>
@@ -34,8 +34,8 @@ public class DifferentialTests
 
         var d = classes.Count(labels);
         Assert.Equal(classes.Differential, d.Keys);
-        Assert.Equal(new ClassCount(1, 25), d["BASOPHIL"]); // 1 of the 4 leukocytes counted, not of the 6 cells
-        Assert.Equal(new ClassCount(2, 50), d["NEUTROPHIL"]);
+        Assert.Equal(new ClassCount(1, 25, 0.6, 80.6), d["BASOPHIL"]); // 1 of the 4 leukocytes counted, not of the 6 cells
+        Assert.Equal(new ClassCount(2, 50, 6.8, 93.2), d["NEUTROPHIL"]);
         var others = classes.CountOthers(labels);
         Assert.Equal(classes.Others, others.Keys);
         Assert.Equal(2, others["ERYTHROBLAST"]);

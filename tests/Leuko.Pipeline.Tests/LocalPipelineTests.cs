@@ -30,7 +30,7 @@ public sealed class LocalPipelineTests : IDisposable
         Assert.True(cell.Class == "NEUTROPHIL" || cell.NeedsReview, $"accepted as {cell.Class} ({cell.Confidence:0.00})");
         Assert.Equal(cell.Probabilities[cell.Class], cell.Confidence);
         Assert.Equal(1.0, cell.Probabilities.Values.Sum(), 2);
-        Assert.Equal(new ClassCount(1, 100), r.Differential[cell.Class]);
+        Assert.Equal(new ClassCount(1, 100, 2.5, 100), r.Differential[cell.Class]);
         Assert.True(Assert.Single(local.Contours).Length >= 8);
         Assert.True(local.SegmentMs > 0 && local.ClassifyMs > 0);
     }

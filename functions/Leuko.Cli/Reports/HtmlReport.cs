@@ -120,15 +120,22 @@ internal sealed class HtmlReport : IResultFile
 
         b.Append("<section id=\"differential\"><h2>Differential count</h2>\n");
         Chart(b, s.Differential, classes);
-        b.Append("<table><thead><tr><th>Class</th><th class=\"num\">Cells</th><th class=\"num\">%</th></tr></thead><tbody>\n");
+        b.Append("<table><thead><tr><th>Class</th><th class=\"num\">Cells</th><th class=\"num\">%</th><th class=\"num\">95% interval</th></tr></thead><tbody>\n");
         foreach (var c in classes)
         {
             var n = s.Differential[c];
             b.Append($"<tr data-class=\"{E(c)}\"><td><span class=\"swatch\" style=\"background:{Annotator.ColourOf(c, classes)}\"></span>{E(c)}</td>")
-                .Append($"<td class=\"num\">{n.Count}</td><td class=\"num\">{F(n.Percent)}</td></tr>\n");
+                .Append($"<td class=\"num\">{n.Count}</td><td class=\"num\">{F(n.Percent)}</td><td class=\"num interval\">{F(n.PercentLow)}&ndash;{F(n.PercentHigh)}</td></tr>\n");
         }
 
         b.Append("</tbody></table>\n");
+        int counted = s.Differential.Values.Sum(n => n.Count);
+        b.Append("<p id=\"interval-note\">")
+            .Append(E($"The interval is the exact binomial 95% confidence interval of each share of the {counted} cells counted (as in Rümke's tables)."))
+            .Append(counted < ClassCount.ReferenceCount
+                ? E($" Fewer than {ClassCount.ReferenceCount} cells were counted: the percentages are rough estimates; count more fields for a differential.")
+                : "")
+            .Append("</p>\n");
         b.Append("<p id=\"other-cells\">Other cells seen (not in the differential, always to review): ")
             .Append(s.OtherCells.Values.Sum() == 0
                 ? "none"
