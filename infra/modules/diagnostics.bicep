@@ -11,7 +11,11 @@ param environmentName string
 param appName string
 
 var settingName = 'to-log-analytics'
-var storageLogs = [ for c in [ 'StorageRead', 'StorageWrite', 'StorageDelete' ]: { category: c, enabled: true } ]
+var storageLogs = [
+  { category: 'StorageRead', enabled: true }
+  { category: 'StorageWrite', enabled: true }
+  { category: 'StorageDelete', enabled: true }
+]
 var storageMetrics = [ { category: 'Transaction', enabled: true } ]
 var allMetrics = [ { category: 'AllMetrics', enabled: true } ]
 
@@ -105,7 +109,10 @@ resource environmentDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-0
   scope: environment
   properties: {
     workspaceId: logs.id
-    logs: [ for c in [ 'ContainerAppConsoleLogs', 'ContainerAppSystemLogs' ]: { category: c, enabled: true } ]
+    logs: [
+      { category: 'ContainerAppConsoleLogs', enabled: true }
+      { category: 'ContainerAppSystemLogs', enabled: true }
+    ]
     metrics: allMetrics
   }
 }
