@@ -91,6 +91,9 @@ resource app 'Microsoft.App/containerApps@2025-01-01' = {
           env: [
             { name: 'FUNCTIONS_WORKER_RUNTIME', value: 'dotnet-isolated' }
             { name: 'FUNCTIONS_EXTENSION_VERSION', value: '~4' }
+            // The ingress port, for every image: the app's (which sets it too, being non-root) and the public
+            // placeholder of the first provision, which would otherwise listen on 80 and fail the ingress probes.
+            { name: 'ASPNETCORE_URLS', value: 'http://+:8080' }
             { name: 'AzureFunctionsWebHost__hostid', value: take(name, 32) }
             { name: 'AzureWebJobsSecretStorageType', value: 'files' }
             { name: 'AzureWebJobsStorage__accountName', value: storageName }

@@ -34,6 +34,7 @@ public partial class DockerImageTests
         Assert.True(port > 1024, $"ingress targetPort {port} needs root");
         Assert.Contains(finalStage, l => l.Contains($"ASPNETCORE_URLS=http://+:{port}", StringComparison.Ordinal));
         Assert.Contains($"EXPOSE {port}", finalStage);
+        Assert.Equal($"http://+:{port}", ContainerEnv()["ASPNETCORE_URLS"]); // the first provision's placeholder image too
     }
 
     [Fact]
