@@ -1,10 +1,12 @@
-// The storage account: blobs (uploads, archives, crops, batches, deployment), tables (results, webhooks) and the Functions
-// host's own state. Shared-key access is off: only Entra identities reach the data.
+// The storage account: blobs (uploads, archives, crops, batches, deployment, and Event Grid's dead letters), tables
+// (results, webhooks) and the Functions host's own state. Shared-key access is off: only Entra identities reach the data.
 param name string
 param location string
 param tags object
 
-var containers = [ 'uploads', 'archives', 'crops', 'batches', 'deployment' ]
+// Event Grid writes the upload events it could not deliver here (infra/events.bicep); infra/hooks/replay-deadletters.sh replays them.
+var deadLetterContainer = 'deadletters'
+var containers = [ 'uploads', 'archives', 'crops', 'batches', 'deployment', deadLetterContainer ]
 var tables = [ 'images', 'cells', 'batches', 'batchimages', 'receipts', 'webhooks', 'webhookdeliveries' ]
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
@@ -32,6 +34,12 @@ resource blobContainers 'Microsoft.Storage/storageAccounts/blobServices/containe
   name: c
 }]
 
+// Declared (it exists anyway) so that its diagnostic setting has a parent: the Functions host's blob-trigger queues live here.
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
   parent: account
   name: 'default'
@@ -44,3 +52,4 @@ resource resultTables 'Microsoft.Storage/storageAccounts/tableServices/tables@20
 
 output name string = account.name
 output id string = account.id
+output deadLetterContainer string = blobContainers[indexOf(containers, deadLetterContainer)].name

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -9,6 +8,8 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using YamlDotNet.RepresentationModel;
 
+using static Leuko.Infra.Tests.Template;
+
 namespace Leuko.Infra.Tests;
 
 /// <summary>
@@ -18,92 +19,20 @@ namespace Leuko.Infra.Tests;
 /// </summary>
 public class InfraTests
 {
-    private static string Metadata(string key) =>
-        typeof(InfraTests).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().Single(a => a.Key == key).Value!;
-
-    private static string Root => Path.GetFullPath(Metadata("RepositoryRoot"));
-
-    private static string Bicep => Path.Combine(Metadata("BicepPackage"), "tools", "bicep");
-
-    private static (int Exit, string Output) RunBicep(params string[] args)
+    [Theory]
+    [InlineData("main.bicep")]
+    [InlineData("events.bicep")]
+    public void BicepBuildsAndLintsWithoutAWarning(string file)
     {
-        var start = new ProcessStartInfo(Bicep) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Path.Combine(Root, "infra") };
-        foreach (var arg in args)
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        process.WaitForExit();
-        return (process.ExitCode, stdout.Result + stderr.Result);
-    }
-
-    private static JsonNode CompiledTemplate()
-    {
-        var output = Path.Combine(Path.GetTempPath(), $"leuko-main-{Guid.NewGuid():N}.json");
-        try
-        {
-            var (exit, log) = RunBicep("build", "main.bicep", "--outfile", output);
-            Assert.True(exit == 0, log);
-            return JsonNode.Parse(File.ReadAllText(output))!;
-        }
-        finally
-        {
-            File.Delete(output);
-        }
-    }
-
-    [Fact]
-    public void BicepBuildsAndLintsWithoutAWarning()
-    {
-        var output = Path.Combine(Path.GetTempPath(), $"leuko-main-{Guid.NewGuid():N}.json");
-        var (buildExit, buildLog) = RunBicep("build", "main.bicep", "--outfile", output);
+        var output = Path.Combine(Path.GetTempPath(), $"leuko-{Guid.NewGuid():N}.json");
+        var (buildExit, buildLog) = RunBicep("build", file, "--outfile", output);
         File.Delete(output);
         Assert.True(buildExit == 0, buildLog);
         Assert.DoesNotMatch("(?i)warning|error", buildLog);
 
-        var (lintExit, lintLog) = RunBicep("lint", "main.bicep");
+        var (lintExit, lintLog) = RunBicep("lint", file);
         Assert.True(lintExit == 0, lintLog);
         Assert.DoesNotMatch("(?i)warning|error", lintLog); // warnings count as errors
-    }
-
-    /// <summary>The container's environment variables in the compiled template: name to value expression.</summary>
-    private static Dictionary<string, string> ContainerEnv(JsonNode template)
-    {
-        var env = new Dictionary<string, string>();
-        void Walk(JsonNode? node)
-        {
-            switch (node)
-            {
-                case JsonObject o:
-                    if (o["env"] is JsonArray list && list.All(e => e?["name"] is not null))
-                    {
-                        foreach (var e in list)
-                        {
-                            env[e!["name"]!.GetValue<string>()] = e["value"]?.ToJsonString() ?? "";
-                        }
-                    }
-
-                    foreach (var (_, child) in o)
-                    {
-                        Walk(child);
-                    }
-
-                    break;
-                case JsonArray a:
-                    foreach (var child in a)
-                    {
-                        Walk(child);
-                    }
-
-                    break;
-            }
-        }
-
-        Walk(template);
-        return env;
     }
 
     /// <summary>What the deployed app reads: the pipeline's settings marked [DeployedSetting], and the Functions host's.</summary>
@@ -120,10 +49,10 @@ public class InfraTests
     [Fact]
     public void EverySettingTheCodeReadsIsSetByTheBicepAndNoKeyIs()
     {
-        var env = ContainerEnv(CompiledTemplate());
+        var env = ContainerEnv();
         var missing = SettingsTheCodeReads().Where(k => !env.ContainsKey(k)).ToList();
         Assert.True(missing.Count == 0, $"infra/ does not set: {string.Join(", ", missing)}");
-        Assert.Equal("\"service-bus\"", env["Leuko__Transport"]);
+        Assert.Equal("service-bus", env["Leuko__Transport"]);
 
         // Identity only: no storage or Service Bus connection string, no account key, no SAS.
         Assert.DoesNotContain(env, e => e.Key is "AzureWebJobsStorage" or "Leuko__Storage" or "Leuko__ServiceBus");
@@ -134,14 +63,26 @@ public class InfraTests
     public async Task TheDeployedSettingsAreEnoughToStartThePipeline()
     {
         // The settings the Bicep sets, with stand-in values: the pipeline's services all build (no network is touched).
-        var env = ContainerEnv(CompiledTemplate());
+        // The API keys file is one in the shape the Bicep writes (modules/functionapp.bicep, hostSecrets).
+        var env = ContainerEnv();
+        var keysFile = Path.Combine(Path.GetTempPath(), $"leuko-host-secrets-{Guid.NewGuid():N}.json");
+        File.WriteAllText(keysFile, """
+            {"masterKey":{"name":"master","value":"m0000000000000000000000000000000","encrypted":false},
+             "functionKeys":[{"name":"lims","value":"l0000000000000000000000000000000","encrypted":false},
+                             {"name":"uploader","value":"u0000000000000000000000000000000","encrypted":false},
+                             {"name":"reviewer","value":"r0000000000000000000000000000000","encrypted":false},
+                             {"name":"admin","value":"a0000000000000000000000000000000","encrypted":false}],
+             "systemKeys":[{"name":"blobs_extension","value":"b0000000000000000000000000000000","encrypted":false}]}
+            """);
         var values = env.Keys.ToDictionary(k => k.Replace("__", ":"), k => k switch
         {
             "AzureWebJobsStorage__accountName" => "stleukotest",
-            "AzureWebJobsStorage__clientId" or "Leuko__ManagedIdentityClientId" => "00000000-0000-0000-0000-000000000001",
+            "AzureWebJobsStorage__clientId" or "Leuko__ManagedIdentityClientId" or "AZURE_CLIENT_ID" => "00000000-0000-0000-0000-000000000001",
             "Leuko__ServiceBusNamespace" => "sb-leukotest.servicebus.windows.net",
             "Leuko__PublicApiUrl" => "https://func-leukotest.example/api",
-            _ => JsonNode.Parse(env[k]) is JsonValue v && v.TryGetValue<string>(out var s) && !s.StartsWith('[') ? s : "placeholder",
+            "Leuko__ApiKeysFile" => keysFile,
+            "Leuko__SecretsKeyUri" => "https://kv-leukotest.vault.azure.net/keys/webhook-secrets",
+            _ => env[k].StartsWith('[') ? "placeholder" : env[k],
         });
         var configuration = new ConfigurationBuilder().AddInMemoryCollection(values!).Build();
         var services = new ServiceCollection().AddLogging();
@@ -153,6 +94,7 @@ public class InfraTests
         var options = provider.GetRequiredService<PipelineOptions>();
         Assert.Equal("sb-leukotest.servicebus.windows.net", clients.ServiceBus(options).FullyQualifiedNamespace);
         Assert.NotNull(provider.GetRequiredService<Leuko.Pipeline.Messaging.IMessageTransport>());
+        File.Delete(keysFile);
     }
 
     [SkippableFact]
@@ -198,35 +140,10 @@ public class InfraTests
     {
         // The classification stage fails the image and dead-letters at Leuko:MaxAttempts; were the queue's maxDeliveryCount
         // not above it, the broker would dead-letter the last delivery itself and the image would never be marked failed.
-        var template = CompiledTemplate();
-        var queues = new List<JsonObject>();
-        void Walk(JsonNode? node)
-        {
-            if (node is JsonObject o)
-            {
-                if (o["type"]?.GetValue<string>() == "Microsoft.ServiceBus/namespaces/queues")
-                {
-                    queues.Add(o);
-                }
-
-                foreach (var (_, child) in o)
-                {
-                    Walk(child);
-                }
-            }
-            else if (node is JsonArray a)
-            {
-                foreach (var child in a)
-                {
-                    Walk(child);
-                }
-            }
-        }
-
-        Walk(template);
-        var classify = Assert.Single(queues, q => q["name"]!.ToJsonString().Contains("classify"));
+        var classify = Assert.Single(Resources(Module("serviceBus"), "Microsoft.ServiceBus/namespaces/queues"),
+            q => Text(q["name"]).Contains("classify"));
         int brokerCount = classify["properties"]!["maxDeliveryCount"]!.GetValue<int>();
-        var env = ContainerEnv(template);
+        var env = ContainerEnv();
         int stageCount = env.TryGetValue($"{PipelineOptions.Section}__{nameof(PipelineOptions.MaxAttempts)}", out var set)
             ? int.Parse(set.Trim('"'), System.Globalization.CultureInfo.InvariantCulture)
             : new PipelineOptions().MaxAttempts;
@@ -241,9 +158,11 @@ public class InfraTests
         var dotnet = Regex.Match(props, "<TargetFramework>net(?<v>[0-9.]+)</TargetFramework>").Groups["v"].Value;
         Assert.False(string.IsNullOrEmpty(dotnet));
 
-        // The Functions .NET isolated base image for the project's .NET, and the SDK of the same .NET to publish.
-        Assert.Matches($@"(?m)^FROM mcr\.microsoft\.com/azure-functions/dotnet-isolated:4-dotnet-isolated{Regex.Escape(dotnet)}\s*$", dockerfile);
-        Assert.Matches($@"(?m)^FROM mcr\.microsoft\.com/dotnet/sdk:{Regex.Escape(dotnet)} AS build\s*$", dockerfile);
+        // The Functions .NET isolated base image for the project's .NET, and the SDK of the same .NET to publish
+        // (each by its tag, pinned to a digest or not: DockerImageTests checks the pinning).
+        const string digest = @"(@sha256:[0-9a-f]{64})?";
+        Assert.Matches($@"(?m)^FROM mcr\.microsoft\.com/azure-functions/dotnet-isolated:4-dotnet-isolated{Regex.Escape(dotnet)}{digest}\s*$", dockerfile);
+        Assert.Matches($@"(?m)^FROM mcr\.microsoft\.com/dotnet/sdk:{Regex.Escape(dotnet)}{digest} AS build\s*$", dockerfile);
         Assert.Matches(@"apt-get install[^\n]*libgtk-3-0", dockerfile);
         Assert.Contains("dotnet publish functions/Leuko.Functions/Leuko.Functions.csproj", dockerfile);
         Assert.True(File.Exists(Path.Combine(Root, "functions", "Leuko.Functions", "Leuko.Functions.csproj")));
