@@ -1,3 +1,4 @@
+using Azure.Identity;
 using Azure.Monitor.OpenTelemetry.Exporter;
 using Leuko.Azure.Hosting;
 using Leuko.Pipeline.Stages;
@@ -17,7 +18,9 @@ builder.Services.AddLeukoPipeline(builder.Configuration);
 var telemetry = builder.Services.AddOpenTelemetry().UseFunctionsWorkerDefaults().WithTracing(t => t.AddSource(PipelineTelemetry.SourceName));
 if (!string.IsNullOrEmpty(builder.Configuration["APPLICATIONINSIGHTS_CONNECTION_STRING"]))
 {
-    telemetry.UseAzureMonitorExporter();
+    // Application Insights has local (key) authentication disabled (infra/): the exporter signs in with the app's
+    // identity, which DefaultAzureCredential picks from AZURE_CLIENT_ID (set by infra/modules/functionapp.bicep).
+    telemetry.UseAzureMonitorExporter(o => o.Credential = new DefaultAzureCredential());
 }
 
 builder.Build().Run();
