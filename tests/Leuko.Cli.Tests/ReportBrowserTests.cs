@@ -63,6 +63,24 @@ public class ReportBrowserTests
         // Seven cells are far fewer than a manual differential's 100: the report says the percentages are rough.
         Assert.Contains("Fewer than 100 cells were counted", await page.Locator("#interval-note").InnerTextAsync());
 
+        // Every cell in the grid, under its class, cells to review first; each tile links to its image's article.
+        var tiles = page.Locator("#cells figure.tile");
+        Assert.Equal(summary["cells"]!.GetValue<int>(), await tiles.CountAsync());
+        foreach (var (name, count) in summary["differential"]!.AsObject().Concat(summary["otherCells"]!.AsObject().Select(o => KeyValuePair.Create(o.Key, (JsonNode?)new JsonObject { ["count"] = o.Value!.GetValue<int>() }))))
+        {
+            var grid = page.Locator($"#cells .grid[data-class='{name}'] figure.tile");
+            Assert.Equal(count!["count"]!.GetValue<int>(), await grid.CountAsync());
+            var review = await grid.EvaluateAllAsync<bool[]>("tiles => tiles.map(t => t.classList.contains('review'))");
+            Assert.Equal(review.OrderByDescending(r => r), review); // flagged cells first
+        }
+
+        var firstTile = tiles.First;
+        Assert.Equal("lazy", await firstTile.Locator("img").GetAttributeAsync("loading"));
+        var target = (await firstTile.Locator("a").GetAttributeAsync("href"))!;
+        Assert.Equal(1, await page.Locator($"article.image{target}").CountAsync());
+        await firstTile.Locator("a").ClickAsync();
+        Assert.EndsWith(target, page.Url);
+
         // The failed input is listed with its reason.
         Assert.Contains("broken.jpg", await page.Locator("#problems tr.failed").InnerTextAsync());
 

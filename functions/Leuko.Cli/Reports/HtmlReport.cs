@@ -9,7 +9,8 @@ namespace Leuko.Cli.Reports;
 /// <summary>
 /// <c>report.html</c>: one page that needs no network (styles, chart and script inline; images are the annotated
 /// copies beside it in <c>annotated/</c>): the run summary, the differential as a bar chart, failed and skipped
-/// inputs, and every image with a hoverable overlay of its cells; cells to review are marked in amber.
+/// inputs, every cell in a grid grouped by class (cells to review first, as technologists review them), and every
+/// image with a hoverable overlay of its cells; cells to review are marked in amber.
 /// </summary>
 internal sealed class HtmlReport : IResultFile
 {
@@ -23,13 +24,15 @@ internal sealed class HtmlReport : IResultFile
     private readonly StreamWriter _images;
     private readonly StreamWriter _failed;
     private readonly StringBuilder _b = new();
+    private readonly Dictionary<string, (int Index, StreamWriter Review, StreamWriter Accepted)> _grid = new(StringComparer.Ordinal);
     private int _imageCount;
     private int _failedCount;
 
     /// <summary>
-    /// The page's sections come in this order: summary, differential, failed and skipped inputs, images. The summary is
-    /// known last, so the failed inputs and the images are written to two part files beside the report as they come,
-    /// and the page is put together from them at the end (as <c>report.html.part</c>, renamed when complete).
+    /// The page's sections come in this order: summary, differential, failed and skipped inputs, cells by class, images.
+    /// The summary is known last, so the failed inputs, the images and each class's cells (two files per class: to
+    /// review, accepted) are written to part files beside the report as they come, and the page is put together from
+    /// them at the end (as <c>report.html.part</c>, renamed when complete): memory stays flat in the number of images.
     /// </summary>
     public HtmlReport(string path, ModelRecord model, IReadOnlyList<SkippedInput> skipped)
     {
@@ -55,15 +58,45 @@ internal sealed class HtmlReport : IResultFile
         if (image.Annotated is not null)
         {
             _b.Clear();
-            Image(_b, image, _model.DifferentialClasses, _imageCount++);
+            Image(_b, image, _model.DifferentialClasses, _imageCount);
             _images.Write(_b);
+            foreach (var cell in image.Cells)
+            {
+                var (review, accepted) = GridParts(cell.Class);
+                _b.Clear();
+                Tile(_b, image, cell, _imageCount);
+                (cell.NeedsReview ? review : accepted).Write(_b);
+            }
+
+            _imageCount++;
         }
     }
+
+    /// <summary>The two part files of a class's cells, opened when its first cell comes.</summary>
+    private (StreamWriter Review, StreamWriter Accepted) GridParts(string cellClass)
+    {
+        if (!_grid.TryGetValue(cellClass, out var parts))
+        {
+            int index = _grid.Count;
+            parts = (index, new StreamWriter(GridPart(index, "review"), false, Utf8), new StreamWriter(GridPart(index, "accepted"), false, Utf8));
+            _grid[cellClass] = parts;
+        }
+
+        return (parts.Review, parts.Accepted);
+    }
+
+    private string GridPart(int index, string kind) => $"{Path}.cells-{index}.{kind}.part";
 
     public void Complete(RunSummary s)
     {
         _images.Dispose();
         _failed.Dispose();
+        foreach (var (_, review, accepted) in _grid.Values)
+        {
+            review.Dispose();
+            accepted.Dispose();
+        }
+
         var classes = _model.DifferentialClasses;
         using var page = new StreamWriter(Path + ".part", false, Utf8);
         var b = new StringBuilder();
@@ -100,6 +133,13 @@ internal sealed class HtmlReport : IResultFile
             .swatch { display: inline-block; width: .8rem; height: .8rem; border-radius: 2px; vertical-align: middle; margin-right: .3rem; }
             .filters { margin: .5rem 0; }
             body.only-review article.image:not([data-review]) { display: none; }
+            .grid { display: flex; flex-wrap: wrap; gap: .5rem; margin: .25rem 0 1rem; }
+            .tile { margin: 0; width: 96px; font-size: .75rem; text-align: center; }
+            .tile a { display: block; position: relative; width: 96px; height: 96px; overflow: hidden; border-radius: 4px; background: #e3e6ea; outline: 2px solid transparent; }
+            .tile a:focus, .tile a:hover { outline-color: #1d2330; }
+            .tile.review a { outline: 3px dashed #F1C40F; }
+            .tile img { position: absolute; max-width: none; }
+            .tile figcaption { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
             </style>
             </head>
             <body>
@@ -155,6 +195,28 @@ internal sealed class HtmlReport : IResultFile
             b.Append("</tbody></table></section>\n");
         }
 
+        b.Append("<section id=\"cells\"><h2>Cells by class</h2>\n")
+            .Append("<p class=\"muted\">Every cell found, grouped by class as a technologist reviews them, cells to review (amber) first; a cell links to its image.</p>\n");
+        Flush(page, b);
+        foreach (var c in _model.DifferentialClasses.Concat(_model.OtherClasses).Concat(_grid.Keys.Order(StringComparer.Ordinal)).Distinct())
+        {
+            if (!_grid.TryGetValue(c, out var parts))
+            {
+                continue;
+            }
+
+            int index = parts.Index;
+            bool other = !_model.DifferentialClasses.Contains(c);
+            b.Append($"<h3 data-class=\"{E(c)}\"><span class=\"swatch\" style=\"background:{Annotator.ColourOf(c, _model.Classes)}\"></span>{E(c)}")
+                .Append(other ? " <span class=\"muted\">(not in the differential)</span>" : "").Append("</h3>\n")
+                .Append($"<div class=\"grid\" data-class=\"{E(c)}\">\n");
+            Flush(page, b);
+            Append(page, GridPart(index, "review"));
+            Append(page, GridPart(index, "accepted"));
+            b.Append("</div>\n");
+        }
+
+        b.Append("</section>\n");
         b.Append("<section id=\"images\"><h2>Images</h2>\n");
         b.Append("<label class=\"filters\"><input type=\"checkbox\" id=\"only-review\"> only images with cells to review</label>\n");
         Flush(page, b);
@@ -178,6 +240,12 @@ internal sealed class HtmlReport : IResultFile
     {
         _images.Dispose();
         _failed.Dispose();
+        foreach (var (_, review, accepted) in _grid.Values)
+        {
+            review.Dispose();
+            accepted.Dispose();
+        }
+
         DeleteParts();
     }
 
@@ -186,6 +254,11 @@ internal sealed class HtmlReport : IResultFile
         File.Delete(_imagesPart);
         File.Delete(_failedPart);
         File.Delete(Path + ".part");
+        for (int i = 0; i < _grid.Count; i++)
+        {
+            File.Delete(GridPart(i, "review"));
+            File.Delete(GridPart(i, "accepted"));
+        }
     }
 
     private static void Flush(StreamWriter page, StringBuilder b)
@@ -259,6 +332,27 @@ internal sealed class HtmlReport : IResultFile
         }
 
         b.Append("</article>\n");
+    }
+
+    /// <summary>Side of a cell's tile in the grid, in CSS pixels.</summary>
+    private const int TileSize = 96;
+
+    /// <summary>
+    /// One cell of the grid: its square around the box, cut from the annotated image by CSS (the image loads once,
+    /// lazily, for all its cells: no crop files), with class and confidence; it links to the image's article.
+    /// </summary>
+    private static void Tile(StringBuilder b, ImageRecord image, CellResult cell, int imageIndex)
+    {
+        // The square a little larger than the box, so that the cell's edge and its outline show.
+        double side = Math.Max(cell.Box.Width, cell.Box.Height) * 1.15;
+        double scale = TileSize / Math.Max(side, 1);
+        double left = (cell.Box.X + cell.Box.Width / 2.0 - side / 2) * scale, top = (cell.Box.Y + cell.Box.Height / 2.0 - side / 2) * scale;
+        string title = $"{image.Source}, cell {cell.Index}: {cell.Class} {Pct(cell.Confidence)}{(cell.NeedsReview ? $", needs review ({cell.ReviewReason})" : "")}";
+        b.Append($"<figure class=\"tile{(cell.NeedsReview ? " review" : "")}\" data-class=\"{E(cell.Class)}\" data-image=\"{imageIndex}\" data-cell=\"{cell.Index}\">")
+            .Append($"<a href=\"#image-{imageIndex}\" title=\"{E(title)}\">")
+            .Append($"<img src=\"{E(Uri.EscapeDataString(image.Annotated!).Replace("%2F", "/"))}\" loading=\"lazy\" alt=\"\" ")
+            .Append($"style=\"width:{F((image.Width ?? 0) * scale)}px;height:{F((image.Height ?? 0) * scale)}px;left:{F(-left)}px;top:{F(-top)}px\"></a>")
+            .Append($"<figcaption>{Pct(cell.Confidence)}{(cell.NeedsReview ? " · review" : "")}</figcaption></figure>\n");
     }
 
     private static string Pct(double probability) => (probability * 100).ToString("0.0", CultureInfo.InvariantCulture) + "%";
