@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from flops import flops
 from model import LeukocyteCnn, layer_counts
 
 # The five-part differential, then the cells a laboratory reports apart from it ("other cells seen"): each kind its own
@@ -586,6 +587,7 @@ def main():
                   "resize": f"the segmenter's fixed physical window (SegmentationOptions.CropWindow, {args.window:g} µm) around the cell, resized with Crops.Resize (area when shrinking, bilinear when enlarging)"},
         "output": {"name": "logits", "softmaxTemperature": round(temperature, 4), "distance": "distance"},
         "testTimeAugmentation": "dihedral8" if use_tta else "none",
+        "flopsPerView": flops(onnx_path),
         "reviewThreshold": round(threshold, 4),
         "minEvidence": round(min_evidence, 4),
         "maxDistance": round(max_distance, 4),

@@ -35,19 +35,31 @@ internal static class BenchCommand
             DefaultValueFactory = _ => Environment.ProcessorCount > 1 ? [1, Environment.ProcessorCount] : [1],
             AllowMultipleArgumentsPerToken = true,
         };
+        var profileImages = new Option<int>("--profile-images")
+        {
+            Description = "Images (of the first in the inputs) whose CPU time is profiled stage by stage on one thread; 0: no profile.",
+            DefaultValueFactory = _ => 100,
+        };
+        profileImages.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() < 0)
+            {
+                r.AddError("--profile-images must be 0 or more");
+            }
+        });
         var model = EvaluateClassification.ModelOption();
         var command = new Command("analyze", "End-to-end images per second of leuko analyze (read, decode, segment, classify, annotate, write results and report), with where the time goes.")
         {
-            inputs, seconds, parallel, model,
+            inputs, seconds, parallel, profileImages, model,
         };
         command.SetAction((parse, ct) => RunAnalysis(
-            parse.GetRequiredValue(inputs), parse.GetValue(seconds), parse.GetRequiredValue(parallel), parse.GetRequiredValue(model),
+            parse.GetRequiredValue(inputs), parse.GetValue(seconds), parse.GetRequiredValue(parallel), parse.GetValue(profileImages), parse.GetRequiredValue(model),
             parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct));
         return command;
     }
 
     private static async Task<int> RunAnalysis(
-        string[] inputs, double seconds, int[] parallels, string modelPath, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+        string[] inputs, double seconds, int[] parallels, int profileImages, string modelPath, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         if (!NativeDependencies.Check(stderr))
         {
@@ -87,6 +99,7 @@ internal static class BenchCommand
 
                 int images = 0, passes = 0;
                 double read = 0, segment = 0, classify = 0, annotate = 0, reports = 0;
+                var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
                 var clock = Stopwatch.StartNew();
                 while (clock.Elapsed.TotalSeconds < seconds)
                 {
@@ -102,14 +115,21 @@ internal static class BenchCommand
                 }
 
                 double wall = clock.Elapsed.TotalSeconds;
+                double cpu = (Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalSeconds;
                 double work = read + segment + classify + annotate;
                 stdout.WriteLine($"  --parallel {parallel}: {images / wall,7:0.0} images/s, model {classifier.Card.Name} {classifier.Card.Version} ({images} images, {passes} passes, {wall:0.0} s)");
                 stdout.WriteLine(
                     $"      per image: read {Ms(read)}, decode+segment {Ms(segment)}, classify {Ms(classify)}, annotate+write {Ms(annotate)} ms; " +
                     $"results and report {Ms(reports)} ms; the stages are {work / ((wall - reports) * parallel) * 100:0}% of the workers' time " +
                     "(the rest: hand-offs between the stages through the in-memory blobs, queue and tables)");
+                stdout.WriteLine($"      process CPU: {Ms(cpu)} ms per image ({cpu / wall:0.00} of {Environment.ProcessorCount} cores busy)");
 
                 string Ms(double total) => (total * 1000 / Math.Max(images, 1)).ToString("0.00");
+            }
+
+            if (profileImages > 0)
+            {
+                PrintProfile(inputs, profileImages, modelPath, stdout, stderr);
             }
 
             return ExitCodes.Success;
@@ -119,6 +139,43 @@ internal static class BenchCommand
             scratch.Delete(recursive: true);
         }
     }
+
+    /// <summary>CPU milliseconds per image by stage, on one thread (ONNX Runtime on it too), and the classifier's GFLOP/s.</summary>
+    private static void PrintProfile(string[] inputs, int limit, string modelPath, TextWriter stdout, TextWriter stderr)
+    {
+        if (!ThreadCpuClock.IsSupported)
+        {
+            stdout.WriteLine("  CPU by stage: not measured (thread CPU time is read on Linux only)");
+            return;
+        }
+
+        var files = InputFiles.Expand(inputs); // images only: an archive's entries are not profiled
+        if (files.Count == 0)
+        {
+            return;
+        }
+
+        using var sessionOptions = LeukocyteClassifier.SessionOptionsFor(Environment.ProcessorCount); // one thread: all its CPU on this one
+        using var classifier = EvaluateClassification.LoadClassifier(modelPath, stderr, sessionOptions);
+        if (classifier is null)
+        {
+            return;
+        }
+
+        var p = StageProfile.Run(files, classifier, new LeukocyteSegmenter(), limit);
+        string Ms(double total) => (total / Math.Max(p.Images, 1)).ToString("0.00");
+        stdout.WriteLine(
+            $"  CPU ms per image by stage, one thread, {p.Images} images ({p.Cells} cells): read {Ms(p.Read)}, decode {Ms(p.Decode)}, " +
+            $"scale estimate {Ms(p.Scale)}, segment {Ms(p.Segment)}, crop hand-off {Ms(p.HandOff)}, classify {Ms(p.Classify)}, " +
+            $"annotate {Ms(p.Annotate)}; total {Ms(p.Total)}");
+        stdout.WriteLine($"      classify: {Gflops(classifier.Card, p.Cells, p.Classify)} ({p.Classify / Math.Max(p.Cells, 1):0.00} CPU ms per cell, {classifier.Card.ViewsPerCell} views each)");
+    }
+
+    /// <summary>The classifier's achieved GFLOP/s over <paramref name="cells"/> cells in <paramref name="milliseconds"/>, from the card's FLOPs per view.</summary>
+    internal static string Gflops(ModelCard card, long cells, double milliseconds) =>
+        card.FlopsPerView is { } flops && milliseconds > 0
+            ? $"{cells * card.ViewsPerCell * (double)flops / (milliseconds * 1e6):0.0} GFLOP/s ({flops / 1e9:0.###} GFLOP per view)"
+            : "GFLOP/s unknown (the model card gives no flopsPerView: models/training/flops.py writes it)";
 
     private static Command CreateMemory()
     {
@@ -292,6 +349,7 @@ internal static class BenchCommand
         {
             var batches = Enumerable.Range(0, 64).Select(b => Enumerable.Range(0, batch).Select(i => crops[((b * batch) + i) % crops.Count]).ToList()).ToList();
             classifier.Classify(batches[0]); // warm-up
+            var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
             var clock = Stopwatch.StartNew();
             int classified = 0, next = 0;
             while (clock.Elapsed.TotalSeconds < seconds)
@@ -299,7 +357,10 @@ internal static class BenchCommand
                 classified += classifier.Classify(batches[next++ % batches.Count]).Count;
             }
 
-            stdout.WriteLine($"  batch {batch,2}: {classified / clock.Elapsed.TotalSeconds,8:0.0} crops/s  ({clock.Elapsed.TotalMilliseconds / (classified / (double)batch):0.00} ms per call)");
+            stdout.WriteLine(
+                $"  batch {batch,2}: {classified / clock.Elapsed.TotalSeconds,8:0.0} crops/s  ({clock.Elapsed.TotalMilliseconds / (classified / (double)batch):0.00} ms per call), " +
+                Gflops(classifier.Card, classified, clock.Elapsed.TotalMilliseconds) +
+                $", process CPU {(Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalMilliseconds / classified:0.00} ms per crop");
         }
 
         foreach (var crop in crops)

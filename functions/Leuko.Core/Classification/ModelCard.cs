@@ -20,7 +20,8 @@ public sealed record ModelCard(
     IReadOnlyList<string>? DifferentialClasses = null,
     IReadOnlyList<string>? OtherClasses = null,
     double? MinEvidence = null,
-    double? MaxDistance = null)
+    double? MaxDistance = null,
+    long? FlopsPerView = null)
 {
     /// <summary>Whether the model has a second output, each cell's feature-space distance to the training cells.</summary>
     public bool HasDistance => Output.Distance is { Length: > 0 };
@@ -39,6 +40,9 @@ public sealed record ModelCard(
 
     /// <summary>Whether the model's logits are averaged over the 8 rotations and reflections of each crop.</summary>
     public bool UsesDihedralAveraging => string.Equals(TestTimeAugmentation, Dihedral8, StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Inferences per cell classified: 8 with dihedral averaging, else 1.</summary>
+    public int ViewsPerCell => UsesDihedralAveraging ? 8 : 1;
 
     private static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web);
 
