@@ -45,6 +45,7 @@ internal sealed class PipelineHarness : IAsyncDisposable
             QueueVisibilityTimeout = TimeSpan.FromSeconds(5),
             AllowLoopbackWebhooks = true,
             WebhookRetrySeconds = [0.2, 0.5, 1],
+            SecretsKeyFile = TestSecrets.NewKeyFile(),
         };
         options.WebhookQueue = options.Queue + "-webhooks";
         var builder = Host.CreateApplicationBuilder();
