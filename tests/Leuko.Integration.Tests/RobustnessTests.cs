@@ -303,7 +303,7 @@ public class RobustnessTests
         {
             Assert.NotNull(after);
             Assert.False(after.Enabled);
-            Assert.Equal([rotatedSecret, created.Secret], await TestSecrets.Shared.SigningSecretsAsync(after, DateTimeOffset.UtcNow, CancellationToken.None));
+            Assert.Equal([rotatedSecret!, created.Secret], await TestSecrets.Shared.SigningSecretsAsync(after, DateTimeOffset.UtcNow, CancellationToken.None));
         }
     }
 

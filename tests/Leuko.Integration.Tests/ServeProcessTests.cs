@@ -110,8 +110,8 @@ public class ServeProcessTests
             var keyFile = Path.Combine(ConfigHome, "leuko", "webhook-secrets.key");
             Assert.True(File.Exists(keyFile), $"leuko serve made no key file at {keyFile}");
             Assert.True(OperatingSystem.IsWindows() || File.GetUnixFileMode(keyFile) == (UnixFileMode.UserRead | UnixFileMode.UserWrite));
-            var row = (await Azurite.Tables.GetTableClient(TableWebhookStore.WebhooksTable).GetEntityAsync<TableEntity>("webhook", id)).Value;
-            var stored = string.Join("\n", row.Select(p => $"{p.Key}={p.Value}"));
+            var entity = (await Azurite.Tables.GetTableClient(TableWebhookStore.WebhooksTable).GetEntityAsync<TableEntity>("webhook", id)).Value;
+            var stored = string.Join("\n", entity.Select(p => $"{p.Key}={p.Value}"));
             foreach (var secret in new[] { subscription["secret"]!.GetValue<string>(), rotatedSecret })
             {
                 Assert.DoesNotContain(secret["whsec_".Length..], stored);
