@@ -34,7 +34,8 @@ public sealed class LocalKeyEncryptionKey : IKeyEncryptionKey
     {
         get
         {
-            var config = Environment.GetFolderPath(Environment.SpecialFolder.ApplicationData);
+            // DoNotVerify: the folder may not exist yet (a fresh machine has no ~/.config); it is created with the file.
+            var config = Environment.GetFolderPath(Environment.SpecialFolder.ApplicationData, Environment.SpecialFolderOption.DoNotVerify);
             return string.IsNullOrEmpty(config)
                 ? throw new InvalidOperationException("no configuration folder for the default webhook secrets key file (HOME is not set): set Leuko:SecretsKeyFile")
                 : System.IO.Path.Combine(config, "leuko", "webhook-secrets.key");
