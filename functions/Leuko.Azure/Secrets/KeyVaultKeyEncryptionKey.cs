@@ -29,7 +29,7 @@ public sealed class KeyVaultKeyEncryptionKey : IKeyEncryptionKey
     private readonly Uri _key;
     private readonly HttpPipeline _pipeline;
     private readonly TimeProvider _time;
-    private (string Kid, DateTimeOffset Until)? _current;
+    private volatile CurrentVersion? _current;
 
     public KeyVaultKeyEncryptionKey(Uri keyUri, TokenCredential credential, TimeProvider? time = null)
     {
@@ -109,7 +109,7 @@ public sealed class KeyVaultKeyEncryptionKey : IKeyEncryptionKey
         using var key = await SendAsync(RequestMethod.Get, new Uri($"{_key}?api-version={ApiVersion}"), null, cancellationToken);
         var kid = key.RootElement.GetProperty("key").GetProperty("kid").GetString()
                   ?? throw new InvalidOperationException($"Key Vault returned no key id for {_key}");
-        _current = (kid, now + VersionRefresh);
+        _current = new CurrentVersion(kid, now + VersionRefresh);
         return kid;
     }
 
@@ -134,6 +134,9 @@ public sealed class KeyVaultKeyEncryptionKey : IKeyEncryptionKey
 
         return await JsonDocument.ParseAsync(response.ContentStream ?? Stream.Null, cancellationToken: cancellationToken);
     }
+
+    /// <summary>The key's current version, and until when it is taken as current (one reference, swapped whole).</summary>
+    private sealed record CurrentVersion(string Kid, DateTimeOffset Until);
 
     /// <summary>The pipeline's settings: Azure.Core's defaults (retries with back-off on 429 and 5xx, a network timeout).</summary>
     private sealed class KeyVaultClientOptions : ClientOptions;
