@@ -101,7 +101,7 @@ public class WebhookApiTests
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.ClearProviders();
-        builder.Services.AddSingleton(new WebhookService(store, WebhookOptions.Default with { AllowLoopback = true }));
+        builder.Services.AddSingleton(new WebhookService(store, TestSecrets.Shared, WebhookOptions.Default with { AllowLoopback = true }));
         var app = builder.Build();
         app.MapWebhookApi();
         await app.StartAsync();

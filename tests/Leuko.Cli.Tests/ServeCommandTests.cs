@@ -71,4 +71,11 @@ public class ServeCommandTests
         Assert.Contains(parse.Errors, e => e.Message.Contains("--service-bus", StringComparison.Ordinal));
         Assert.DoesNotContain(parse.Errors, e => e.Message.Contains("--queue-lock", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public void TheWebhookSecretsKeyFileIsTheDefaultOneUnlessGiven()
+    {
+        Assert.Null(Parse("--storage", "UseDevelopmentStorage=true").GetValue<string?>("--secrets-key-file")); // Leuko:SecretsKeyFile's default
+        Assert.Equal("/srv/leuko/key", Parse("--storage", "UseDevelopmentStorage=true", "--secrets-key-file", "/srv/leuko/key").GetValue<string?>("--secrets-key-file"));
+    }
 }

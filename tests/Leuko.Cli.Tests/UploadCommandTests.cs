@@ -109,6 +109,7 @@ public class UploadCommandTests
             Transport = Transports.StorageQueue,
             Queue = Azurite.Unique("upload"),
             QueueVisibilityTimeout = TimeSpan.FromSeconds(10),
+            SecretsKeyFile = Path.Combine(Path.GetTempPath(), "leuko-tests", Guid.NewGuid().ToString("N"), "webhook-secrets.key"),
         };
         options.WebhookQueue = options.Queue + "-webhooks";
         var builder = WebApplication.CreateSlimBuilder();

@@ -33,7 +33,9 @@ internal sealed class PipelineHarness : IAsyncDisposable
 
     public PipelineQueries Queries => Services.GetRequiredService<PipelineQueries>();
 
-    public static async Task<PipelineHarness> StartAsync(string? queue = null, int maxAttempts = 3, bool watch = true, bool consume = true)
+    /// <param name="secretsKeyFile">The local key file of the webhook secrets; default: a new one of this harness's own.</param>
+    public static async Task<PipelineHarness> StartAsync(
+        string? queue = null, int maxAttempts = 3, bool watch = true, bool consume = true, string? secretsKeyFile = null)
     {
         await Azurite.RequireAsync();
         var options = new PipelineOptions
@@ -45,6 +47,7 @@ internal sealed class PipelineHarness : IAsyncDisposable
             QueueVisibilityTimeout = TimeSpan.FromSeconds(5),
             AllowLoopbackWebhooks = true,
             WebhookRetrySeconds = [0.2, 0.5, 1],
+            SecretsKeyFile = secretsKeyFile ?? TestSecrets.NewKeyFile(),
         };
         options.WebhookQueue = options.Queue + "-webhooks";
         var builder = Host.CreateApplicationBuilder();

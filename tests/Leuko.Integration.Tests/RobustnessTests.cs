@@ -269,7 +269,7 @@ public class RobustnessTests
         var store = new TableWebhookStore(Azurite.Tables);
         await store.InitializeAsync(CancellationToken.None);
         var options = WebhookOptions.Default with { AllowLoopback = true };
-        var service = new WebhookService(store, options);
+        var service = new WebhookService(store, TestSecrets.Shared, options);
         string? id = null, rotatedSecret = null;
 
         // The receiver answers 410 Gone; while it answers, the subscription is rotated (or deleted) through the API.
@@ -288,7 +288,7 @@ public class RobustnessTests
         });
         var created = await service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), CancellationToken.None);
         id = created.Subscription.Id;
-        var sender = new WebhookSender(store, new InMemoryTransport(), WebhookSender.CreateHttpClient(options), options);
+        var sender = new WebhookSender(store, TestSecrets.Shared, new InMemoryTransport(), WebhookSender.CreateHttpClient(options), options);
         var delivery = new WebhookDelivery(id, "msg_test", WebhookEvents.ImageCompleted, "{}", 1);
         var message = new ReceivedMessage("m1", System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(delivery, PipelineJson.Options), 1, new Dictionary<string, string>());
 
@@ -303,7 +303,7 @@ public class RobustnessTests
         {
             Assert.NotNull(after);
             Assert.False(after.Enabled);
-            Assert.Equal([rotatedSecret, created.Secret], after.Secrets.Select(s => s.Value));
+            Assert.Equal([rotatedSecret!, created.Secret], await TestSecrets.Shared.SigningSecretsAsync(after, DateTimeOffset.UtcNow, CancellationToken.None));
         }
     }
 

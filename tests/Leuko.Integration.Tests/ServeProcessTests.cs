@@ -17,6 +17,12 @@ namespace Leuko.Integration.Tests;
 [Collection("Azurite")]
 public class ServeProcessTests
 {
+    /// <summary>
+    /// The served processes' configuration folder (<c>XDG_CONFIG_HOME</c>): <c>leuko serve</c> run as the README runs it
+    /// keeps its webhook secrets key in the default place, <c>leuko/webhook-secrets.key</c> there, not in the user's own.
+    /// </summary>
+    private static readonly string ConfigHome = Path.Combine(Path.GetTempPath(), "leuko-tests", Guid.NewGuid().ToString("N"), "config");
+
     [Fact]
     public async Task AConsumerKilledMidBatchLosesAndDoublesNothingAfterARestart()
     {
@@ -97,7 +103,21 @@ public class ServeProcessTests
             Assert.DoesNotContain("whsec_", await http.GetStringAsync("/api/webhooks"));
             var rotated = await http.PostAsync($"/api/webhooks/{id}/rotate-secret", null);
             Assert.Equal(HttpStatusCode.OK, rotated.StatusCode);
-            Assert.NotEqual(subscription["secret"]!.GetValue<string>(), JsonNode.Parse(await rotated.Content.ReadAsStringAsync())!["secret"]!.GetValue<string>());
+            var rotatedSecret = JsonNode.Parse(await rotated.Content.ReadAsStringAsync())!["secret"]!.GetValue<string>();
+            Assert.NotEqual(subscription["secret"]!.GetValue<string>(), rotatedSecret);
+
+            // Both secrets are stored sealed with the default local key file, which serve created readable by its owner only.
+            var keyFile = Path.Combine(ConfigHome, "leuko", "webhook-secrets.key");
+            Assert.True(File.Exists(keyFile), $"leuko serve made no key file at {keyFile}");
+            Assert.True(OperatingSystem.IsWindows() || File.GetUnixFileMode(keyFile) == (UnixFileMode.UserRead | UnixFileMode.UserWrite));
+            var entity = (await Azurite.Tables.GetTableClient(TableWebhookStore.WebhooksTable).GetEntityAsync<TableEntity>("webhook", id)).Value;
+            var stored = string.Join("\n", entity.Select(p => $"{p.Key}={p.Value}"));
+            foreach (var secret in new[] { subscription["secret"]!.GetValue<string>(), rotatedSecret })
+            {
+                Assert.DoesNotContain(secret["whsec_".Length..], stored);
+            }
+
+            Assert.Contains("local:", stored);
             Assert.Equal("[]", await http.GetStringAsync($"/api/webhooks/{id}/deliveries"));
             Assert.Equal(HttpStatusCode.NoContent, (await http.DeleteAsync($"/api/webhooks/{id}")).StatusCode);
             Assert.Equal(HttpStatusCode.NotFound, (await http.DeleteAsync($"/api/webhooks/{id}")).StatusCode);
@@ -120,6 +140,7 @@ public class ServeProcessTests
                 "--urls", $"http://127.0.0.1:{port}", "--queue-lock", "3", "--allow-loopback-webhooks" },
             RedirectStandardOutput = true,
             RedirectStandardError = true,
+            Environment = { ["XDG_CONFIG_HOME"] = ConfigHome },
         };
         var process = Process.Start(start)!;
         process.OutputDataReceived += (_, _) => { };

@@ -23,7 +23,7 @@ public sealed class WebhookDeliveryTests
 
         public InMemoryTransport Queue { get; } = new(2);
 
-        public WebhookService Service => new(Store, options);
+        public WebhookService Service => new(Store, TestSecrets.Shared, options);
 
         public WebhookPublisher Publisher => new(Store, Queue, "http://127.0.0.1:7071/api", Classes);
 
@@ -33,7 +33,7 @@ public sealed class WebhookDeliveryTests
         /// </summary>
         public async Task DeliverAllAsync()
         {
-            var sender = new WebhookSender(Store, Queue, WebhookSender.CreateHttpClient(options), options);
+            var sender = new WebhookSender(Store, TestSecrets.Shared, Queue, WebhookSender.CreateHttpClient(options), options);
             Queue.Complete();
             await Queue.RunAsync(sender.HandleAsync, CancellationToken.None).WaitAsync(TimeSpan.FromMinutes(2));
         }
@@ -108,10 +108,10 @@ public sealed class WebhookDeliveryTests
         await using var receiver = await WebhookReceiver.StartAsync(n => n == 1 ? (503, retryAfter) : (200, null));
         var store = new InMemoryWebhookStore();
         var queue = new InMemoryTransport(1, time);
-        var created = await new WebhookService(store, Fast, time).CreateAsync(new WebhookRequest(receiver.Url, null, null, null), CancellationToken.None);
+        var created = await new WebhookService(store, TestSecrets.Shared, Fast, time).CreateAsync(new WebhookRequest(receiver.Url, null, null, null), CancellationToken.None);
         await new WebhookPublisher(store, queue, "http://x/api", Classes, time).ImageFinalAsync(Completed("img1"), CancellationToken.None);
         queue.Complete();
-        var run = queue.RunAsync(new WebhookSender(store, queue, WebhookSender.CreateHttpClient(Fast), Fast, time).HandleAsync, CancellationToken.None);
+        var run = queue.RunAsync(new WebhookSender(store, TestSecrets.Shared, queue, WebhookSender.CreateHttpClient(Fast), Fast, time).HandleAsync, CancellationToken.None);
 
         await receiver.WaitForRequestsAsync(1);
         while (queue.Scheduled == 0 && !run.IsCompleted)
@@ -196,7 +196,7 @@ public sealed class WebhookDeliveryTests
     [InlineData("not a url")]
     public async Task UnsafeTargetsAreRefusedWhenSubscribing(string url)
     {
-        var service = new WebhookService(new InMemoryWebhookStore(), WebhookOptions.Default);
+        var service = new WebhookService(new InMemoryWebhookStore(), TestSecrets.Shared, WebhookOptions.Default);
         var e = await Assert.ThrowsAsync<WebhookRequestException>(() => service.CreateAsync(new WebhookRequest(url, null, null, null), CancellationToken.None));
         Assert.StartsWith("url refused", e.Message);
     }
@@ -208,7 +208,7 @@ public sealed class WebhookDeliveryTests
         await using var receiver = await WebhookReceiver.StartAsync();
         var rig = new Rig(Fast with { AllowLoopback = false });
         await rig.Store.CreateAsync(new WebhookSubscription("wh_1", receiver.Url, WebhookEvents.All, null, null,
-            [new WebhookSecret(WebhookSigner.NewSecret(), null)], null, 0, DateTimeOffset.UtcNow), CancellationToken.None);
+            [(await TestSecrets.Shared.NewAsync("wh_1", null, CancellationToken.None)).Stored], null, 0, DateTimeOffset.UtcNow), CancellationToken.None);
         await rig.Publisher.ImageFinalAsync(Completed("img1"), CancellationToken.None);
         await rig.DeliverAllAsync();
 
@@ -243,7 +243,7 @@ public sealed class WebhookDeliveryTests
         var time = new ManualTime(DateTimeOffset.UtcNow);
         var store = new InMemoryWebhookStore();
         var options = Fast with { RotationGrace = TimeSpan.FromHours(1) };
-        var service = new WebhookService(store, options, time);
+        var service = new WebhookService(store, TestSecrets.Shared, options, time);
         await using var receiver = await WebhookReceiver.StartAsync();
         var created = await service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), CancellationToken.None);
         var rotated = (await service.RotateSecretAsync(created.Subscription.Id, CancellationToken.None))!;
@@ -252,7 +252,7 @@ public sealed class WebhookDeliveryTests
         var queue = new InMemoryTransport();
         await new WebhookPublisher(store, queue, "http://x/api", Classes, time).ImageFinalAsync(Completed("img1"), CancellationToken.None);
         queue.Complete();
-        var sender = new WebhookSender(store, queue, WebhookSender.CreateHttpClient(options), options, time);
+        var sender = new WebhookSender(store, TestSecrets.Shared, queue, WebhookSender.CreateHttpClient(options), options, time);
         await queue.RunAsync(sender.HandleAsync, CancellationToken.None);
 
         var request = Assert.Single(receiver.Requests);

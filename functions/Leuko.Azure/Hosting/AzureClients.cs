@@ -13,10 +13,10 @@ namespace Leuko.Azure.Hosting;
 /// </summary>
 public sealed class AzureClients
 {
-    private readonly TokenCredential? _credential;
+    private readonly TokenCredential _credential;
     private ServiceBusClient? _serviceBus;
 
-    private AzureClients(BlobServiceClient blobs, TableServiceClient tables, QueueServiceClient queues, TokenCredential? credential)
+    private AzureClients(BlobServiceClient blobs, TableServiceClient tables, QueueServiceClient queues, TokenCredential credential)
     {
         Blobs = blobs;
         Tables = tables;
@@ -30,11 +30,14 @@ public sealed class AzureClients
 
     public QueueServiceClient Queues { get; }
 
+    /// <summary>The managed identity (the user-assigned one when its client id is configured, else DefaultAzureCredential), for Key Vault.</summary>
+    public TokenCredential Credential => _credential;
+
     public static AzureClients From(PipelineOptions options)
     {
         if (!string.IsNullOrWhiteSpace(options.Storage))
         {
-            return new AzureClients(new BlobServiceClient(options.Storage), new TableServiceClient(options.Storage), new QueueServiceClient(options.Storage), Credential(options));
+            return new AzureClients(new BlobServiceClient(options.Storage), new TableServiceClient(options.Storage), new QueueServiceClient(options.Storage), CredentialOf(options));
         }
 
         if (string.IsNullOrWhiteSpace(options.StorageAccountName))
@@ -43,7 +46,7 @@ public sealed class AzureClients
                 "no storage configured: set Leuko:Storage (or AzureWebJobsStorage) to a connection string, or AzureWebJobsStorage__accountName with a managed identity");
         }
 
-        var credential = Credential(options);
+        var credential = CredentialOf(options);
         var account = options.StorageAccountName;
         return new AzureClients(
             new BlobServiceClient(new Uri($"https://{account}.blob.core.windows.net"), credential),
@@ -55,10 +58,10 @@ public sealed class AzureClients
     /// <summary>The Service Bus client: a connection string (development) or the namespace with the managed identity.</summary>
     public ServiceBusClient ServiceBus(PipelineOptions options) => _serviceBus ??=
         !string.IsNullOrWhiteSpace(options.ServiceBus) ? new ServiceBusClient(options.ServiceBus)
-        : !string.IsNullOrWhiteSpace(options.ServiceBusNamespace) ? new ServiceBusClient(options.ServiceBusNamespace, _credential ?? Credential(options))
+        : !string.IsNullOrWhiteSpace(options.ServiceBusNamespace) ? new ServiceBusClient(options.ServiceBusNamespace, _credential)
         : throw new InvalidOperationException("the service-bus transport needs Leuko:ServiceBusNamespace (managed identity) or Leuko:ServiceBus (connection string)");
 
-    private static TokenCredential Credential(PipelineOptions options) =>
+    private static TokenCredential CredentialOf(PipelineOptions options) =>
         string.IsNullOrWhiteSpace(options.ManagedIdentityClientId)
             ? new DefaultAzureCredential()
             : new ManagedIdentityCredential(ManagedIdentityId.FromUserAssignedClientId(options.ManagedIdentityClientId));

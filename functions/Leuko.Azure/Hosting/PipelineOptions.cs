@@ -77,6 +77,18 @@ public sealed class PipelineOptions
     /// <summary>Waits before each webhook retry, in seconds (default: 5, 30, 120, 600, 1800, 3600, 10800).</summary>
     public double[]? WebhookRetrySeconds { get; set; }
 
+    /// <summary>
+    /// The Key Vault key that wraps the webhook signing secrets' data keys: its versionless URI,
+    /// <c>https://VAULT.vault.azure.net/keys/webhook-secrets</c>, reached with the managed identity. Required in Azure.
+    /// </summary>
+    public string? SecretsKeyUri { get; set; }
+
+    /// <summary>
+    /// Where no <see cref="SecretsKeyUri"/> is set: the local key file that wraps them (created 0600 when absent).
+    /// Default, where storage is a connection string (Azurite, development): <c>~/.config/leuko/webhook-secrets.key</c>.
+    /// </summary>
+    public string? SecretsKeyFile { get; set; }
+
     /// <summary>The public base URL of the HTTP API, for links in webhook payloads. Default: https://WEBSITE_HOSTNAME/api, else http://127.0.0.1:7071/api.</summary>
     [DeployedSetting]
     public string? PublicApiUrl { get; set; }

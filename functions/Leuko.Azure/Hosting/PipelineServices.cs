@@ -6,6 +6,7 @@ using Leuko.Core.Classification;
 using Leuko.Core.Segmentation;
 using Leuko.Pipeline;
 using Leuko.Pipeline.Messaging;
+using Leuko.Pipeline.Secrets;
 using Leuko.Pipeline.Stages;
 using Leuko.Pipeline.Storage;
 using Leuko.Pipeline.Webhooks;
@@ -60,6 +61,8 @@ public static class PipelineServices
             RetrySchedule = options.WebhookRetrySeconds is { Length: > 0 } r ? r.Select(TimeSpan.FromSeconds).ToList() : WebhookOptions.Default.RetrySchedule,
         };
         services.AddSingleton(webhookOptions);
+        services.AddSingleton(sp => KeyEncryptionKeys.From(options, sp.GetRequiredService<AzureClients>()));
+        services.AddSingleton(sp => new WebhookSecrets(new EnvelopeEncryption(sp.GetRequiredService<IKeyEncryptionKey>())));
         services.AddSingleton<TableWebhookStore>();
         services.AddSingleton<IWebhookStore>(sp => sp.GetRequiredService<TableWebhookStore>());
         services.AddSingleton(sp => new WebhookQueue(CreateTransport(options, options.WebhookQueue, sp)));
@@ -67,8 +70,8 @@ public static class PipelineServices
             sp.GetRequiredService<IWebhookStore>(), sp.GetRequiredService<WebhookQueue>().Transport, options.PublicApiUrl ?? "http://127.0.0.1:7071/api",
             sp.GetRequiredService<CellClasses>()));
         services.AddSingleton(sp => new WebhookSender(
-            sp.GetRequiredService<IWebhookStore>(), sp.GetRequiredService<WebhookQueue>().Transport, WebhookSender.CreateHttpClient(webhookOptions), webhookOptions));
-        services.AddSingleton(sp => new WebhookService(sp.GetRequiredService<IWebhookStore>(), webhookOptions));
+            sp.GetRequiredService<IWebhookStore>(), sp.GetRequiredService<WebhookSecrets>(), sp.GetRequiredService<WebhookQueue>().Transport, WebhookSender.CreateHttpClient(webhookOptions), webhookOptions));
+        services.AddSingleton(sp => new WebhookService(sp.GetRequiredService<IWebhookStore>(), sp.GetRequiredService<WebhookSecrets>(), webhookOptions));
 
         services.AddSingleton(sp => new SegmentationStage(
             sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), sp.GetRequiredService<IMessageSender>(),
@@ -82,6 +85,8 @@ public static class PipelineServices
         services.AddSingleton(sp => new PipelineQueries(
             sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), sp.GetRequiredService<CellClasses>()));
         services.AddHostedService<StorageInitializer>();
+        services.AddHostedService(sp => new WebhookSecretsInitializer(
+            sp.GetRequiredService<WebhookSecrets>(), sp.GetRequiredService<IWebhookStore>(), sp.GetRequiredService<ILogger<WebhookSecretsInitializer>>()));
         if (runConsumer)
         {
             services.AddHostedService<ClassificationWorker>();

@@ -8,7 +8,7 @@ namespace Leuko.Azure.Storage;
 /// <summary>
 /// Webhook subscriptions and delivery attempts in Table Storage: <c>webhooks</c> (PartitionKey "webhook", RowKey =
 /// subscription id) and <c>webhookdeliveries</c> (PartitionKey = subscription id, RowKey = reversed time, so the
-/// newest attempts come first). Secrets are stored: the sender needs them to sign. Updates are conditional on the
+/// newest attempts come first). Secrets are stored sealed (<see cref="WebhookSecrets"/>), never in plain text. Updates are conditional on the
 /// ETag the subscription was read at (If-Match), so no writer undoes another's change.
 /// </summary>
 public sealed class TableWebhookStore(TableServiceClient service) : IWebhookStore

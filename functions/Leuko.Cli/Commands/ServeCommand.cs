@@ -80,10 +80,14 @@ internal static class ServeCommand
                 r.AddError($"--webhook-retry takes one or more waits in seconds, each above 0 and at most {MaxWebhookRetrySeconds} (7 days)");
             }
         });
+        var secretsKeyFile = new Option<string?>("--secrets-key-file")
+        {
+            Description = "The local key file that encrypts webhook signing secrets at rest (Leuko:SecretsKeyFile; created 0600 when absent). Default: ~/.config/leuko/webhook-secrets.key.",
+        };
         var model = EvaluateClassification.ModelOption();
         var command = new Command("serve", "Run the cloud pipeline locally against Azurite or a storage account: watch uploads/ and archives/, classify, and serve the HTTP API.")
         {
-            storage, transport, serviceBus, urls, queue, queueLock, stuckAfter, webhookRetry, loopbackWebhooks, model,
+            storage, transport, serviceBus, urls, queue, queueLock, stuckAfter, webhookRetry, loopbackWebhooks, secretsKeyFile, model,
         };
         command.Validators.Add(r =>
         {
@@ -107,6 +111,7 @@ internal static class ServeCommand
                 AllowLoopbackWebhooks = parse.GetValue(loopbackWebhooks),
                 PublicApiUrl = parse.GetRequiredValue(urls).Split(';')[0].TrimEnd('/') + "/api",
                 Model = parse.GetRequiredValue(model),
+                SecretsKeyFile = parse.GetValue(secretsKeyFile),
             },
             parse.GetRequiredValue(urls), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct));
         return command;

@@ -18,14 +18,30 @@ public static class WebhookEvents
     public static readonly IReadOnlyList<string> All = [ImageCompleted, ImageFailed, BatchCompleted, BatchFailed];
 }
 
-/// <summary>A signing secret, <c>whsec_BASE64</c>, valid until <paramref name="ExpiresAt"/> (null: current).</summary>
-public sealed record WebhookSecret(string Value, DateTimeOffset? ExpiresAt);
+/// <summary>
+/// A signing secret as stored: sealed by envelope encryption (<see cref="WebhookSecrets"/>), never the secret itself, and
+/// valid until <paramref name="ExpiresAt"/> (null: current).
+/// </summary>
+public sealed record WebhookSecret(
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    Leuko.Pipeline.Secrets.SealedSecret? Sealed,
+    DateTimeOffset? ExpiresAt)
+{
+    /// <summary>
+    /// The secret in plain text, as versions before encryption stored it (their field <c>Value</c>). Every host seals
+    /// these at start-up (<see cref="WebhookSecrets.SealPlainTextAsync"/>); one written meanwhile by an older host still
+    /// signs until then. Nothing new is ever written here.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonPropertyName("Value")]
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? PlainText { get; init; }
+}
 
 /// <summary>A subscriber (table <c>webhooks</c>).</summary>
 /// <param name="Types">Event types wanted (<see cref="WebhookEvents"/>).</param>
 /// <param name="BatchId">Only events of this batch, when set.</param>
 /// <param name="SourcePrefix">Only events of images whose source starts with this, when set.</param>
-/// <param name="Secrets">The current secret, and during a rotation's grace period the previous one.</param>
+/// <param name="Secrets">The current secret, and during a rotation's grace period the previous one, sealed.</param>
 /// <param name="DisabledReason">Why deliveries stopped (410 Gone from the receiver), or null while active.</param>
 /// <param name="Failures">Deliveries that exhausted their retries.</param>
 public sealed record WebhookSubscription(

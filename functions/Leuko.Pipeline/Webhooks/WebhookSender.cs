@@ -4,6 +4,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using Leuko.Pipeline.Messaging;
+using Leuko.Pipeline.Secrets;
 using Leuko.Pipeline.Stages;
 
 namespace Leuko.Pipeline.Webhooks;
@@ -38,7 +39,7 @@ public sealed record WebhookOptions(
 /// schedule runs out, then the delivery is dead-lettered and the subscription's failures counted. A Retry-After is never
 /// cut short: one over <see cref="MaxRetryAfter"/> fails the delivery. Other answers are final failures.
 /// </summary>
-public sealed class WebhookSender(IWebhookStore store, IMessageSender retries, HttpClient http, WebhookOptions options, TimeProvider? time = null)
+public sealed class WebhookSender(IWebhookStore store, WebhookSecrets secrets, IMessageSender retries, HttpClient http, WebhookOptions options, TimeProvider? time = null)
 {
     private readonly TimeProvider _time = time ?? TimeProvider.System;
 
@@ -77,6 +78,18 @@ public sealed class WebhookSender(IWebhookStore store, IMessageSender retries, H
             return await GiveUpAsync(subscription, delivery, null, $"refused: {refused}", clock, cancellationToken);
         }
 
+        IReadOnlyList<string> signing;
+        try
+        {
+            signing = await secrets.SigningSecretsAsync(subscription, _time.GetUtcNow(), cancellationToken);
+        }
+        catch (SecretDecryptionException e)
+        {
+            // The row is at fault (altered, or sealed by a key this host lacks): retrying cannot help. Key Vault being
+            // unreachable is another exception, left to the transport to retry.
+            return await GiveUpAsync(subscription, delivery, null, $"cannot sign: {e.Message}", clock, cancellationToken);
+        }
+
         int? status = null;
         TimeSpan? retryAfter = null;
         string? error = null;
@@ -86,14 +99,13 @@ public sealed class WebhookSender(IWebhookStore store, IMessageSender retries, H
             attempt.CancelAfter(options.Timeout);
             var now = _time.GetUtcNow();
             var timestamp = now.ToUnixTimeSeconds();
-            var secrets = subscription.Secrets.Where(s => s.ExpiresAt is null || s.ExpiresAt > now).Select(s => s.Value).ToList();
             using var request = new HttpRequestMessage(HttpMethod.Post, subscription.Url)
             {
                 Content = new StringContent(delivery.Body, Encoding.UTF8, "application/json"),
             };
             request.Headers.Add(WebhookSigner.WebhookId, delivery.WebhookId);
             request.Headers.Add(WebhookSigner.WebhookTimestamp, timestamp.ToString(System.Globalization.CultureInfo.InvariantCulture));
-            request.Headers.Add(WebhookSigner.WebhookSignature, WebhookSigner.SignatureHeader(secrets, delivery.WebhookId, timestamp, delivery.Body));
+            request.Headers.Add(WebhookSigner.WebhookSignature, WebhookSigner.SignatureHeader(signing, delivery.WebhookId, timestamp, delivery.Body));
             request.Headers.UserAgent.Add(new ProductInfoHeaderValue("LeukoFunctions-Webhooks", "1"));
             using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, attempt.Token);
             status = (int)response.StatusCode;

@@ -19,7 +19,7 @@ public sealed record WebhookRequest(string? Url, IReadOnlyList<string>? Types, s
 public sealed class WebhookRequestException(string message) : Exception(message);
 
 /// <summary>The subscription API, shared by the function app and <c>leuko serve</c>.</summary>
-public sealed class WebhookService(IWebhookStore store, WebhookOptions options, TimeProvider? time = null)
+public sealed class WebhookService(IWebhookStore store, WebhookSecrets secrets, WebhookOptions options, TimeProvider? time = null)
 {
     private readonly TimeProvider _time = time ?? TimeProvider.System;
 
@@ -45,10 +45,9 @@ public sealed class WebhookService(IWebhookStore store, WebhookOptions options, 
             throw new WebhookRequestException($"unknown event types {string.Join(", ", unknown)}: choose from {string.Join(", ", WebhookEvents.All)}");
         }
 
-        var secret = WebhookSigner.NewSecret();
-        var subscription = new WebhookSubscription(
-            "wh_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12)), request.Url, types, request.BatchId, request.SourcePrefix,
-            [new WebhookSecret(secret, null)], null, 0, _time.GetUtcNow());
+        var id = "wh_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
+        var (secret, stored) = await secrets.NewAsync(id, null, cancellationToken);
+        var subscription = new WebhookSubscription(id, request.Url, types, request.BatchId, request.SourcePrefix, [stored], null, 0, _time.GetUtcNow());
         await store.CreateAsync(subscription, cancellationToken);
         return new WebhookCreated(WebhookView.Of(subscription), secret);
     }
@@ -61,13 +60,18 @@ public sealed class WebhookService(IWebhookStore store, WebhookOptions options, 
     /// <summary>A new secret; the current one keeps signing (beside it) for the grace period, so receivers can switch without losing events.</summary>
     public async Task<WebhookCreated?> RotateSecretAsync(string id, CancellationToken cancellationToken)
     {
+        if (await store.GetAsync(id, cancellationToken) is null)
+        {
+            return null;
+        }
+
         var now = _time.GetUtcNow();
-        var secret = WebhookSigner.NewSecret();
+        var (secret, stored) = await secrets.NewAsync(id, null, cancellationToken);
         var rotated = await store.UpdateAsync(id, subscription => subscription with
         {
             Secrets =
             [
-                new WebhookSecret(secret, null),
+                stored,
                 .. subscription.Secrets.Where(s => s.ExpiresAt is null || s.ExpiresAt > now).Select(s => s with { ExpiresAt = s.ExpiresAt ?? now + options.RotationGrace }),
             ],
         }, cancellationToken);
