@@ -94,6 +94,7 @@ public class InfraTests
         var options = provider.GetRequiredService<PipelineOptions>();
         Assert.Equal("sb-leukotest.servicebus.windows.net", clients.ServiceBus(options).FullyQualifiedNamespace);
         Assert.NotNull(provider.GetRequiredService<Leuko.Pipeline.Messaging.IMessageTransport>());
+        Assert.IsType<Leuko.Azure.Secrets.KeyVaultKeyEncryptionKey>(provider.GetRequiredService<Leuko.Pipeline.Secrets.IKeyEncryptionKey>());
         File.Delete(keysFile);
     }
 

@@ -81,6 +81,7 @@ public sealed class PipelineOptions
     /// The Key Vault key that wraps the webhook signing secrets' data keys: its versionless URI,
     /// <c>https://VAULT.vault.azure.net/keys/webhook-secrets</c>, reached with the managed identity. Required in Azure.
     /// </summary>
+    [DeployedSetting]
     public string? SecretsKeyUri { get; set; }
 
     /// <summary>
