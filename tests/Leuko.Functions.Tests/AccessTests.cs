@@ -151,6 +151,27 @@ public sealed class AccessTests : IDisposable
         Assert.Contains(reason, e.Message);
     }
 
+    [Theory]
+    [InlineData("not json", "API keys file")]
+    [InlineData("{\"masterKey\": {\"name\": \"master\", \"value\": \"0123456789abcdef0123\"}}", "no functionKeys array")]
+    [InlineData("{\"functionKeys\": [{\"name\": \"lims\", \"value\": \"0123456789abcdef0123\", \"encrypted\": true}]}", "encrypted with the host's machine key")]
+    [InlineData("{\"functionKeys\": [{\"name\": \"lims\", \"value\": \"short\"}]}", "shorter than 16 characters")]
+    [InlineData("{\"functionKeys\": [{\"name\": \"lims\", \"value\": \"0123456789abcdef0123\"}, {\"name\": \"lab2\", \"value\": \"0123456789abcdef0123\"}]}", "share one key")]
+    [InlineData("{\"functionKeys\": [{\"name\": \"someone\", \"value\": \"0123456789abcdef0123\"}]}", "has no key for any client")]
+    public async Task AKeysFileTheAppCannotUseStopsTheHostAtStart(string content, string reason)
+    {
+        // Client names as the file names them (no suffix here: the file is this test's own).
+        var file = Path.Combine(Path.GetDirectoryName(_rig.KeysFile)!, "bad.json");
+        File.WriteAllText(file, content);
+        using var host = Host(new Dictionary<string, string?>
+        {
+            ["Leuko:ApiClients:lims"] = "read,subscribe", ["Leuko:ApiClients:lab2"] = "read", ["Leuko:ApiKeysFile"] = file,
+        });
+
+        var e = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
+        Assert.Contains(reason, e.Message);
+    }
+
     [Fact]
     public async Task AHostWithTheDeployedAccessSettingsStarts()
     {

@@ -75,7 +75,10 @@ public sealed class FunctionMetadataTests
     {
         var blobs = Triggers("blobTrigger").ToList();
         Assert.Equal(["ArchiveUploaded", "ImageUploaded"], blobs.Select(b => b.Function).Order());
-        var hook = File.ReadAllText(Path.Combine(Root, "infra", "hooks", "postdeploy.sh"));
+        // Where infra/ pairs each container with the function its events go to (the post-deploy hook, or an events template).
+        var infraLines = Directory.EnumerateFiles(Path.Combine(Root, "infra"), "*", SearchOption.AllDirectories)
+            .Where(f => f.EndsWith(".bicep", StringComparison.Ordinal) || f.EndsWith(".sh", StringComparison.Ordinal))
+            .SelectMany(File.ReadAllLines).ToList();
         var template = CompiledTemplate().ToJsonString();
         foreach (var (function, binding) in blobs)
         {
@@ -89,12 +92,13 @@ public sealed class FunctionMetadataTests
             Assert.True(Env.Value.ContainsKey($"{connection}__clientId"), $"infra/ does not set {connection}__clientId");
             Assert.False(Env.Value.ContainsKey(connection), $"infra/ sets a {connection} connection string");
 
-            // The trigger's container exists, and the post-deploy hook subscribes Event Grid to this function for it.
+            // The trigger's container exists, and infra/ subscribes Event Grid to this function for that container.
             var path = binding["path"]!.GetValue<string>();
             var container = path[..path.IndexOf('/')];
             Assert.Equal($"{container}/{{name}}", path);
             Assert.Contains($"\"{container}\"", template);
-            Assert.Contains($"{container}:{function}", hook);
+            Assert.True(infraLines.Any(l => l.Contains(container, StringComparison.Ordinal) && l.Contains(function, StringComparison.Ordinal)),
+                $"infra/ names no Event Grid subscription of {container}/ to {function}");
         }
     }
 
