@@ -173,6 +173,23 @@ public sealed class AccessTests : IDisposable
     }
 
     [Fact]
+    public void AnAdminKeyAloneNeedsNoKeysFile()
+    {
+        // leuko serve --api-key: no file, one admin.
+        var key = ApiRig.NewKey();
+        var access = ApiAccess.From(new ApiAccessOptions { ApiKeysFile = "" }, adminKey: key);
+        var request = new Microsoft.AspNetCore.Http.DefaultHttpContext().Request;
+        request.Headers[ApiAccess.KeyHeader] = key;
+
+        Assert.True(access.TryAuthorize(request, ApiRoles.Subscribe, out var caller, out _));
+        Assert.Equal(ApiAccess.LocalAdmin, caller.Name);
+        Assert.True(caller.IsAdmin);
+        request.Headers[ApiAccess.KeyHeader] = _rig.Keys["lims"];
+        Assert.False(access.TryAuthorize(request, ApiRoles.Read, out _, out var refused));
+        Assert.Equal(403, refused.StatusCode);
+    }
+
+    [Fact]
     public async Task AHostWithTheDeployedAccessSettingsStarts()
     {
         // As infra/ sets them: Leuko__ApiClients__NAME and Leuko__ApiKeysFile (environment names, "__" for ":").

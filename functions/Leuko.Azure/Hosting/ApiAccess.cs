@@ -53,7 +53,8 @@ public sealed class ApiAccess
             clients[LocalAdmin] = new ApiClient(LocalAdmin, new HashSet<string> { ApiRoles.Admin });
         }
 
-        return new ApiAccess(clients, options.ApiKeysFile, adminKey is null ? [] : [new ApiKey(LocalAdmin, adminKey)], open: false);
+        var file = string.IsNullOrWhiteSpace(options.ApiKeysFile) ? null : options.ApiKeysFile;
+        return new ApiAccess(clients, file, adminKey is null ? [] : [new ApiKey(LocalAdmin, adminKey)], open: false);
     }
 
     /// <summary>What is wrong with <paramref name="options"/>, each with the setting to fix; empty when it is usable.</summary>
