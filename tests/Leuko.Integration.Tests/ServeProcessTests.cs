@@ -197,6 +197,47 @@ public class ServeProcessTests
         }
     }
 
+    [Fact]
+    public async Task ServeOnLoopbackWithoutAKeyIsOpenAndSaysSo()
+    {
+        await Azurite.RequireAsync();
+        int port = FreePort();
+        using var serve = ServeProcess.Start(["--storage", Azurite.ConnectionString, "--queue", Azurite.Unique("open"), "--urls", $"http://127.0.0.1:{port}"]);
+        try
+        {
+            await WaitForHealthAsync(port, serve.Process);
+            await serve.WaitForOutputAsync("API access:");
+            Assert.Contains("API access: open, no key (loopback only, for development): every caller is admin.", serve.Stdout);
+
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+            Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/api/webhooks")).StatusCode);
+        }
+        finally
+        {
+            serve.Process.Kill(entireProcessTree: true);
+        }
+    }
+
+    [Fact]
+    public async Task ServeWithAKeysFileItCannotUseDoesNotStart()
+    {
+        await Azurite.RequireAsync();
+        var keys = Path.Combine(Path.GetTempPath(), $"leuko-keys-{Guid.NewGuid():N}.json");
+        File.WriteAllText(keys, "{\"masterKey\": {\"name\": \"master\", \"value\": \"0123456789abcdef0123\"}}");
+        try
+        {
+            using var serve = ServeProcess.Start(["--storage", Azurite.ConnectionString, "--queue", Azurite.Unique("badkeys"), "--urls", $"http://0.0.0.0:{FreePort()}", "--api-keys", keys]);
+
+            Assert.Equal(2, await serve.WaitForExitAsync(TimeSpan.FromMinutes(2))); // only a bound on a hang
+            Assert.Contains("error: cannot start:", serve.Stderr);
+            Assert.Contains("no functionKeys array", serve.Stderr);
+        }
+        finally
+        {
+            File.Delete(keys);
+        }
+    }
+
     private static string NewKey() => Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(20));
 
     private static Task<HttpResponseMessage> Get(HttpClient http, string path, string key) =>

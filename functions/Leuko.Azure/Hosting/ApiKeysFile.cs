@@ -3,9 +3,6 @@ using System.Text.Json.Nodes;
 
 namespace Leuko.Azure.Hosting;
 
-/// <summary>A named key from an API keys file.</summary>
-public sealed record ApiKey(string Name, string Value);
-
 /// <summary>
 /// Reads the named keys of a Functions host secrets file (<c>functionKeys: [{name, value, encrypted}]</c>, as
 /// infra/ writes it and <c>leuko serve --api-keys</c> takes it). Only <c>functionKeys</c> are read: the

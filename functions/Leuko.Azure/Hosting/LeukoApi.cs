@@ -9,9 +9,6 @@ using Microsoft.AspNetCore.Routing;
 
 namespace Leuko.Azure.Hosting;
 
-/// <summary>One route of the HTTP API: its function name, method, route under <c>/api</c>, and the role it needs (null: none, anonymous).</summary>
-public sealed record ApiRoute(string Name, string Method, string Route, string? Role);
-
 /// <summary>
 /// The HTTP API, defined once (eShop's CatalogApi): the routes, each route's handler, its answers and the role it
 /// needs. <c>leuko serve</c> maps it with <see cref="MapLeukoApi"/>; the function app's HTTP functions bind the same
@@ -120,6 +117,3 @@ public static class LeukoApi
             : ApiProblem.NotFound($"batch '{id}'");
     }
 }
-
-/// <summary>The answer of <c>GET /api/health</c>.</summary>
-public sealed record HealthView(string Status, string Model, string Transport);
