@@ -14,6 +14,10 @@ var builder = FunctionsApplication.CreateBuilder(args);
 builder.ConfigureFunctionsWebApplication();
 builder.Services.AddLeukoPipeline(builder.Configuration);
 
+// Callers of the HTTP API: named client keys (Leuko:ApiKeysFile, the host's own secrets file) and their roles
+// (Leuko:ApiClients), validated at start, so a host without a usable client key does not start.
+builder.Services.AddLeukoApiAccess();
+
 // Traces of the pipeline's stages (and the Functions host's) to Application Insights when it is configured.
 var telemetry = builder.Services.AddOpenTelemetry().UseFunctionsWorkerDefaults().WithTracing(t => t.AddSource(PipelineTelemetry.SourceName));
 if (!string.IsNullOrEmpty(builder.Configuration["APPLICATIONINSIGHTS_CONNECTION_STRING"]))

@@ -14,8 +14,8 @@ using Microsoft.Extensions.Logging;
 namespace Leuko.Azure.Tests;
 
 /// <summary>
-/// The webhook API as <c>leuko serve</c> serves it (<see cref="WebhookApi.MapWebhookApi"/>, the handlers the function
-/// app calls too): real Kestrel on loopback, subscriptions in Azurite's tables, a real HTTP client.
+/// The webhook API as <c>leuko serve</c> serves it (<see cref="LeukoApi.MapLeukoApi"/>, the handlers the function
+/// app calls too), open as on loopback: real Kestrel on loopback, subscriptions in Azurite's tables, a real HTTP client.
 /// </summary>
 [Collection("Azurite")]
 public class WebhookApiTests
@@ -101,9 +101,9 @@ public class WebhookApiTests
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.ClearProviders();
-        builder.Services.AddSingleton(new WebhookService(store, TestSecrets.Shared, WebhookOptions.Default with { AllowLoopback = true }));
+        builder.Services.AddSingleton(new WebhookService(store, TestSecrets.Shared, WebhookOptions.Default with { AllowLoopback = true })).AddOpenApiAccess();
         var app = builder.Build();
-        app.MapWebhookApi();
+        app.MapLeukoApi();
         await app.StartAsync();
         return new Api(app, new HttpClient { BaseAddress = new Uri(app.Urls.First()) });
     }

@@ -78,4 +78,34 @@ public class ServeCommandTests
         Assert.Null(Parse("--storage", "UseDevelopmentStorage=true").GetValue<string?>("--secrets-key-file")); // Leuko:SecretsKeyFile's default
         Assert.Equal("/srv/leuko/key", Parse("--storage", "UseDevelopmentStorage=true", "--secrets-key-file", "/srv/leuko/key").GetValue<string?>("--secrets-key-file"));
     }
+
+    [Theory]
+    [InlineData("http://127.0.0.1:7071", true)]
+    [InlineData("http://127.0.0.2:7071", true)]
+    [InlineData("http://localhost:7071", true)]
+    [InlineData("http://[::1]:7071", true)]
+    [InlineData("http://127.0.0.1:7071;http://[::1]:7072", true)]
+    [InlineData("http://0.0.0.0:7071", false)]
+    [InlineData("http://[::]:7071", false)]
+    [InlineData("http://*:7071", false)]
+    [InlineData("http://+:7071", false)]
+    [InlineData("http://lab-server:7071", false)]
+    [InlineData("http://localhost.example.org:7071", false)]
+    [InlineData("http://10.0.0.5:7071", false)]
+    [InlineData("http://127.0.0.1:7071;http://0.0.0.0:7072", false)]
+    public void OnlyLoopbackAddressesCountAsLoopback(string urls, bool loopback)
+    {
+        Assert.Equal(loopback, Leuko.Cli.Commands.ServeCommand.IsLoopbackOnly(urls));
+    }
+
+    [Fact]
+    public void TheApiKeyOptionsAreTaken()
+    {
+        var parse = Parse("--storage", "UseDevelopmentStorage=true", "--api-key", "k", "--api-keys", "keys.json");
+
+        Assert.Empty(parse.Errors);
+        Assert.Equal("k", parse.GetValue<string>("--api-key"));
+        Assert.Equal("keys.json", parse.GetValue<string>("--api-keys"));
+        Assert.Null(Parse("--storage", "UseDevelopmentStorage=true").GetValue<string>("--api-key"));
+    }
 }

@@ -115,9 +115,9 @@ public class UploadCommandTests
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.ClearProviders();
-        builder.Services.AddLeukoPipeline(options);
+        builder.Services.AddLeukoPipeline(options).AddOpenApiAccess();
         var app = builder.Build();
-        ServeCommand.MapApi(app);
+        app.MapLeukoApi();
         await app.StartAsync();
         return app;
     }

@@ -67,7 +67,7 @@ public class EventDeliveryTests
         Assert.Contains("AZURE_DEADLETTER_CONTAINER", hook);
         Assert.Equal("[reference('storage').outputs.deadLetterContainer.value]", Text(Main["outputs"]!["AZURE_DEADLETTER_CONTAINER"]!["value"]));
         // The function names the webhook URL names are the function app's (its [Function] attributes).
-        var functions = File.ReadAllText(Path.Combine(Root, "functions", "Leuko.Functions", "PipelineFunctions.cs"));
+        var functions = File.ReadAllText(Path.Combine(Root, "functions", "Leuko.Functions", "BlobFunctions.cs"));
         Assert.All(FunctionOfContainer.Values, f => Assert.Contains($"[Function(\"{f}\")]", functions));
     }
 

@@ -16,6 +16,8 @@ namespace Leuko.Integration.Tests;
 [Collection("Azurite")]
 public class PipelineTests
 {
+    private static readonly WebhookCaller Lims = new("lims", IsAdmin: false);
+
     [Fact]
     public async Task TwentyUploadsGiveTwentyImageRowsThatAgreeWithAnalyze()
     {
@@ -70,7 +72,7 @@ public class PipelineTests
         var archiveName = $"{Azurite.Unique("batch")}.zip";
         var webhooks = pipeline.Services.GetRequiredService<WebhookService>();
         var subscription = await webhooks.CreateAsync(
-            new WebhookRequest(receiver.Url, null, null, $"{Containers.Archives}/{archiveName}"), CancellationToken.None);
+            new WebhookRequest(receiver.Url, null, null, $"{Containers.Archives}/{archiveName}"), Lims, CancellationToken.None);
         await PipelineHarness.UploadAsync(Containers.Archives, archiveName, Zips.Build(CompressionLevel.Fastest, entries.ToArray()));
         var batchId = PipelineIds.Batch(archiveName);
 
@@ -124,7 +126,7 @@ public class PipelineTests
         Assert.Equal(batchId, batchEvent["data"]!["batchId"]!.GetValue<string>());
         Assert.Equal(200, batchEvent["data"]!["images"]!.GetValue<int>());
         Assert.DoesNotContain(events.Values, e => e["type"]!.GetValue<string>() == WebhookEvents.ImageFailed);
-        await webhooks.DeleteAsync(subscription.Subscription.Id, CancellationToken.None);
+        await webhooks.DeleteAsync(subscription.Subscription.Id, Lims, CancellationToken.None);
     }
 
     [Fact]

@@ -23,6 +23,8 @@ namespace Leuko.Integration.Tests;
 [Collection("Azurite")]
 public class RobustnessTests
 {
+    private static readonly WebhookCaller Lims = new("lims", IsAdmin: false);
+
     private static readonly TimeSpan Patience = TimeSpan.FromMinutes(2);
 
     [Fact]
@@ -201,7 +203,7 @@ public class RobustnessTests
         await using var receiver = await WebhookReceiver.StartAsync();
         var name = $"{Azurite.Unique("refused")}.zip";
         var webhooks = pipeline.Services.GetRequiredService<WebhookService>();
-        await webhooks.CreateAsync(new WebhookRequest(receiver.Url, null, null, $"{Containers.Archives}/{name}"), CancellationToken.None);
+        await webhooks.CreateAsync(new WebhookRequest(receiver.Url, null, null, $"{Containers.Archives}/{name}"), Lims, CancellationToken.None);
         await PipelineHarness.UploadAsync(Containers.Archives, name, Zips.Build(("good.jpg", Samples.All()[0].Data), ("../escape.jpg", Samples.All()[1].Data)));
 
         var batch = await WaitForBatchAsync(pipeline, PipelineIds.Batch(name), b => b.Status == "completed");
@@ -225,7 +227,7 @@ public class RobustnessTests
         await using var receiver = await WebhookReceiver.StartAsync();
         var name = $"{Azurite.Unique("corrupt")}.zip";
         var webhooks = pipeline.Services.GetRequiredService<WebhookService>();
-        await webhooks.CreateAsync(new WebhookRequest(receiver.Url, [WebhookEvents.BatchFailed], null, $"{Containers.Archives}/{name}"), CancellationToken.None);
+        await webhooks.CreateAsync(new WebhookRequest(receiver.Url, [WebhookEvents.BatchFailed], null, $"{Containers.Archives}/{name}"), Lims, CancellationToken.None);
         var zip = Zips.Build(("field.jpg", Samples.All()[0].Data));
         await PipelineHarness.UploadAsync(Containers.Archives, name, zip[..(zip.Length - 30)]); // the central directory cut off
 
@@ -277,16 +279,16 @@ public class RobustnessTests
         {
             if (delete)
             {
-                service.DeleteAsync(id!, CancellationToken.None).GetAwaiter().GetResult();
+                service.DeleteAsync(id!, Lims, CancellationToken.None).GetAwaiter().GetResult();
             }
             else
             {
-                rotatedSecret = service.RotateSecretAsync(id!, CancellationToken.None).GetAwaiter().GetResult()!.Secret;
+                rotatedSecret = service.RotateSecretAsync(id!, Lims, CancellationToken.None).GetAwaiter().GetResult()!.Secret;
             }
 
             return (410, null);
         });
-        var created = await service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), CancellationToken.None);
+        var created = await service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), Lims, CancellationToken.None);
         id = created.Subscription.Id;
         var sender = new WebhookSender(store, TestSecrets.Shared, new InMemoryTransport(), WebhookSender.CreateHttpClient(options), options);
         var delivery = new WebhookDelivery(id, "msg_test", WebhookEvents.ImageCompleted, "{}", 1);

@@ -21,6 +21,8 @@ namespace Leuko.Integration.Tests;
 [Collection("Azurite")]
 public class SecretsAtRestTests
 {
+    private static readonly WebhookCaller Lims = new("lims", IsAdmin: false);
+
     [Fact]
     public async Task ADumpOfEveryTableAfterCreatingAndRotatingSubscriptionsHoldsNoSecret()
     {
@@ -31,7 +33,7 @@ public class SecretsAtRestTests
         var ids = new List<string>();
         for (int i = 0; i < 3; i++)
         {
-            var created = await webhooks.CreateAsync(new WebhookRequest(receiver.Url, null, null, $"uploads/ward-{i}/"), CancellationToken.None);
+            var created = await webhooks.CreateAsync(new WebhookRequest(receiver.Url, null, null, $"uploads/ward-{i}/"), Lims, CancellationToken.None);
             ids.Add(created.Subscription.Id);
             shown.Add(created.Secret);
         }
@@ -39,7 +41,7 @@ public class SecretsAtRestTests
         var first = new List<string> { shown[0] };
         foreach (var id in new[] { ids[0], ids[0], ids[1] })
         {
-            var rotated = (await webhooks.RotateSecretAsync(id, CancellationToken.None))!;
+            var rotated = (await webhooks.RotateSecretAsync(id, Lims, CancellationToken.None))!;
             shown.Add(rotated.Secret);
             if (id == ids[0])
             {
@@ -107,14 +109,14 @@ public class SecretsAtRestTests
         string id, before;
         await using (var first = await PipelineHarness.StartAsync(watch: false, consume: false, secretsKeyFile: keyFile))
         {
-            var created = await first.Services.GetRequiredService<WebhookService>().CreateAsync(new WebhookRequest(receiver.Url, null, null, null), CancellationToken.None);
+            var created = await first.Services.GetRequiredService<WebhookService>().CreateAsync(new WebhookRequest(receiver.Url, null, null, null), Lims, CancellationToken.None);
             (id, before) = (created.Subscription.Id, created.Secret);
         }
 
         // Rotation of the local key as the README says: append a key, restart. Then the subscription's secret is rotated.
         File.AppendAllText(keyFile, Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)) + "\n");
         await using var second = await PipelineHarness.StartAsync(watch: false, consume: false, secretsKeyFile: keyFile);
-        var after = (await second.Services.GetRequiredService<WebhookService>().RotateSecretAsync(id, CancellationToken.None))!.Secret;
+        var after = (await second.Services.GetRequiredService<WebhookService>().RotateSecretAsync(id, Lims, CancellationToken.None))!.Secret;
 
         var stored = (await second.Services.GetRequiredService<IWebhookStore>().GetAsync(id, CancellationToken.None))!;
         Assert.Equal(2, stored.Secrets.Select(s => s.Sealed!.KekId).Distinct().Count()); // new secret under the new key, the old under the old

@@ -131,6 +131,238 @@ public class ServeProcessTests
         }
     }
 
+    [Theory]
+    [InlineData("http://0.0.0.0:{0}")]
+    [InlineData("http://[::]:{0}")]
+    public async Task ServeRefusesToListenBeyondLoopbackWithoutAKey(string urls)
+    {
+        await Azurite.RequireAsync();
+        using var serve = ServeProcess.Start(["--storage", Azurite.ConnectionString, "--queue", Azurite.Unique("open"), "--urls", string.Format(urls, FreePort())]);
+
+        int exit = await serve.WaitForExitAsync(TimeSpan.FromMinutes(2)); // only a bound on a hang
+        Assert.Equal(2, exit);
+        Assert.Contains("is reachable from other machines, and the API has no key: give --api-key KEY (or $LEUKO_API_KEY)", serve.Stderr);
+        Assert.Equal("", serve.Stdout);
+    }
+
+    [Fact]
+    public async Task ServeBeyondLoopbackWithKeysRequiresThem()
+    {
+        await Azurite.RequireAsync();
+        int port = FreePort();
+        var (admin, lims, master) = (NewKey(), NewKey(), NewKey());
+        var keys = Path.Combine(Path.GetTempPath(), $"leuko-keys-{Guid.NewGuid():N}.json");
+        File.WriteAllText(keys, new JsonObject
+        {
+            ["masterKey"] = new JsonObject { ["name"] = "master", ["value"] = master, ["encrypted"] = false },
+            ["functionKeys"] = new JsonArray(new JsonObject { ["name"] = "lims", ["value"] = lims, ["encrypted"] = false }),
+        }.ToJsonString());
+        using var serve = ServeProcess.Start(
+            ["--storage", Azurite.ConnectionString, "--queue", Azurite.Unique("keyed"), "--urls", $"http://0.0.0.0:{port}", "--api-keys", keys, "--allow-loopback-webhooks"],
+            new() { ["LEUKO_API_KEY"] = admin, ["Leuko__ApiClients__lims"] = "read,subscribe" });
+        try
+        {
+            await WaitForHealthAsync(port, serve.Process); // health needs no key
+            await serve.WaitForOutputAsync("API access:");
+            Assert.Contains("API access: a key is required (x-functions-key header or code query); clients: admin (admin), lims (read,subscribe)", serve.Stdout);
+
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+            Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync("/api/images/x")).StatusCode);
+            Assert.Equal(HttpStatusCode.Forbidden, (await Get(http, "/api/images/x", master)).StatusCode);
+            Assert.Equal(HttpStatusCode.Forbidden, (await Get(http, "/api/images/x", NewKey())).StatusCode);
+            Assert.Equal(HttpStatusCode.NotFound, (await Get(http, "/api/images/x", lims)).StatusCode);
+            Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync($"/api/images/x?code={Uri.EscapeDataString(admin)}")).StatusCode);
+
+            // lims's subscription is its own: the admin sees it; it does not see the admin's.
+            var mine = await Post(http, "/api/webhooks", lims, new { url = $"http://127.0.0.1:{port}/hook" });
+            Assert.Equal(HttpStatusCode.Created, mine.StatusCode);
+            var id = JsonNode.Parse(await mine.Content.ReadAsStringAsync())!["subscription"]!["id"]!.GetValue<string>();
+            var theirs = await Post(http, "/api/webhooks", admin, new { url = $"http://127.0.0.1:{port}/hook" });
+            var adminsId = JsonNode.Parse(await theirs.Content.ReadAsStringAsync())!["subscription"]!["id"]!.GetValue<string>();
+            var listed = await (await Get(http, "/api/webhooks", lims)).Content.ReadAsStringAsync();
+            Assert.Contains(id, listed);
+            Assert.DoesNotContain(adminsId, listed);
+            Assert.Contains(id, await (await Get(http, "/api/webhooks", admin)).Content.ReadAsStringAsync());
+            using var rotate = new HttpRequestMessage(HttpMethod.Post, $"/api/webhooks/{adminsId}/rotate-secret") { Headers = { { "x-functions-key", lims } } };
+            Assert.Equal(HttpStatusCode.NotFound, (await http.SendAsync(rotate)).StatusCode);
+        }
+        finally
+        {
+            serve.Process.Kill(entireProcessTree: true);
+            File.Delete(keys);
+        }
+    }
+
+    [Fact]
+    public async Task ServeOnLoopbackWithAKeyRequiresItToo()
+    {
+        await Azurite.RequireAsync();
+        int port = FreePort();
+        var admin = NewKey();
+        using var serve = ServeProcess.Start(["--storage", Azurite.ConnectionString, "--queue", Azurite.Unique("loopkey"), "--urls", $"http://127.0.0.1:{port}", "--api-key", admin]);
+        try
+        {
+            await WaitForHealthAsync(port, serve.Process);
+            await serve.WaitForOutputAsync("API access:");
+            Assert.Contains("API access: a key is required", serve.Stdout);
+
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+            Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync("/api/webhooks")).StatusCode);
+            Assert.Equal(HttpStatusCode.Forbidden, (await Get(http, "/api/webhooks", admin[..^1])).StatusCode);
+            Assert.Equal(HttpStatusCode.OK, (await Get(http, "/api/webhooks", admin)).StatusCode);
+        }
+        finally
+        {
+            serve.Process.Kill(entireProcessTree: true);
+        }
+    }
+
+    [Fact]
+    public async Task ServeOnLoopbackWithoutAKeyIsOpenAndSaysSo()
+    {
+        await Azurite.RequireAsync();
+        int port = FreePort();
+        using var serve = ServeProcess.Start(["--storage", Azurite.ConnectionString, "--queue", Azurite.Unique("open"), "--urls", $"http://127.0.0.1:{port}"]);
+        try
+        {
+            await WaitForHealthAsync(port, serve.Process);
+            await serve.WaitForOutputAsync("API access:");
+            Assert.Contains("API access: open, no key (loopback only, for development): every caller is admin.", serve.Stdout);
+
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+            Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/api/webhooks")).StatusCode);
+        }
+        finally
+        {
+            serve.Process.Kill(entireProcessTree: true);
+        }
+    }
+
+    [Fact]
+    public async Task ServeWithAKeysFileItCannotUseDoesNotStart()
+    {
+        await Azurite.RequireAsync();
+        var keys = Path.Combine(Path.GetTempPath(), $"leuko-keys-{Guid.NewGuid():N}.json");
+        File.WriteAllText(keys, "{\"masterKey\": {\"name\": \"master\", \"value\": \"0123456789abcdef0123\"}}");
+        try
+        {
+            using var serve = ServeProcess.Start(["--storage", Azurite.ConnectionString, "--queue", Azurite.Unique("badkeys"), "--urls", $"http://0.0.0.0:{FreePort()}", "--api-keys", keys]);
+
+            Assert.Equal(2, await serve.WaitForExitAsync(TimeSpan.FromMinutes(2))); // only a bound on a hang
+            Assert.Contains("error: cannot start:", serve.Stderr);
+            Assert.Contains("no functionKeys array", serve.Stderr);
+        }
+        finally
+        {
+            File.Delete(keys);
+        }
+    }
+
+    private static string NewKey() => Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(20));
+
+    private static Task<HttpResponseMessage> Get(HttpClient http, string path, string key) =>
+        http.SendAsync(new HttpRequestMessage(HttpMethod.Get, path) { Headers = { { "x-functions-key", key } } });
+
+    private static Task<HttpResponseMessage> Post(HttpClient http, string path, string key, object body) =>
+        http.SendAsync(new HttpRequestMessage(HttpMethod.Post, path) { Headers = { { "x-functions-key", key } }, Content = JsonContent.Create(body) });
+
+    /// <summary>A <c>leuko serve</c> process with its output kept, and the environment given (no API key unless given).</summary>
+    private sealed class ServeProcess : IDisposable
+    {
+        private readonly System.Text.StringBuilder _stdout = new();
+        private readonly System.Text.StringBuilder _stderr = new();
+
+        private ServeProcess(Process process) => Process = process;
+
+        public Process Process { get; }
+
+        public string Stdout
+        {
+            get
+            {
+                lock (_stdout)
+                {
+                    return _stdout.ToString();
+                }
+            }
+        }
+
+        public string Stderr
+        {
+            get
+            {
+                lock (_stderr)
+                {
+                    return _stderr.ToString();
+                }
+            }
+        }
+
+        public static ServeProcess Start(string[] args, Dictionary<string, string>? environment = null)
+        {
+            var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+            start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "leuko.dll"));
+            start.ArgumentList.Add("serve");
+            foreach (var arg in args)
+            {
+                start.ArgumentList.Add(arg);
+            }
+
+            start.Environment.Remove("LEUKO_API_KEY");
+            foreach (var (name, value) in environment ?? [])
+            {
+                start.Environment[name] = value;
+            }
+
+            var serve = new ServeProcess(Process.Start(start)!);
+            serve.Process.OutputDataReceived += (_, e) => Append(serve._stdout, e.Data);
+            serve.Process.ErrorDataReceived += (_, e) => Append(serve._stderr, e.Data);
+            serve.Process.BeginOutputReadLine();
+            serve.Process.BeginErrorReadLine();
+            return serve;
+        }
+
+        /// <summary>The exit code, once the process has exited and its output is read; fails past <paramref name="bound"/>.</summary>
+        public async Task<int> WaitForExitAsync(TimeSpan bound)
+        {
+            using var cts = new CancellationTokenSource(bound);
+            await Process.WaitForExitAsync(cts.Token);
+            return Process.ExitCode;
+        }
+
+        /// <summary>Until stdout has <paramref name="text"/> (the start-up lines follow the moment the API answers).</summary>
+        public async Task WaitForOutputAsync(string text)
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(60); // only a bound on a hang
+            while (!Stdout.Contains(text, StringComparison.Ordinal))
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"leuko serve did not write '{text}': {Stdout}{Stderr}");
+                await Task.Delay(50);
+            }
+        }
+
+        private static void Append(System.Text.StringBuilder text, string? line)
+        {
+            if (line is not null)
+            {
+                lock (text)
+                {
+                    text.AppendLine(line);
+                }
+            }
+        }
+
+        public void Dispose()
+        {
+            if (!Process.HasExited)
+            {
+                Process.Kill(entireProcessTree: true);
+            }
+
+            Process.Dispose();
+        }
+    }
+
     private static Process Serve(string queue, int port)
     {
         var leuko = Path.Combine(AppContext.BaseDirectory, "leuko.dll");

@@ -9,6 +9,9 @@ namespace Leuko.Pipeline.Tests;
 /// <summary>Webhook subscriptions, publishing and the sender stage, delivering to a real HTTP receiver on 127.0.0.1.</summary>
 public sealed class WebhookDeliveryTests
 {
+    /// <summary>The API client these tests subscribe as (ownership is tested in Leuko.Functions.Tests).</summary>
+    private static readonly WebhookCaller Lims = new("lims", IsAdmin: false);
+
     private static readonly WebhookOptions Fast = WebhookOptions.Default with
     {
         AllowLoopback = true,
@@ -54,7 +57,7 @@ public sealed class WebhookDeliveryTests
     {
         await using var receiver = await WebhookReceiver.StartAsync();
         var rig = new Rig(Fast);
-        var created = await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, [WebhookEvents.ImageCompleted], null, null), CancellationToken.None);
+        var created = await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, [WebhookEvents.ImageCompleted], null, null), Lims, CancellationToken.None);
         Assert.StartsWith("whsec_", created.Secret);
 
         await rig.Publisher.ImageFinalAsync(Completed("img1"), CancellationToken.None);
@@ -84,7 +87,7 @@ public sealed class WebhookDeliveryTests
     {
         await using var receiver = await WebhookReceiver.StartAsync(n => n switch { 1 => (500, null), 2 => (503, null), _ => (200, null) });
         var rig = new Rig(Fast);
-        var created = await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), CancellationToken.None);
+        var created = await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), Lims, CancellationToken.None);
 
         await rig.Publisher.ImageFinalAsync(Completed("img1"), CancellationToken.None);
         await rig.DeliverAllAsync();
@@ -92,7 +95,7 @@ public sealed class WebhookDeliveryTests
         Assert.Equal([500, 503, 200], receiver.Requests.Select(r => r.AnsweredWith));
         Assert.Single(receiver.Requests.Select(r => r.Id).Distinct()); // the same webhook-id on every attempt
         Assert.All(receiver.Requests, r => Assert.True(WebhookReceiver.SignedWith(r, created.Secret)));
-        var attempts = await rig.Service.DeliveriesAsync(created.Subscription.Id, 10, CancellationToken.None);
+        var attempts = await rig.Service.DeliveriesAsync(created.Subscription.Id, Lims, 10, CancellationToken.None);
         Assert.Equal([(1, "retry", 500), (2, "retry", 503), (3, "delivered", 200)],
             attempts!.Reverse().Select(a => (a.Attempt, a.Outcome, a.StatusCode ?? 0)));
         Assert.Equal(0, (await rig.Store.GetAsync(created.Subscription.Id, CancellationToken.None))!.Failures);
@@ -108,7 +111,7 @@ public sealed class WebhookDeliveryTests
         await using var receiver = await WebhookReceiver.StartAsync(n => n == 1 ? (503, retryAfter) : (200, null));
         var store = new InMemoryWebhookStore();
         var queue = new InMemoryTransport(1, time);
-        var created = await new WebhookService(store, TestSecrets.Shared, Fast, time).CreateAsync(new WebhookRequest(receiver.Url, null, null, null), CancellationToken.None);
+        var created = await new WebhookService(store, TestSecrets.Shared, Fast, time).CreateAsync(new WebhookRequest(receiver.Url, null, null, null), Lims, CancellationToken.None);
         await new WebhookPublisher(store, queue, "http://x/api", Classes, time).ImageFinalAsync(Completed("img1"), CancellationToken.None);
         queue.Complete();
         var run = queue.RunAsync(new WebhookSender(store, TestSecrets.Shared, queue, WebhookSender.CreateHttpClient(Fast), Fast, time).HandleAsync, CancellationToken.None);
@@ -136,12 +139,12 @@ public sealed class WebhookDeliveryTests
     {
         await using var receiver = await WebhookReceiver.StartAsync(_ => (503, "7200"));
         var rig = new Rig(Fast);
-        var created = await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), CancellationToken.None);
+        var created = await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), Lims, CancellationToken.None);
         await rig.Publisher.ImageFinalAsync(Completed("img1"), CancellationToken.None);
         await rig.DeliverAllAsync();
 
         Assert.Single(receiver.Requests);
-        var attempt = Assert.Single((await rig.Service.DeliveriesAsync(created.Subscription.Id, 10, CancellationToken.None))!);
+        var attempt = Assert.Single((await rig.Service.DeliveriesAsync(created.Subscription.Id, Lims, 10, CancellationToken.None))!);
         Assert.Equal("failed", attempt.Outcome);
         Assert.Contains("asking to retry after 7200 s, more than the 3600 s", attempt.Error);
         Assert.Single(rig.Queue.DeadLetters);
@@ -152,14 +155,14 @@ public sealed class WebhookDeliveryTests
     {
         await using var receiver = await WebhookReceiver.StartAsync(_ => (502, null));
         var rig = new Rig(Fast);
-        var created = await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), CancellationToken.None);
+        var created = await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), Lims, CancellationToken.None);
         await rig.Publisher.ImageFinalAsync(Completed("img1"), CancellationToken.None);
         await rig.DeliverAllAsync();
 
         Assert.Equal(4, receiver.Requests.Count); // the first attempt and three retries
-        Assert.Equal(1, (await rig.Service.ListAsync(CancellationToken.None)).Single().Failures);
+        Assert.Equal(1, (await rig.Service.ListAsync(Lims, CancellationToken.None)).Single().Failures);
         Assert.Single(rig.Queue.DeadLetters);
-        Assert.Contains("gave up after 4 attempts", (await rig.Service.DeliveriesAsync(created.Subscription.Id, 1, CancellationToken.None))![0].Error);
+        Assert.Contains("gave up after 4 attempts", (await rig.Service.DeliveriesAsync(created.Subscription.Id, Lims, 1, CancellationToken.None))![0].Error);
     }
 
     [Fact]
@@ -167,11 +170,11 @@ public sealed class WebhookDeliveryTests
     {
         await using var receiver = await WebhookReceiver.StartAsync(_ => (410, null));
         var rig = new Rig(Fast);
-        var created = await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), CancellationToken.None);
+        var created = await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), Lims, CancellationToken.None);
         await rig.Publisher.ImageFinalAsync(Completed("img1"), CancellationToken.None);
         await rig.DeliverAllAsync();
 
-        var view = (await rig.Service.ListAsync(CancellationToken.None)).Single();
+        var view = (await rig.Service.ListAsync(Lims, CancellationToken.None)).Single();
         Assert.False(view.Enabled);
         Assert.Contains("410", view.DisabledReason);
 
@@ -179,7 +182,7 @@ public sealed class WebhookDeliveryTests
         await rig.Publisher.ImageFinalAsync(Completed("img2"), CancellationToken.None);
         Assert.Equal(0, rig.Queue.Pending);
         Assert.Single(receiver.Requests);
-        Assert.Equal("disabled", (await rig.Service.DeliveriesAsync(created.Subscription.Id, 5, CancellationToken.None))![0].Outcome);
+        Assert.Equal("disabled", (await rig.Service.DeliveriesAsync(created.Subscription.Id, Lims, 5, CancellationToken.None))![0].Outcome);
     }
 
     [Theory]
@@ -197,7 +200,7 @@ public sealed class WebhookDeliveryTests
     public async Task UnsafeTargetsAreRefusedWhenSubscribing(string url)
     {
         var service = new WebhookService(new InMemoryWebhookStore(), TestSecrets.Shared, WebhookOptions.Default);
-        var e = await Assert.ThrowsAsync<WebhookRequestException>(() => service.CreateAsync(new WebhookRequest(url, null, null, null), CancellationToken.None));
+        var e = await Assert.ThrowsAsync<WebhookRequestException>(() => service.CreateAsync(new WebhookRequest(url, null, null, null), Lims, CancellationToken.None));
         Assert.StartsWith("url refused", e.Message);
     }
 
@@ -223,8 +226,8 @@ public sealed class WebhookDeliveryTests
     {
         await using var receiver = await WebhookReceiver.StartAsync();
         var rig = new Rig(Fast);
-        var created = await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), CancellationToken.None);
-        var rotated = await rig.Service.RotateSecretAsync(created.Subscription.Id, CancellationToken.None);
+        var created = await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), Lims, CancellationToken.None);
+        var rotated = await rig.Service.RotateSecretAsync(created.Subscription.Id, Lims, CancellationToken.None);
         Assert.NotNull(rotated);
         Assert.NotEqual(created.Secret, rotated.Secret);
 
@@ -245,8 +248,8 @@ public sealed class WebhookDeliveryTests
         var options = Fast with { RotationGrace = TimeSpan.FromHours(1) };
         var service = new WebhookService(store, TestSecrets.Shared, options, time);
         await using var receiver = await WebhookReceiver.StartAsync();
-        var created = await service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), CancellationToken.None);
-        var rotated = (await service.RotateSecretAsync(created.Subscription.Id, CancellationToken.None))!;
+        var created = await service.CreateAsync(new WebhookRequest(receiver.Url, null, null, null), Lims, CancellationToken.None);
+        var rotated = (await service.RotateSecretAsync(created.Subscription.Id, Lims, CancellationToken.None))!;
         time.Now += TimeSpan.FromHours(2);
 
         var queue = new InMemoryTransport();
@@ -266,14 +269,14 @@ public sealed class WebhookDeliveryTests
     {
         await using var receiver = await WebhookReceiver.StartAsync();
         var rig = new Rig(Fast);
-        await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, [WebhookEvents.ImageFailed], null, null), CancellationToken.None);
-        await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, [WebhookEvents.ImageCompleted], "batch-7", null), CancellationToken.None);
-        await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, [WebhookEvents.ImageCompleted], null, "uploads/ward-3/"), CancellationToken.None);
+        await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, [WebhookEvents.ImageFailed], null, null), Lims, CancellationToken.None);
+        await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, [WebhookEvents.ImageCompleted], "batch-7", null), Lims, CancellationToken.None);
+        await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, [WebhookEvents.ImageCompleted], null, "uploads/ward-3/"), Lims, CancellationToken.None);
         await rig.Publisher.ImageFinalAsync(Completed("img1"), CancellationToken.None); // completed, no batch, uploads/img1.jpg
         Assert.Equal(0, rig.Queue.Pending);
         await rig.Publisher.ImageFinalAsync(Completed("img2") with { Source = "uploads/ward-3/img2.jpg" }, CancellationToken.None);
         Assert.Equal(1, rig.Queue.Pending);
-        await Assert.ThrowsAsync<WebhookRequestException>(() => rig.Service.CreateAsync(new WebhookRequest(receiver.Url, ["image.done"], null, null), CancellationToken.None));
+        await Assert.ThrowsAsync<WebhookRequestException>(() => rig.Service.CreateAsync(new WebhookRequest(receiver.Url, ["image.done"], null, null), Lims, CancellationToken.None));
     }
 
     private sealed class ManualTime(DateTimeOffset now) : TimeProvider

@@ -15,8 +15,8 @@ public sealed class WebhookSecretsTests
     {
         var store = new InMemoryWebhookStore();
         var service = new WebhookService(store, TestSecrets.Shared, WebhookOptions.Default with { AllowLoopback = true });
-        var created = await service.CreateAsync(new WebhookRequest("http://127.0.0.1:9/hook", null, null, null), CancellationToken.None);
-        var rotated = (await service.RotateSecretAsync(created.Subscription.Id, CancellationToken.None))!;
+        var created = await service.CreateAsync(new WebhookRequest("http://127.0.0.1:9/hook", null, null, null), new WebhookCaller("lims", IsAdmin: false), CancellationToken.None);
+        var rotated = (await service.RotateSecretAsync(created.Subscription.Id, new WebhookCaller("lims", IsAdmin: false), CancellationToken.None))!;
 
         var stored = (await store.GetAsync(created.Subscription.Id, CancellationToken.None))!;
         Assert.All(stored.Secrets, s => Assert.Null(s.PlainText));

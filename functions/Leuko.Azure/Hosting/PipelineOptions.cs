@@ -90,6 +90,9 @@ public sealed class PipelineOptions
     /// </summary>
     public string? SecretsKeyFile { get; set; }
 
+    /// <summary>Webhook subscriptions one API client may have; one more is refused with 409.</summary>
+    public int MaxSubscriptionsPerClient { get; set; } = 20;
+
     /// <summary>The public base URL of the HTTP API, for links in webhook payloads. Default: https://WEBSITE_HOSTNAME/api, else http://127.0.0.1:7071/api.</summary>
     [DeployedSetting]
     public string? PublicApiUrl { get; set; }

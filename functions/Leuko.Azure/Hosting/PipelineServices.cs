@@ -59,6 +59,9 @@ public static class PipelineServices
         {
             AllowLoopback = options.AllowLoopbackWebhooks,
             RetrySchedule = options.WebhookRetrySeconds is { Length: > 0 } r ? r.Select(TimeSpan.FromSeconds).ToList() : WebhookOptions.Default.RetrySchedule,
+            MaxSubscriptionsPerClient = options.MaxSubscriptionsPerClient is > 0 and var max
+                ? max
+                : throw new InvalidOperationException($"{PipelineOptions.Section}:MaxSubscriptionsPerClient must be at least 1, not {options.MaxSubscriptionsPerClient}"),
         };
         services.AddSingleton(webhookOptions);
         services.AddSingleton(sp => KeyEncryptionKeys.From(options, sp.GetRequiredService<AzureClients>()));

@@ -1,16 +1,16 @@
 using System.Text.Json;
 using Leuko.Pipeline.Stages;
 using Leuko.Pipeline.Webhooks;
-using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
 
 namespace Leuko.Azure.Hosting;
 
 /// <summary>
-/// The webhook subscription API (<c>/api/webhooks</c>), defined once: <c>leuko serve</c> maps it with
-/// <see cref="MapWebhookApi"/> and the function app's HTTP functions call the same handlers, so the two cannot drift.
-/// Requests it refuses get a problem-details body (RFC 9457, <c>application/problem+json</c>) with the reason.
+/// The webhook subscription routes of <see cref="LeukoApi"/> (<c>/api/webhooks</c>, role <c>subscribe</c>). A client
+/// sees and changes only the subscriptions it created (an admin: all); another client's is answered 404, as one that
+/// does not exist. Requests it refuses get a problem-details body with the reason.
 /// </summary>
 public static class WebhookApi
 {
@@ -20,20 +20,15 @@ public static class WebhookApi
     /// </summary>
     public const int MaxBodyBytes = 64 * 1024;
 
-    public static IEndpointRouteBuilder MapWebhookApi(this IEndpointRouteBuilder app)
+    /// <summary><c>POST /api/webhooks</c>: 201 with the subscription and its secret; 400 or 413 with the reason; 409 at the client's cap.</summary>
+    public static async Task<Results<JsonHttpResult<WebhookCreated>, ProblemHttpResult>> CreateAsync(
+        HttpRequest request, [FromServices] ApiAccess access, [FromServices] WebhookService webhooks, CancellationToken cancellationToken)
     {
-        var webhooks = app.MapGroup("/api/webhooks");
-        webhooks.MapPost("", CreateAsync);
-        webhooks.MapGet("", ListAsync);
-        webhooks.MapDelete("/{id}", DeleteAsync);
-        webhooks.MapPost("/{id}/rotate-secret", RotateSecretAsync);
-        webhooks.MapGet("/{id}/deliveries", DeliveriesAsync);
-        return app;
-    }
+        if (!access.TryAuthorize(request, LeukoApi.RoleOf("CreateWebhook"), out var caller, out var refused))
+        {
+            return refused;
+        }
 
-    /// <summary><c>POST /api/webhooks</c>: 201 with the subscription and its secret; 400 or 413 with the reason.</summary>
-    public static async Task<IResult> CreateAsync(HttpRequest request, WebhookService webhooks, CancellationToken cancellationToken)
-    {
         if (request.ContentLength > MaxBodyBytes)
         {
             return TooLarge();
@@ -49,7 +44,7 @@ public static class WebhookApi
 
         if (buffer.AsSpan(0, length).Trim(" \t\r\n"u8).IsEmpty)
         {
-            return Problem(StatusCodes.Status400BadRequest, "empty body", "a JSON object with url (and optionally types, batchId, sourcePrefix) is required");
+            return ApiProblem.Of(StatusCodes.Status400BadRequest, "empty body", "a JSON object with url (and optionally types, batchId, sourcePrefix) is required");
         }
 
         WebhookRequest? subscription;
@@ -59,42 +54,80 @@ public static class WebhookApi
         }
         catch (JsonException e)
         {
-            return Problem(StatusCodes.Status400BadRequest, "malformed JSON", $"the body is not a subscription: {e.Message}");
+            return ApiProblem.Of(StatusCodes.Status400BadRequest, "malformed JSON", $"the body is not a subscription: {e.Message}");
         }
 
         if (subscription is null)
         {
-            return Problem(StatusCodes.Status400BadRequest, "empty body", "a JSON object with url (and optionally types, batchId, sourcePrefix) is required, not null");
+            return ApiProblem.Of(StatusCodes.Status400BadRequest, "empty body", "a JSON object with url (and optionally types, batchId, sourcePrefix) is required, not null");
         }
 
         try
         {
-            return Results.Json(await webhooks.CreateAsync(subscription, cancellationToken), PipelineJson.Options, statusCode: StatusCodes.Status201Created);
+            return TypedResults.Json(await webhooks.CreateAsync(subscription, caller.Subscriber, cancellationToken), PipelineJson.Options, statusCode: StatusCodes.Status201Created);
         }
         catch (WebhookRequestException e)
         {
-            return Problem(StatusCodes.Status400BadRequest, "subscription refused", e.Message);
+            return ApiProblem.Of(StatusCodes.Status400BadRequest, "subscription refused", e.Message);
+        }
+        catch (WebhookLimitException e)
+        {
+            return ApiProblem.Of(StatusCodes.Status409Conflict, "too many subscriptions", e.Message);
         }
     }
 
-    public static async Task<IResult> ListAsync(WebhookService webhooks, CancellationToken cancellationToken) =>
-        Results.Json(await webhooks.ListAsync(cancellationToken), PipelineJson.Options);
+    /// <summary><c>GET /api/webhooks</c>: the caller's subscriptions (an admin's: all), never their secrets.</summary>
+    public static async Task<Results<JsonHttpResult<IReadOnlyList<WebhookView>>, ProblemHttpResult>> ListAsync(
+        HttpRequest request, [FromServices] ApiAccess access, [FromServices] WebhookService webhooks, CancellationToken cancellationToken)
+    {
+        if (!access.TryAuthorize(request, LeukoApi.RoleOf("ListWebhooks"), out var caller, out var refused))
+        {
+            return refused;
+        }
 
-    public static async Task<IResult> DeleteAsync(string id, WebhookService webhooks, CancellationToken cancellationToken) =>
-        await webhooks.DeleteAsync(id, cancellationToken) ? Results.NoContent() : NotFound(id);
+        return TypedResults.Json(await webhooks.ListAsync(caller.Subscriber, cancellationToken), PipelineJson.Options);
+    }
 
-    public static async Task<IResult> RotateSecretAsync(string id, WebhookService webhooks, CancellationToken cancellationToken) =>
-        await webhooks.RotateSecretAsync(id, cancellationToken) is { } rotated ? Results.Json(rotated, PipelineJson.Options) : NotFound(id);
+    /// <summary><c>DELETE /api/webhooks/{id}</c>: 204; 404 when the caller has no such subscription.</summary>
+    public static async Task<Results<NoContent, ProblemHttpResult>> DeleteAsync(
+        string id, HttpRequest request, [FromServices] ApiAccess access, [FromServices] WebhookService webhooks, CancellationToken cancellationToken)
+    {
+        if (!access.TryAuthorize(request, LeukoApi.RoleOf("DeleteWebhook"), out var caller, out var refused))
+        {
+            return refused;
+        }
 
-    public static async Task<IResult> DeliveriesAsync(string id, WebhookService webhooks, CancellationToken cancellationToken) =>
-        await webhooks.DeliveriesAsync(id, 200, cancellationToken) is { } attempts ? Results.Json(attempts, PipelineJson.Options) : NotFound(id);
+        return await webhooks.DeleteAsync(id, caller.Subscriber, cancellationToken) ? TypedResults.NoContent() : NotFound(id);
+    }
 
-    private static IResult NotFound(string id) => Results.NotFound(new { error = $"no webhook '{id}'" });
+    /// <summary><c>POST /api/webhooks/{id}/rotate-secret</c>: the new secret (the old one signs beside it for 24 h); 404 as for delete.</summary>
+    public static async Task<Results<JsonHttpResult<WebhookCreated>, ProblemHttpResult>> RotateSecretAsync(
+        string id, HttpRequest request, [FromServices] ApiAccess access, [FromServices] WebhookService webhooks, CancellationToken cancellationToken)
+    {
+        if (!access.TryAuthorize(request, LeukoApi.RoleOf("RotateWebhookSecret"), out var caller, out var refused))
+        {
+            return refused;
+        }
 
-    private static IResult TooLarge() =>
-        Problem(StatusCodes.Status413PayloadTooLarge, "body too large", $"a subscription body is at most {MaxBodyBytes / 1024} KiB");
+        return await webhooks.RotateSecretAsync(id, caller.Subscriber, cancellationToken) is { } rotated ? TypedResults.Json(rotated, PipelineJson.Options) : NotFound(id);
+    }
 
-    // "error" repeats the detail: the API's other answers carry their reason there, and clients read it.
-    private static IResult Problem(int status, string title, string detail) =>
-        Results.Problem(detail, statusCode: status, title: title, extensions: new Dictionary<string, object?> { ["error"] = detail });
+    /// <summary><c>GET /api/webhooks/{id}/deliveries</c>: the last 200 attempts, newest first; 404 as for delete.</summary>
+    public static async Task<Results<JsonHttpResult<IReadOnlyList<WebhookAttempt>>, ProblemHttpResult>> DeliveriesAsync(
+        string id, HttpRequest request, [FromServices] ApiAccess access, [FromServices] WebhookService webhooks, CancellationToken cancellationToken)
+    {
+        if (!access.TryAuthorize(request, LeukoApi.RoleOf("WebhookDeliveries"), out var caller, out var refused))
+        {
+            return refused;
+        }
+
+        return await webhooks.DeliveriesAsync(id, caller.Subscriber, 200, cancellationToken) is { } attempts
+            ? TypedResults.Json(attempts, PipelineJson.Options)
+            : NotFound(id);
+    }
+
+    private static ProblemHttpResult NotFound(string id) => ApiProblem.NotFound($"webhook '{id}'");
+
+    private static ProblemHttpResult TooLarge() =>
+        ApiProblem.Of(StatusCodes.Status413PayloadTooLarge, "body too large", $"a subscription body is at most {MaxBodyBytes / 1024} KiB");
 }

@@ -52,6 +52,7 @@ public sealed class TableWebhookStore(TableServiceClient service) : IWebhookStor
             ["DisabledReason"] = s.DisabledReason,
             ["Failures"] = s.Failures,
             ["Created"] = s.Created,
+            ["Owner"] = s.Owner,
         };
 
     public async Task<WebhookSubscription?> GetAsync(string id, CancellationToken cancellationToken)
@@ -60,10 +61,17 @@ public sealed class TableWebhookStore(TableServiceClient service) : IWebhookStor
         return response.HasValue ? From(response.Value!) : null;
     }
 
-    public async Task<IReadOnlyList<WebhookSubscription>> ListAsync(CancellationToken cancellationToken)
+    public Task<IReadOnlyList<WebhookSubscription>> ListAsync(CancellationToken cancellationToken) =>
+        QueryAsync(TableClient.CreateQueryFilter($"PartitionKey eq {Partition}"), cancellationToken);
+
+    /// <summary>A client's own, by the <c>Owner</c> column (the API client that created each; none on rows older than owners).</summary>
+    public Task<IReadOnlyList<WebhookSubscription>> ListByOwnerAsync(string owner, CancellationToken cancellationToken) =>
+        QueryAsync(TableClient.CreateQueryFilter($"PartitionKey eq {Partition} and Owner eq {owner}"), cancellationToken);
+
+    private async Task<IReadOnlyList<WebhookSubscription>> QueryAsync(string filter, CancellationToken cancellationToken)
     {
         var list = new List<WebhookSubscription>();
-        await foreach (var e in service.GetTableClient(WebhooksTable).QueryAsync<TableEntity>(x => x.PartitionKey == Partition, cancellationToken: cancellationToken))
+        await foreach (var e in service.GetTableClient(WebhooksTable).QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
         {
             list.Add(From(e));
         }
@@ -77,6 +85,7 @@ public sealed class TableWebhookStore(TableServiceClient service) : IWebhookStor
         e.GetInt32("Failures") ?? 0, e.GetDateTimeOffset("Created") ?? DateTimeOffset.MinValue)
     {
         ETag = e.ETag.ToString(),
+        Owner = e.GetString("Owner"),
     };
 
     public async Task<bool> DeleteAsync(string id, CancellationToken cancellationToken)

@@ -84,10 +84,20 @@ internal static class ServeCommand
         {
             Description = "The local key file that encrypts webhook signing secrets at rest (Leuko:SecretsKeyFile; created 0600 when absent). Default: ~/.config/leuko/webhook-secrets.key.",
         };
+        var apiKey = new Option<string?>("--api-key")
+        {
+            Description = $"An admin key the HTTP API requires (header {ApiAccess.KeyHeader} or query {ApiAccess.KeyQuery}); default: ${ApiKeyVariable}. " +
+                          "Without any key the API is open, which only a loopback --urls allows.",
+        };
+        var apiKeys = new Option<string?>("--api-keys")
+        {
+            Description = "A JSON file of named client keys in the Functions host secrets shape ({\"functionKeys\": [{\"name\": \"lims\", \"value\": \"...\"}]}), " +
+                          "their roles from Leuko__ApiClients__NAME (e.g. read,subscribe).",
+        };
         var model = EvaluateClassification.ModelOption();
         var command = new Command("serve", "Run the cloud pipeline locally against Azurite or a storage account: watch uploads/ and archives/, classify, and serve the HTTP API.")
         {
-            storage, transport, serviceBus, urls, queue, queueLock, stuckAfter, webhookRetry, loopbackWebhooks, secretsKeyFile, model,
+            storage, transport, serviceBus, urls, queue, queueLock, stuckAfter, webhookRetry, loopbackWebhooks, secretsKeyFile, apiKey, apiKeys, model,
         };
         command.Validators.Add(r =>
         {
@@ -113,42 +123,88 @@ internal static class ServeCommand
                 Model = parse.GetRequiredValue(model),
                 SecretsKeyFile = parse.GetValue(secretsKeyFile),
             },
-            parse.GetRequiredValue(urls), parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct));
+            parse.GetRequiredValue(urls),
+            new ServeAccess(
+                parse.GetValue(apiKey) ?? (Environment.GetEnvironmentVariable(ApiKeyVariable) is { Length: > 0 } key ? key : null),
+                parse.GetValue(apiKeys)),
+            parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct));
         return command;
     }
+
+    /// <summary>The environment variable that gives <c>--api-key</c> (kept out of the process list).</summary>
+    internal const string ApiKeyVariable = "LEUKO_API_KEY";
+
+    /// <summary>The keys <c>leuko serve</c> was given: an admin key, a file of named client keys; neither: open (loopback only).</summary>
+    internal sealed record ServeAccess(string? AdminKey, string? KeysFile)
+    {
+        public static ServeAccess None { get; } = new(null, null);
+    }
+
+    /// <summary>
+    /// Whether every address of <paramref name="urls"/> is this machine's own (127.0.0.0/8, ::1, localhost): only then
+    /// may the API be open. Anything else (0.0.0.0, *, +, a host name, another address) is reachable from elsewhere.
+    /// </summary>
+    internal static bool IsLoopbackOnly(string urls) =>
+        urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).All(url =>
+            Uri.TryCreate(url, UriKind.Absolute, out var uri) && uri.IsLoopback);
 
     /// <summary>The longest wait <c>--webhook-retry</c> takes: a storage-queue message is hidden for at most 7 days.</summary>
     internal const int MaxWebhookRetrySeconds = 7 * 24 * 3600;
 
-    internal static async Task<int> RunAsync(PipelineOptions options, string urls, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+    internal static async Task<int> RunAsync(
+        PipelineOptions options, string urls, ServeAccess access, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
     {
+        var builder = WebApplication.CreateSlimBuilder();
+        bool keyed = access.AdminKey is not null || access.KeysFile is not null || !string.IsNullOrEmpty(builder.Configuration["Leuko:ApiKeysFile"]);
+        if (!keyed && !IsLoopbackOnly(urls))
+        {
+            stderr.WriteLine($"error: --urls {urls} is reachable from other machines, and the API has no key: give --api-key KEY (or ${ApiKeyVariable}), " +
+                             "or --api-keys FILE for named clients; without a key leuko serve listens on loopback only (127.0.0.1, ::1, localhost)");
+            return ExitCodes.BadUsage;
+        }
+
         if (!NativeDependencies.Check(stderr))
         {
             return ExitCodes.MissingDependency;
         }
 
-        var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls(urls);
         builder.Logging.ClearProviders().AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning).AddFilter("Azure", LogLevel.Warning);
         builder.Services.AddLeukoPipeline(options);
+        if (keyed)
+        {
+            builder.Services.AddLeukoApiAccess(access.AdminKey, access.KeysFile);
+        }
+        else
+        {
+            builder.Services.AddOpenApiAccess();
+        }
+
         builder.Services.AddHostedService(sp => new UploadWatcher(
             sp.GetRequiredService<Leuko.Pipeline.Storage.IBlobStore>(), sp.GetRequiredService<Leuko.Pipeline.Storage.IResultStore>(),
             sp.GetRequiredService<SegmentationStage>(), sp.GetRequiredService<ArchiveStage>(), sp.GetRequiredService<ILogger<UploadWatcher>>(),
             maxAttempts: options.MaxAttempts));
         var app = builder.Build();
-        MapApi(app);
+        app.MapLeukoApi();
+        ApiAccess api;
         try
         {
             await app.StartAsync(cancellationToken);
+            api = app.Services.GetRequiredService<ApiAccess>();
         }
-        catch (Exception e) when (e is InvalidOperationException or global::Azure.RequestFailedException or IOException or Leuko.Core.Classification.ModelLoadException)
+        catch (Exception e) when (e is InvalidOperationException or global::Azure.RequestFailedException or IOException or Leuko.Core.Classification.ModelLoadException
+                                      or Microsoft.Extensions.Options.OptionsValidationException)
         {
             stderr.WriteLine($"error: cannot start: {e.Message}");
             return ExitCodes.BadUsage;
         }
 
         stdout.WriteLine($"leuko serve: watching uploads/ and archives/ ({options.Transport}); API on {string.Join(", ", app.Urls)}/api");
+        stdout.WriteLine(api.IsOpen
+            ? "API access: open, no key (loopback only, for development): every caller is admin. --api-key KEY requires one."
+            : $"API access: a key is required ({ApiAccess.KeyHeader} header or {ApiAccess.KeyQuery} query); clients: " +
+              string.Join(", ", api.Callers.Select(c => $"{c.Name} ({string.Join(",", c.Roles.Order(StringComparer.Ordinal))})")));
         stdout.WriteLine("Upload images to the 'uploads' container or zip archives to 'archives'; read GET /api/images/{id} and /api/batches/{id}. Ctrl+C stops.");
         try
         {
@@ -161,30 +217,4 @@ internal static class ServeCommand
         await app.StopAsync(CancellationToken.None);
         return ExitCodes.Success;
     }
-
-    /// <summary>The HTTP API, the same routes as the function app.</summary>
-    internal static void MapApi(WebApplication app)
-    {
-        app.MapGet("/api/health", async (Leuko.Pipeline.Storage.IResultStore results, PipelineOptions options, Leuko.Core.Classification.LeukocyteClassifier classifier, CancellationToken ct) =>
-        {
-            await results.GetImageAsync("health-check", ct); // reaches the table service
-            return Results.Json(new { status = "ok", model = $"{classifier.Card.Name} {classifier.Card.Version}", transport = options.Transport }, PipelineJson.Options);
-        });
-        app.MapGet(ApiRoutes.Images + "/{id}", async (string id, PipelineQueries queries, CancellationToken ct) =>
-            await queries.GetImageAsync(id, ct) is { } image ? Results.Json(image, PipelineJson.Options) : Results.NotFound(new { error = $"no image '{id}'" }));
-        app.MapGet(ApiRoutes.Images + "/{id}/annotated", async (string id, PipelineQueries queries, CancellationToken ct) =>
-            await queries.GetAnnotatedPngAsync(id, ct) is { } png ? Results.File(png, "image/png") : Results.NotFound(new { error = $"no analysed image '{id}'" }));
-        app.MapGet(ApiRoutes.Batches + "/{id}", async (string id, PipelineQueries queries, CancellationToken ct) =>
-            await queries.GetBatchAsync(id, ct) is { } batch ? Results.Json(batch, PipelineJson.Options) : Results.NotFound(new { error = $"no batch '{id}'" }));
-
-        app.MapWebhookApi();
-    }
-}
-
-/// <summary>The HTTP API's routes (the function app's, under its <c>api</c> prefix): <c>leuko serve</c> maps them, <c>leuko upload</c> prints them.</summary>
-internal static class ApiRoutes
-{
-    public const string Images = "/api/images";
-
-    public const string Batches = "/api/batches";
 }

@@ -2,6 +2,7 @@ using System.CommandLine;
 using Azure;
 using Azure.Storage.Blobs;
 using Azure.Storage.Blobs.Models;
+using Leuko.Azure.Hosting;
 using Leuko.Cli.Analysis;
 using Leuko.Pipeline.Stages;
 using Leuko.Pipeline.Storage;
@@ -83,12 +84,11 @@ internal static class UploadCommand
             try
             {
                 await service.GetBlobContainerClient(container).GetBlobClient(name).UploadAsync(file.Path, new BlobUploadOptions(), ct);
-                var (kind, id, route) = archive
-                    ? ("batch", PipelineIds.Batch(name), ApiRoutes.Batches)
-                    : ("image", PipelineIds.Image(name), ApiRoutes.Images);
+                var (kind, id) = archive ? ("batch", PipelineIds.Batch(name)) : ("image", PipelineIds.Image(name));
+                var path = archive ? LeukoApi.BatchPath(id) : LeukoApi.ImagePath(id);
                 lock (output)
                 {
-                    stdout.WriteLine($"{container}/{name}\t{kind} {id}\t{server.TrimEnd('/')}{route}/{id}");
+                    stdout.WriteLine($"{container}/{name}\t{kind} {id}\t{server.TrimEnd('/')}{path}");
                 }
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException or RequestFailedException or AggregateException)

@@ -32,6 +32,9 @@ public sealed class InMemoryWebhookStore : IWebhookStore
     public Task<IReadOnlyList<WebhookSubscription>> ListAsync(CancellationToken cancellationToken) =>
         Task.FromResult<IReadOnlyList<WebhookSubscription>>(_subscriptions.Values.OrderBy(s => s.Created).ToList());
 
+    public Task<IReadOnlyList<WebhookSubscription>> ListByOwnerAsync(string owner, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyList<WebhookSubscription>>(_subscriptions.Values.Where(s => s.Owner == owner).OrderBy(s => s.Created).ToList());
+
     public Task<bool> DeleteAsync(string id, CancellationToken cancellationToken) => Task.FromResult(_subscriptions.TryRemove(id, out _));
 
     public Task AddAttemptAsync(WebhookAttempt attempt, CancellationToken cancellationToken)

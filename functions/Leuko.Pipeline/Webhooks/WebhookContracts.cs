@@ -57,6 +57,12 @@ public sealed record WebhookSubscription(
 {
     public bool Enabled => DisabledReason is null;
 
+    /// <summary>
+    /// The API client that created it, who alone (with an admin) may see and change it. Null on subscriptions made
+    /// before subscriptions had owners: those are an admin's alone.
+    /// </summary>
+    public string? Owner { get; init; }
+
     /// <summary>The stored subscription's version (the entity's ETag) when it was read: updates are conditional on it.</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public string? ETag { get; init; }
@@ -83,6 +89,9 @@ public interface IWebhookStore
     Task<WebhookSubscription?> GetAsync(string id, CancellationToken cancellationToken);
 
     Task<IReadOnlyList<WebhookSubscription>> ListAsync(CancellationToken cancellationToken);
+
+    /// <summary>The subscriptions <paramref name="owner"/> created, oldest first.</summary>
+    Task<IReadOnlyList<WebhookSubscription>> ListByOwnerAsync(string owner, CancellationToken cancellationToken);
 
     /// <summary>False when there was no such subscription.</summary>
     Task<bool> DeleteAsync(string id, CancellationToken cancellationToken);

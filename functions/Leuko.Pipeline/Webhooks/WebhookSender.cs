@@ -29,6 +29,9 @@ public sealed record WebhookOptions(
         TimeSpan.FromSeconds(10),
         64 * 1024,
         TimeSpan.FromHours(24));
+
+    /// <summary>Subscriptions one API client may have (<c>Leuko:MaxSubscriptionsPerClient</c>); one more is refused (409).</summary>
+    public int MaxSubscriptionsPerClient { get; init; } = 20;
 }
 
 /// <summary>
