@@ -164,5 +164,20 @@ internal sealed class ApiRig : IDisposable
         return created.Json["subscription"]!["id"]!.GetValue<string>();
     }
 
-    public void Dispose() => Directory.Delete(_folder, recursive: true);
+    /// <summary>
+    /// Deletes this rig's clients' subscriptions (on Azurite, one left behind would be sent every later test's events at
+    /// a receiver that is not there) and its keys file.
+    /// </summary>
+    public void Dispose()
+    {
+        foreach (var subscription in Store.ListAsync(CancellationToken.None).GetAwaiter().GetResult())
+        {
+            if (subscription.Owner?.EndsWith($"-{_suffix}", StringComparison.Ordinal) == true)
+            {
+                Store.DeleteAsync(subscription.Id, CancellationToken.None).GetAwaiter().GetResult();
+            }
+        }
+
+        Directory.Delete(_folder, recursive: true);
+    }
 }

@@ -185,6 +185,13 @@ public class ServeProcessTests
             Assert.Contains(id, await (await Get(http, "/api/webhooks", admin)).Content.ReadAsStringAsync());
             using var rotate = new HttpRequestMessage(HttpMethod.Post, $"/api/webhooks/{adminsId}/rotate-secret") { Headers = { { "x-functions-key", lims } } };
             Assert.Equal(HttpStatusCode.NotFound, (await http.SendAsync(rotate)).StatusCode);
+
+            // Deleted: one left on the shared Azurite would be sent every later test's events at a port long closed.
+            foreach (var subscription in new[] { id, adminsId })
+            {
+                using var delete = new HttpRequestMessage(HttpMethod.Delete, $"/api/webhooks/{subscription}") { Headers = { { "x-functions-key", admin } } };
+                Assert.Equal(HttpStatusCode.NoContent, (await http.SendAsync(delete)).StatusCode);
+            }
         }
         finally
         {
