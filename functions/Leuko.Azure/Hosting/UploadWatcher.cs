@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Leuko.Pipeline.Stages;
 using Leuko.Pipeline.Storage;
 using Microsoft.Extensions.Hosting;
@@ -27,27 +28,35 @@ public sealed class UploadWatcher(
     private readonly Lock _doneLock = new();
     private int _waiting;
 
+    /// <summary>A scan's time is at most 1 in this many of the watcher's: the rest it waits.</summary>
+    private const int ListingDutyFactor = 10;
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         try
         {
             while (!stoppingToken.IsCancellationRequested)
             {
+                (int Found, TimeSpan Listing) scan = (0, TimeSpan.Zero);
                 try
                 {
-                    await ScanOnceAsync(stoppingToken);
+                    scan = await ScanOnceAsync(stoppingToken);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
                     logger.LogWarning(e, "listing failed; retrying");
                 }
 
+                // Listing is O(blobs in the containers) and the storage's costliest call (on Azurite, on the same cores):
+                // after a scan that found nothing (a listing and nothing else), the next is spaced so that listing takes
+                // at most a tenth of the time, whatever the containers hold.
+                var pause = scan.Found > 0 ? _interval : TimeSpan.FromTicks(Math.Max(_interval.Ticks, scan.Listing.Ticks * (ListingDutyFactor - 1)));
+
                 // Work found waits for a slot, not for the next listing; while some is still waiting, another listing
-                // would only find work to queue behind it, and listing a large container is the storage's costliest
-                // call (on Azurite, on the same cores), so the next scan waits until the slots are about to be free.
+                // would only find work to queue behind it, so the next scan also waits until the slots are about to be free.
                 do
                 {
-                    await Task.Delay(_interval, stoppingToken);
+                    await Task.Delay(pause, stoppingToken);
                 }
                 while (Volatile.Read(ref _waiting) > 0);
             }
@@ -59,14 +68,20 @@ public sealed class UploadWatcher(
         await Task.WhenAll(_running.Values);
     }
 
-    /// <summary>One pass over both containers: queues the work on every new blob version (each waits for one of the slots).</summary>
-    private async Task ScanOnceAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// One pass over both containers: queues the work on every new blob version (each waits for one of the slots);
+    /// returns how many, and the time the listing itself took (not the receipts read).
+    /// </summary>
+    private async Task<(int Found, TimeSpan Listing)> ScanOnceAsync(CancellationToken cancellationToken)
     {
         foreach (var done in _running.Where(r => r.Value.IsCompleted).Select(r => r.Key).ToList())
         {
             _running.Remove(done);
         }
 
+        int found = 0;
+        long started = Stopwatch.GetTimestamp();
+        var receipts = TimeSpan.Zero;
         var listed = new HashSet<(string, string, string)>();
         foreach (var container in new[] { Containers.Archives, Containers.Uploads })
         {
@@ -79,12 +94,16 @@ public sealed class UploadWatcher(
                     continue;
                 }
 
-                if (await results.HasReceiptAsync(container, blob.Name, blob.ETag, cancellationToken))
+                long asked = Stopwatch.GetTimestamp();
+                bool done = await results.HasReceiptAsync(container, blob.Name, blob.ETag, cancellationToken);
+                receipts += Stopwatch.GetElapsedTime(asked);
+                if (done)
                 {
                     MarkDone(key);
                     continue;
                 }
 
+                found++;
                 Interlocked.Increment(ref _waiting);
                 _running[key] = Task.Run(async () =>
                 {
@@ -111,6 +130,8 @@ public sealed class UploadWatcher(
         {
             _done.IntersectWith(listed);
         }
+
+        return (found, Stopwatch.GetElapsedTime(started) - receipts);
     }
 
     /// <summary>The work on one blob version, isolated: whatever it throws is counted against this blob alone.</summary>
