@@ -73,14 +73,25 @@ public sealed class AzureBlobStore(BlobServiceClient service) : IBlobStore
 
     public async IAsyncEnumerable<BlobListing> ListAsync(string container, string? prefix, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        var client = service.GetBlobContainerClient(container);
-        if (!await client.ExistsAsync(cancellationToken))
+        // A container that does not exist lists as empty. Asked of the listing itself, not beforehand: the upload
+        // watcher lists every second, and an existence check doubled its requests.
+        var blobs = service.GetBlobContainerClient(container).GetBlobsAsync(BlobTraits.None, BlobStates.None, prefix, cancellationToken);
+        await using var listing = blobs.GetAsyncEnumerator(cancellationToken);
+        while (true)
         {
-            yield break;
-        }
+            try
+            {
+                if (!await listing.MoveNextAsync())
+                {
+                    yield break;
+                }
+            }
+            catch (RequestFailedException e) when (e.Status == 404)
+            {
+                yield break;
+            }
 
-        await foreach (var blob in client.GetBlobsAsync(BlobTraits.None, BlobStates.None, prefix, cancellationToken))
-        {
+            var blob = listing.Current;
             yield return new BlobListing(blob.Name, blob.Properties.ETag is { } etag ? Version(etag) : "", blob.Properties.ContentLength ?? 0);
         }
     }
