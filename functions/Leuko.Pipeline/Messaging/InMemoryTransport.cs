@@ -36,9 +36,11 @@ public sealed class InMemoryTransport(int maxConcurrentHandlers = 1, TimeProvide
             return _queue.Writer.WriteAsync(received, cancellationToken).AsTask();
         }
 
-        // Scheduled: counted as queued now, written when due.
+        // Scheduled: counted as queued now, written when due. Counted once its timer is set, not before: a clock moved
+        // by whoever saw the count (a test's FakeTimeProvider) must move a timer that already exists.
+        var due = Task.Delay(delay, _time, CancellationToken.None);
         Interlocked.Increment(ref _scheduled);
-        _ = Task.Delay(delay, _time, CancellationToken.None).ContinueWith(
+        _ = due.ContinueWith(
             _ =>
             {
                 Interlocked.Decrement(ref _scheduled);
