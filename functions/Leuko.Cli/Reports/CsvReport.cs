@@ -7,19 +7,21 @@ namespace Leuko.Cli.Reports;
 /// <summary>
 /// <c>results.csv</c>: one row per cell (RFC 4180, CRLF), with its image, box, class, confidence, review flag and
 /// reason, the image's physical scale and how it was obtained, and the probability of every class. Written as the
-/// run goes, image by image in input order, as <c>results.csv.part</c>, renamed when complete.
+/// run goes, image by image in input order, as a <see cref="PartFile"/>.
 /// </summary>
 internal sealed class CsvReport : IResultFile
 {
     private readonly StreamWriter _writer;
     private readonly CsvWriter _csv;
     private readonly IReadOnlyList<string> _classes;
+    private readonly PartFile _file;
 
     public CsvReport(string path, ModelRecord model)
     {
         Path = path;
+        _file = new PartFile(path);
         _classes = model.Classes;
-        _writer = new StreamWriter(path + ".part");
+        _writer = new StreamWriter(_file.Part);
         _csv = CsvWriter.Create(_writer, null, false);
         _csv.WriteHeader(new[] { "source", "cell", "class", "confidence", "needs_review", "x", "y", "width", "height", "area", "review_reason", "microns_per_pixel", "scale_source" }
             .Concat(_classes.Select(c => $"p_{c.ToLowerInvariant()}")).ToArray());
@@ -44,13 +46,13 @@ internal sealed class CsvReport : IResultFile
     public void Complete(RunSummary summary)
     {
         Close();
-        File.Move(Path + ".part", Path, overwrite: true);
+        _file.Publish();
     }
 
     public void Dispose()
     {
         Close();
-        File.Delete(Path + ".part"); // gone once renamed; a stopped run's half file otherwise
+        _file.Discard();
     }
 
     private void Close()

@@ -19,6 +19,7 @@ internal sealed class HtmlReport : IResultFile
 
     private readonly ModelRecord _model;
     private readonly IReadOnlyList<SkippedInput> _skipped;
+    private readonly PartFile _page;
     private readonly string _imagesPart;
     private readonly string _failedPart;
     private readonly StreamWriter _images;
@@ -39,6 +40,7 @@ internal sealed class HtmlReport : IResultFile
         Path = path;
         _model = model;
         _skipped = skipped;
+        _page = new PartFile(path);
         _imagesPart = path + ".images.part";
         _failedPart = path + ".failed.part";
         _images = new StreamWriter(_imagesPart, false, Utf8);
@@ -98,7 +100,7 @@ internal sealed class HtmlReport : IResultFile
         }
 
         var classes = _model.DifferentialClasses;
-        using var page = new StreamWriter(Path + ".part", false, Utf8);
+        using var page = new StreamWriter(_page.Part, false, Utf8);
         var b = new StringBuilder();
         b.Append("""
             <!doctype html>
@@ -232,7 +234,7 @@ internal sealed class HtmlReport : IResultFile
             """);
         Flush(page, b);
         page.Dispose();
-        File.Move(Path + ".part", Path, overwrite: true);
+        _page.Publish();
         DeleteParts();
     }
 
@@ -253,7 +255,7 @@ internal sealed class HtmlReport : IResultFile
     {
         File.Delete(_imagesPart);
         File.Delete(_failedPart);
-        File.Delete(Path + ".part");
+        _page.Discard();
         for (int i = 0; i < _grid.Count; i++)
         {
             File.Delete(GridPart(i, "review"));

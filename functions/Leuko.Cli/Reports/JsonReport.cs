@@ -6,11 +6,11 @@ namespace Leuko.Cli.Reports;
 /// <summary>
 /// <c>results.json</c> (<see cref="ResultsDocument"/>), written as the run goes: the model first, then each image as it
 /// is handed on in input order, then the skipped entries and the summary. The bytes are those of serializing the whole
-/// document at once (same options, same indentation), without holding it. It is written as <c>results.json.part</c>
-/// and renamed when complete, so a run that is stopped leaves no half file under the name consumers read.
+/// document at once (same options, same indentation), without holding it. It is written as a <see cref="PartFile"/>.
 /// </summary>
 internal sealed class JsonReport : IResultFile
 {
+    private readonly PartFile _part;
     private readonly FileStream _file;
     private readonly Utf8JsonWriter _json;
     private readonly IReadOnlyList<SkippedInput> _skipped;
@@ -19,7 +19,8 @@ internal sealed class JsonReport : IResultFile
     {
         Path = path;
         _skipped = skipped;
-        _file = File.Create(path + ".part");
+        _part = new PartFile(path);
+        _file = File.Create(_part.Part);
         _json = new Utf8JsonWriter(_file, new JsonWriterOptions
         {
             Indented = Json.Options.WriteIndented,
@@ -56,13 +57,13 @@ internal sealed class JsonReport : IResultFile
         JsonSerializer.Serialize(_json, summary, Json.Options);
         _json.WriteEndObject();
         Close();
-        File.Move(Path + ".part", Path, overwrite: true);
+        _part.Publish();
     }
 
     public void Dispose()
     {
         Close();
-        File.Delete(Path + ".part"); // gone once renamed; a stopped run's half file otherwise
+        _part.Discard();
     }
 
     private void Close()
