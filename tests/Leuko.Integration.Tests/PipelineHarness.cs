@@ -1,7 +1,10 @@
+using Azure.Data.Tables;
 using Azure.Storage.Blobs;
 using Azure.Storage.Blobs.Models;
 using Leuko.Azure.Hosting;
+using Leuko.Azure.Storage;
 using Leuko.Pipeline;
+using Leuko.Pipeline.Messaging;
 using Leuko.Pipeline.Stages;
 using Leuko.Pipeline.Storage;
 using Leuko.Tests;
@@ -98,6 +101,31 @@ internal sealed class PipelineHarness : IAsyncDisposable
 
             await Task.Delay(250);
         }
+    }
+
+    /// <summary>The one message a test's own transport holds, taken (and settled) as a consumer would.</summary>
+    public static async Task<ReceivedMessage> TakeAsync(InMemoryTransport transport)
+    {
+        ReceivedMessage? taken = null;
+        transport.Complete();
+        await transport.RunAsync((m, _) =>
+        {
+            taken = m;
+            return Task.FromResult(MessageResult.Completed);
+        }, CancellationToken.None);
+        return taken ?? throw new InvalidOperationException("no message was sent");
+    }
+
+    /// <summary>The image's cell entities as stored (every version's), read from the table directly.</summary>
+    public static async Task<List<TableEntity>> CellEntitiesAsync(string imageId)
+    {
+        var list = new List<TableEntity>();
+        await foreach (var e in Azurite.Tables.GetTableClient(TableResultStore.CellsTable).QueryAsync<TableEntity>(x => x.PartitionKey == imageId))
+        {
+            list.Add(e);
+        }
+
+        return list;
     }
 
     public async ValueTask DisposeAsync()

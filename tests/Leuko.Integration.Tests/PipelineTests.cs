@@ -144,14 +144,14 @@ public class PipelineTests
 
         var first = await segmentation.ProcessAsync(name, null, CancellationToken.None);
         Assert.Equal(ImageRow.Classifying, first.Status);
-        var message = await TakeAsync(sent);
+        var message = await PipelineHarness.TakeAsync(sent);
         Assert.Equal(MessageOutcome.Complete, (await classification.HandleAsync(message, CancellationToken.None)).Outcome);
         var done = (await results.GetImageAsync(first.ImageId, CancellationToken.None))!;
 
         // One trace from the upload to the table row: the row's trace id is the one segmentation put on the message.
         Assert.Equal(first.TraceParent![3..35], message.Properties["traceparent"][3..35]);
         Assert.Equal(first.TraceParent[3..35], done.TraceParent![3..35]);
-        var cells = await CellEntitiesAsync(first.ImageId);
+        var cells = await PipelineHarness.CellEntitiesAsync(first.ImageId);
         Assert.Equal(2, cells.Count);
 
         // The same blob event again: the image is final for this version, so nothing is written or sent.
@@ -163,7 +163,7 @@ public class PipelineTests
         Assert.Equal(MessageOutcome.Complete, (await classification.HandleAsync(message with { DeliveryCount = 2 }, CancellationToken.None)).Outcome);
         var again = (await results.GetImageAsync(first.ImageId, CancellationToken.None))!;
         Assert.Equal(Json(done with { Updated = again.Updated, ClassifyMs = again.ClassifyMs, TraceParent = again.TraceParent }), Json(again));
-        var cellsAgain = await CellEntitiesAsync(first.ImageId);
+        var cellsAgain = await PipelineHarness.CellEntitiesAsync(first.ImageId);
         Assert.Equal(cells.Select(c => c.RowKey), cellsAgain.Select(c => c.RowKey));
         Assert.Equal(cells.Select(c => c.GetString("Class")), cellsAgain.Select(c => c.GetString("Class")));
     }
@@ -233,37 +233,20 @@ public class PipelineTests
         Assert.Contains("after 2 attempts", rows[0].Error);
         Assert.Contains("is not an image", rows[0].Error);
 
+        // The stage fails the row while it handles the last delivery; the transport dead-letters the message once the
+        // handler has returned, a moment later: looked for until it is there (the deadline only bounds a hang).
         var transport = pipeline.Services.GetRequiredService<IMessageTransport>();
         var dead = await transport.PeekDeadLettersAsync(10, CancellationToken.None);
+        for (var deadline = DateTime.UtcNow.AddMinutes(1); dead is { Count: 0 } && DateTime.UtcNow < deadline; dead = await transport.PeekDeadLettersAsync(10, CancellationToken.None))
+        {
+            await Task.Delay(100);
+        }
+
         var letter = Assert.Single(dead!);
         Assert.Contains("after 2 attempts", letter.Properties["deadLetterReason"]);
     }
 
     private static string Json(ImageRow row) => System.Text.Json.JsonSerializer.Serialize(row);
-
-    private static async Task<ReceivedMessage> TakeAsync(InMemoryTransport transport)
-    {
-        ReceivedMessage? taken = null;
-        using var cts = new CancellationTokenSource();
-        transport.Complete();
-        await transport.RunAsync((m, _) =>
-        {
-            taken = m;
-            return Task.FromResult(MessageResult.Completed);
-        }, cts.Token);
-        return taken ?? throw new InvalidOperationException("no message was sent");
-    }
-
-    private static async Task<List<TableEntity>> CellEntitiesAsync(string imageId)
-    {
-        var list = new List<TableEntity>();
-        await foreach (var e in Azurite.Tables.GetTableClient("cells").QueryAsync<TableEntity>(x => x.PartitionKey == imageId))
-        {
-            list.Add(e);
-        }
-
-        return list;
-    }
 }
 
 [CollectionDefinition("Azurite", DisableParallelization = true)]

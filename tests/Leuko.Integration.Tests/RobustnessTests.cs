@@ -94,7 +94,7 @@ public class RobustnessTests
 
         var first = await UploadAndWaitAsync(pipeline, name, two);
         Assert.Equal(2, first.Cells);
-        Assert.Equal(2, (await CellEntitiesAsync(imageId)).Count);
+        Assert.Equal(2, (await PipelineHarness.CellEntitiesAsync(imageId)).Count);
 
         // The API answers with the new version's cells as soon as its row is final; the replaced version's cells and
         // crops are deleted right after that row is written.
@@ -104,13 +104,13 @@ public class RobustnessTests
         var view = await pipeline.Queries.GetImageAsync(imageId, CancellationToken.None);
         Assert.Single(view!.Cells);
         var folder = PipelineIds.CropFolder(imageId, second.BlobETag!);
-        await EventuallyAsync(async () => (await CellEntitiesAsync(imageId)).Select(c => c.GetString("BlobETag")).SequenceEqual([second.BlobETag]) &&
+        await EventuallyAsync(async () => (await PipelineHarness.CellEntitiesAsync(imageId)).Select(c => c.GetString("BlobETag")).SequenceEqual([second.BlobETag]) &&
                                           (await CropsAsync(imageId)).SequenceEqual([$"{folder}0.png", $"{folder}manifest.json"]),
             "only the second version's cell and crop");
 
         var third = await UploadAndWaitAsync(pipeline, name, "not a photograph"u8.ToArray());
         Assert.Equal(ImageStatus.Failed, third.Status);
-        await EventuallyAsync(async () => (await CellEntitiesAsync(imageId)).Count == 0 && (await CropsAsync(imageId)).Count == 0, "no cells and no crops");
+        await EventuallyAsync(async () => (await PipelineHarness.CellEntitiesAsync(imageId)).Count == 0 && (await CropsAsync(imageId)).Count == 0, "no cells and no crops");
     }
 
     private static async Task EventuallyAsync(Func<Task<bool>> condition, string what)
@@ -156,7 +156,7 @@ public class RobustnessTests
         var readEarly = (await pipeline.Results.GetImageAsync(classifying.ImageId, CancellationToken.None))!;
 
         // Classification finishes the image; a replay of the blob event had read the row just before.
-        Assert.Equal(MessageOutcome.Complete, (await classification.HandleAsync(await TakeAsync(sent), CancellationToken.None)).Outcome);
+        Assert.Equal(MessageOutcome.Complete, (await classification.HandleAsync(await PipelineHarness.TakeAsync(sent), CancellationToken.None)).Outcome);
         var replayed = new InMemoryTransport();
         var replay = new SegmentationStage(blobs, new StaleFirstRead(pipeline.Results, readEarly), replayed, new LeukocyteSegmenter(), classification.Classes);
         var answer = await replay.ProcessAsync(name, null, CancellationToken.None);
@@ -363,28 +363,7 @@ public class RobustnessTests
         }
     }
 
-    private static async Task<ReceivedMessage> TakeAsync(InMemoryTransport transport)
-    {
-        ReceivedMessage? taken = null;
-        transport.Complete();
-        await transport.RunAsync((m, _) =>
-        {
-            taken = m;
-            return Task.FromResult(MessageResult.Completed);
-        }, CancellationToken.None);
-        return taken ?? throw new InvalidOperationException("no message was sent");
-    }
 
-    private static async Task<List<TableEntity>> CellEntitiesAsync(string imageId)
-    {
-        var list = new List<TableEntity>();
-        await foreach (var e in Azurite.Tables.GetTableClient(TableResultStore.CellsTable).QueryAsync<TableEntity>(x => x.PartitionKey == imageId))
-        {
-            list.Add(e);
-        }
-
-        return list;
-    }
 
     private static async Task<List<string>> CropsAsync(string imageId)
     {
