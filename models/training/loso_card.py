@@ -31,6 +31,8 @@ def main():
             "review": r["heldOutReview"],
             **({"reviewWithoutDistance": r["heldOutReviewWithoutDistance"], "flaggedAsAtypical": r["heldOutFlaggedAsAtypical"]}
                if "heldOutReviewWithoutDistance" in r else {}),
+            **({"reviewWithoutStain": r["heldOutReviewWithoutStain"], "unfamiliarStain": r["heldOutUnfamiliarStain"]}
+               if "heldOutReviewWithoutStain" in r else {}),
             "perClass": {c: v for c, v in r["heldOutAll"]["perClass"].items() if v["support"]},
             "seconds": r["seconds"],
         }

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+import stain
 from flops import flops
 from model import LeukocyteCnn, layer_counts
 
@@ -308,14 +309,14 @@ def typical(evidence, distance, min_evidence, max_distance):
     return (evidence >= min_evidence) & (distance <= max_distance)
 
 
-def review_rule(probs, evidence, distance, labels, sources, target, min_evidence, max_distance):
+def review_rule(probs, evidence, distance, familiar, labels, sources, target, min_evidence, max_distance):
     """The review threshold: the smallest top-probability cut at which the accepted cells of every validation source are
     at least `target` correct (the largest of the per-source cuts), cells of an "other" kind always flagged, and cells
-    unlike the training data (`typical`) flagged."""
+    unlike the training data (`typical`) or of an unfamiliar stain (`familiar` false, stain.py) flagged."""
     top, pred = probs.max(1)
     top, pred = top.numpy(), pred.numpy()
     labels, sources = np.asarray(labels), np.asarray(sources)
-    eligible = (pred < len(DIFFERENTIAL)) & typical(evidence, distance, min_evidence, max_distance)
+    eligible = (pred < len(DIFFERENTIAL)) & typical(evidence, distance, min_evidence, max_distance) & familiar
     cuts = {}
     for src in sorted(set(sources)):
         m = sources == src
@@ -328,11 +329,11 @@ def review_rule(probs, evidence, distance, labels, sources, target, min_evidence
     return max(cuts.values()), cuts
 
 
-def review_figures(probs, evidence, distance, labels, threshold, min_evidence, max_distance):
+def review_figures(probs, evidence, distance, familiar, labels, threshold, min_evidence, max_distance):
     top, pred = probs.max(1)
     top, pred = top.numpy(), pred.numpy()
     labels = np.asarray(labels)
-    accepted = (top >= threshold) & (pred < len(DIFFERENTIAL)) & typical(evidence, distance, min_evidence, max_distance)
+    accepted = (top >= threshold) & (pred < len(DIFFERENTIAL)) & typical(evidence, distance, min_evidence, max_distance) & familiar
     other = np.isin(labels, [CLASSES.index(c) for c in OTHER])
     return {"cells": int(len(labels)), "coverage": round(float(accepted.mean()), 4) if len(labels) else 0.0,
             "acceptedAccuracy": round(float((pred[accepted] == labels[accepted]).mean()), 4) if accepted.any() else None,
@@ -363,6 +364,9 @@ def main():
     ap.add_argument("--distance-quantile", type=float, default=0.05,
                     help="cells farther from the training classes in feature space than all but this fraction of each "
                          "source's validation cells are flagged as unlike training")
+    ap.add_argument("--stain-quantile", type=float, default=0.99,
+                    help="a crop is of a familiar stain when its stain distance to a training source is within this quantile "
+                         "of that source's training crops (stain.py)")
     ap.add_argument("--seed", type=int, default=20240501)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -403,6 +407,10 @@ def main():
     train_labels = {n: sources[n][1][split[n][0]] for n in train_names}
     val = {n: (sources[n][0][split[n][1]], sources[n][1][split[n][1]], np.array(sources[n][2])[split[n][1]]) for n in train_names}
     all_train = np.concatenate(list(train_imgs.values()))
+    # The stain and camera of each training source (stain.py): cells of another are flagged whatever the CNN says.
+    stain_domain = stain.fit_domain({n: stain.fingerprints(train_imgs[n]) for n in train_names}, args.stain_quantile)
+    val_familiar = {n: stain.distance(stain.fingerprints(val[n][0]), stain_domain) <= 1 for n in train_names}
+    log("stain domain: validation unfamiliar " + ", ".join(f"{n} {1 - val_familiar[n].mean():.4f}" for n in train_names))
     mean = torch.tensor(all_train.reshape(-1, 3).mean(0) / 255.0, dtype=torch.float32, device=device)
     std = torch.tensor(all_train.reshape(-1, 3).std(0) / 255.0, dtype=torch.float32, device=device)
     log(f"input {size}x{size} RGB, mean {mean.tolist()}, std {std.tolist()}")
@@ -484,6 +492,7 @@ def main():
         + f"; flagged beyond {max_distance:.3f}")
     val_logits = tta if use_tta else plain
     all_distance = np.concatenate([val_distance[n] for n in train_names])
+    all_familiar = np.concatenate([val_familiar[n] for n in train_names])
     all_logits = torch.cat([val_logits[n] for n in train_names])
     all_labels = np.concatenate([val[n][1] for n in train_names])
     all_sources = np.concatenate([[n] * len(val[n][1]) for n in train_names])
@@ -491,20 +500,23 @@ def main():
     evidence = torch.logsumexp(all_logits, 1).numpy()
     min_evidence = float(np.quantile(evidence, args.evidence_quantile))
     probs = F.softmax(all_logits / temperature, dim=1)
-    threshold, cuts = review_rule(probs, evidence, all_distance, all_labels, all_sources, args.review_accuracy, min_evidence, max_distance)
+    threshold, cuts = review_rule(probs, evidence, all_distance, all_familiar, all_labels, all_sources, args.review_accuracy, min_evidence, max_distance)
     review = {}
     for n in train_names:
         m = all_sources == n
-        review[n] = review_figures(probs[m], evidence[m], all_distance[m], all_labels[m], threshold, min_evidence, max_distance)
+        review[n] = review_figures(probs[m], evidence[m], all_distance[m], all_familiar[m], all_labels[m], threshold, min_evidence, max_distance)
     log(f"temperature {temperature:.3f}; review below {threshold:.3f} (per-source cuts {cuts}), evidence below {min_evidence:.3f}: {review}")
     validation = {n: metrics(val_logits[n], val[n][1]) for n in train_names}
     os.makedirs(args.out, exist_ok=True)
 
     if args.hold_out:
-        imgs, labels, _, _ = sources[args.hold_out]
+        imgs, labels, _, names = sources[args.hold_out]
         logits, dist = predict_distance(wrapped, imgs, mean, std, device, use_tta)
         ev = torch.logsumexp(logits, 1).numpy()
         held_probs = F.softmax(logits / temperature, 1)
+        held_stain = stain.distance(stain.fingerprints(imgs), stain_domain)
+        familiar = held_stain <= 1
+        everywhere = np.ones(len(labels), dtype=bool)
         present = sorted(set(labels.tolist()))
         trained = sorted(set(np.concatenate(list(train_labels.values())).tolist()))
         report = {
@@ -512,16 +524,25 @@ def main():
             "heldOutAll": metrics(logits, labels),
             # cells of a class no training source has cannot be right; the figure a laboratory can compare is on the classes trained
             "heldOutTrainedClasses": metrics(logits[np.isin(labels, trained)], labels[np.isin(labels, trained)]),
-            "heldOutReview": review_figures(held_probs, ev, dist, labels, threshold, min_evidence, max_distance),
-            # the same rule without the feature-distance bound: what that bound adds on a microscope not trained on
-            "heldOutReviewWithoutDistance": review_figures(held_probs, ev, np.zeros_like(dist), labels, threshold, min_evidence, max_distance),
+            "heldOutReview": review_figures(held_probs, ev, dist, familiar, labels, threshold, min_evidence, max_distance),
+            # the same rule without the stain check, and without both it and the feature-distance bound: what each adds
+            # on a microscope not trained on
+            "heldOutReviewWithoutStain": review_figures(held_probs, ev, dist, everywhere, labels, threshold, min_evidence, max_distance),
+            "heldOutReviewWithoutDistance": review_figures(held_probs, ev, np.zeros_like(dist), everywhere, labels, threshold, min_evidence, max_distance),
             "heldOutFlaggedAsAtypical": round(float((~typical(ev, dist, min_evidence, max_distance)).mean()), 4),
+            "heldOutUnfamiliarStain": round(float((~familiar).mean()), 4),
             "classesPresent": [CLASSES[c] for c in present], "classesTrained": [CLASSES[c] for c in trained],
             "validation": validation, "validationReview": review, "seconds": round(time.time() - started), "history": history,
         }
         path = os.path.join(args.out, f"loso-{args.hold_out}.json")
         with open(path, "w") as f:
             json.dump(report, f, indent=2)
+        # Every left-out cell, so that a review rule can be studied without training again.
+        top, pred = held_probs.max(1)
+        with open(os.path.join(args.out, f"loso-{args.hold_out}.cells.tsv"), "w") as f:
+            f.write("crop\tlabel\tpredicted\tconfidence\tevidence\tdistance\tstainDistance\n")
+            for i in range(len(labels)):
+                f.write(f"{names[i]}\t{CLASSES[labels[i]]}\t{CLASSES[int(pred[i])]}\t{float(top[i]):.5f}\t{ev[i]:.4f}\t{dist[i]:.4f}\t{held_stain[i]:.4f}\n")
         log(f"held out {args.hold_out}: accuracy {report['heldOutAll']['accuracy']:.4f} (trained classes "
             f"{report['heldOutTrainedClasses']['accuracy']:.4f}), review {report['heldOutReview']}; wrote {path}")
         return 0
@@ -552,7 +573,9 @@ def main():
         plogits, pdist = wrapped(px)
     with open(os.path.join(args.out, args.name + ".parity.json"), "w") as f:
         json.dump({"inputShape": list(px.shape), "inputs": px.flatten().tolist(), "logits": plogits.tolist(),
-                   "distance": pdist.tolist()}, f)
+                   "distance": pdist.tolist(), "stain": stain.parity_vectors(
+                       {n: (val[n][0],) for n in train_names}, {n: (None, np.ones(len(val[n][1]), dtype=bool)) for n in train_names},
+                       stain_domain)}, f)
 
     crop_files = []
     scales = {}
@@ -591,10 +614,13 @@ def main():
         "reviewThreshold": round(threshold, 4),
         "minEvidence": round(min_evidence, 4),
         "maxDistance": round(max_distance, 4),
+        "stainDomain": {**stain_domain, "validationUnfamiliar": {n: round(float(1 - val_familiar[n].mean()), 4) for n in train_names}},
         "reviewPolicy": (f"needsReview when the calibrated top probability is below reviewThreshold, when the cell's evidence "
                          f"(logsumexp of the logits) is below minEvidence (the {args.evidence_quantile:.0%} least typical validation cells), "
                          f"when its feature-space distance to the training classes (output 'distance') is above maxDistance "
                          f"(all but {args.distance_quantile:.0%} of each training source's validation cells are nearer), "
+                         f"when its stain distance (stainDomain: the crop's colour fingerprint against each training source's) is above 1 "
+                         f"(all but {1 - args.stain_quantile:.0%} of each source's training crops are within), "
                          f"or when the class is not one of the five of the differential. The threshold is the largest of the per-source "
                          f"thresholds at which accepted validation cells are {args.review_accuracy:.0%} correct: "
                          + "; ".join(f"{n} {r['coverage']:.1%} accepted, {r['acceptedAccuracy']:.2%} of them correct" for n, r in review.items()

@@ -21,6 +21,40 @@ public class AnalyzeCommandTests
         CliRunner.RunAsync(["analyze", .. inputs, "--out", output]);
 
     [Fact]
+    public async Task CellsOfAStainUnlikeEveryTrainingMicroscopeAreFlaggedAndTheRunSaysSo()
+    {
+        using var temp = new TempDir();
+        var field = CliRunner.SampleImage("BloodImage_00000.jpg");
+        // The same field as a microscope with a greener lamp, or another stain, would give it: three quarters of its green.
+        var recoloured = Path.Combine(temp.Path, "greener-lamp.png");
+        using (var image = OpenCvSharp.Cv2.ImRead(field))
+        using (var scaled = new OpenCvSharp.Mat())
+        {
+            OpenCvSharp.Cv2.Multiply(image, new OpenCvSharp.Scalar(1, 0.75, 1), scaled);
+            OpenCvSharp.Cv2.ImWrite(recoloured, scaled);
+        }
+
+        var plain = await Analyze(Path.Combine(temp.Path, "plain"), field);
+        var shifted = await Analyze(Path.Combine(temp.Path, "shifted"), recoloured);
+
+        Assert.Equal(0, plain.ExitCode);
+        Assert.Equal(0, shifted.ExitCode);
+        var before = Results(Path.Combine(temp.Path, "plain"));
+        var after = Results(Path.Combine(temp.Path, "shifted"));
+        Assert.Equal(0, before["summary"]!["unfamiliarStain"]!.GetValue<int>());
+        Assert.DoesNotContain("unfamiliar-stain", plain.Stderr);
+        var cells = Image(after, "greener-lamp.png")["cells"]!.AsArray();
+        Assert.NotEmpty(cells);
+        Assert.All(cells, c =>
+        {
+            Assert.True(c!["needsReview"]!.GetValue<bool>());
+            Assert.Equal("unfamiliar-stain", c["reviewReason"]!.GetValue<string>());
+        });
+        Assert.Equal(cells.Count, after["summary"]!["unfamiliarStain"]!.GetValue<int>());
+        Assert.Contains($"warning: {cells.Count} of {cells.Count} cells look unlike every microscope the model was trained on", shifted.Stderr);
+    }
+
+    [Fact]
     public async Task TheSampleFieldsGiveEveryOutput()
     {
         using var temp = new TempDir();

@@ -46,6 +46,89 @@ public sealed class LeukocyteClassifierTests : IDisposable
         Assert.True(maxDistanceDiff < 1e-4, $"max relative |PyTorch - ONNX Runtime| distance = {maxDistanceDiff}");
     }
 
+    /// <summary>The parity file's stain section: validation crops of each source (RGB) with Python's fingerprints and distances.</summary>
+    private static (Mat[] Crops, double[][] Fingerprints, double[] Distances) StainParity()
+    {
+        using var parity = JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "models", "leukocyte-cnn.parity.json")));
+        var stain = parity.RootElement.GetProperty("stain");
+        var shape = stain.GetProperty("shape").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        var rgb = stain.GetProperty("rgb").EnumerateArray().Select(e => e.GetByte()).ToArray();
+        int size = shape[1] * shape[2] * 3;
+        var crops = new Mat[shape[0]];
+        for (int i = 0; i < crops.Length; i++)
+        {
+            using var rgbCrop = Mat.FromPixelData(shape[1], shape[2], MatType.CV_8UC3, rgb[(i * size)..((i + 1) * size)]);
+            crops[i] = new Mat();
+            Cv2.CvtColor(rgbCrop, crops[i], ColorConversionCodes.RGB2BGR);
+        }
+
+        var fingerprints = stain.GetProperty("fingerprints").EnumerateArray().Select(r => r.EnumerateArray().Select(e => e.GetDouble()).ToArray()).ToArray();
+        return (crops, fingerprints, stain.GetProperty("distance").EnumerateArray().Select(e => e.GetDouble()).ToArray());
+    }
+
+    [Fact]
+    public void The_stain_fingerprint_and_distance_match_the_training_scripts()
+    {
+        using var classifier = LeukocyteClassifier.Load(ModelPath);
+        var domain = classifier.Card.StainDomain;
+        Assert.NotNull(domain);
+        var (crops, expected, distances) = StainParity();
+        try
+        {
+            Assert.NotEmpty(crops);
+            for (int i = 0; i < crops.Length; i++)
+            {
+                var actual = StainFingerprint.Of(crops[i]);
+                double maxDiff = actual.Zip(expected[i], (a, e) => Math.Abs(a - e)).Max();
+                Assert.True(maxDiff < 0.05, $"crop {i}: max |Python - C#| fingerprint = {maxDiff} ({string.Join(", ", actual)})");
+                Assert.Equal(distances[i], domain.Distance(actual), 3);
+            }
+        }
+        finally
+        {
+            Array.ForEach(crops, c => c.Dispose());
+        }
+    }
+
+    [Fact]
+    public void A_cell_of_a_stain_unlike_every_training_source_is_flagged_whatever_its_confidence()
+    {
+        using var classifier = LeukocyteClassifier.Load(ModelPath);
+        var domain = classifier.Card.StainDomain!;
+        var (crops, _, distances) = StainParity();
+        try
+        {
+            // A training source's validation crop, and the same crop as a microscope with another stain would show it:
+            // the red and blue channels exchanged (a blue-green field with orange nuclei), so no training source is near.
+            int familiar = Array.FindIndex(distances, d => d <= 1);
+            Assert.True(familiar >= 0, "a parity crop of a familiar stain");
+            using var recoloured = new Mat();
+            Cv2.CvtColor(crops[familiar], recoloured, ColorConversionCodes.BGR2RGB);
+
+            Assert.NotEqual(ReviewReasons.UnfamiliarStain, classifier.Classify(crops[familiar]).ReviewReason);
+            Assert.True(domain.Distance(StainFingerprint.Of(recoloured)) > 1);
+            var cell = classifier.Classify(recoloured);
+            Assert.True(cell.NeedsReview);
+            Assert.Contains(cell.ReviewReason, new[] { ReviewReasons.UnfamiliarStain, ReviewReasons.OtherCell });
+
+            using var withoutDomain = LeukocyteClassifier.Load(ModelWithCard(card => card.Remove("stainDomain")));
+            Assert.NotEqual(ReviewReasons.UnfamiliarStain, withoutDomain.Classify(recoloured).ReviewReason);
+        }
+        finally
+        {
+            Array.ForEach(crops, c => c.Dispose());
+        }
+    }
+
+    [Fact]
+    public void A_card_whose_stain_domain_this_build_cannot_compute_is_refused()
+    {
+        var path = ModelWithCard(card => card["stainDomain"]!["features"] = "hsv-something-else");
+
+        var e = Assert.Throws<ModelLoadException>(() => LeukocyteClassifier.Load(path));
+        Assert.Contains("stain domain", e.Message);
+    }
+
     [Fact]
     public void Preprocessing_follows_the_model_card()
     {
@@ -91,6 +174,7 @@ public sealed class LeukocyteClassifierTests : IDisposable
             card["otherClasses"] = new JsonArray();
             card.Remove("minEvidence");
             card.Remove("maxDistance");
+            card.Remove("stainDomain"); // a flat crop is no stain
         }));
         using var crop = new Mat(100, 100, MatType.CV_8UC3, new Scalar(200, 120, 140));
 
@@ -125,6 +209,7 @@ public sealed class LeukocyteClassifierTests : IDisposable
         {
             card["reviewThreshold"] = 0.0;
             card["otherClasses"] = new JsonArray();
+            card.Remove("stainDomain");
             card["minEvidence"] = 1e9; // more evidence than any logits give
         }));
         Assert.Equal(ReviewReasons.Atypical, atypical.Classify(crop).ReviewReason);
@@ -133,6 +218,7 @@ public sealed class LeukocyteClassifierTests : IDisposable
         {
             card["reviewThreshold"] = 0.0;
             card["otherClasses"] = new JsonArray();
+            card.Remove("stainDomain");
             card.Remove("minEvidence");
             card["maxDistance"] = 0.0; // every cell is some distance from the training classes
         }));
@@ -142,6 +228,7 @@ public sealed class LeukocyteClassifierTests : IDisposable
         {
             card["reviewThreshold"] = 0.0;
             card["otherClasses"] = new JsonArray();
+            card.Remove("stainDomain");
             card.Remove("minEvidence");
             card["maxDistance"] = 1e9;
         }));

@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using Leuko.Core.Classification;
 using Leuko.Pipeline;
 
 namespace Leuko.Cli.Analysis;
@@ -51,6 +52,7 @@ internal sealed record RunSummary(
     int Skipped,
     int Cells,
     int NeedsReview,
+    int UnfamiliarStain,
     IReadOnlyDictionary<string, ClassCount> Differential,
     IReadOnlyDictionary<string, int> OtherCells,
     double Seconds,
@@ -64,7 +66,7 @@ internal sealed record RunSummary(
 internal sealed class RunTotals(CellClasses classes)
 {
     private readonly Dictionary<string, int> _counts = classes.All.ToDictionary(c => c, _ => 0, StringComparer.Ordinal);
-    private int _images, _completed, _noLeukocytes, _failed, _cells, _needsReview;
+    private int _images, _completed, _noLeukocytes, _failed, _cells, _needsReview, _unfamiliarStain;
 
     public void Add(ImageRecord image)
     {
@@ -76,6 +78,7 @@ internal sealed class RunTotals(CellClasses classes)
         {
             _cells++;
             _needsReview += cell.NeedsReview ? 1 : 0;
+            _unfamiliarStain += cell.ReviewReason == ReviewReasons.UnfamiliarStain ? 1 : 0;
             _counts[cell.Class]++;
         }
     }
@@ -84,7 +87,7 @@ internal sealed class RunTotals(CellClasses classes)
     {
         var (differential, others) = classes.FromCounts(_counts);
         return new RunSummary(
-            _images, _completed, _noLeukocytes, _failed, skipped, _cells, _needsReview, differential, others,
+            _images, _completed, _noLeukocytes, _failed, skipped, _cells, _needsReview, _unfamiliarStain, differential, others,
             Math.Round(elapsed.TotalSeconds, 3),
             Math.Round(_images / Math.Max(elapsed.TotalSeconds, 1e-6), 2),
             parallel,

@@ -115,6 +115,14 @@ internal static class AnalyzeCommand
                 (s.OtherCells.Values.Sum() > 0
                     ? "; other cells seen: " + string.Join(", ", s.OtherCells.Where(o => o.Value > 0).Select(o => $"{o.Value} {o.Key}"))
                     : ""));
+            if (s.UnfamiliarStain > 0)
+            {
+                stderr.WriteLine(
+                    $"warning: {s.UnfamiliarStain} of {s.Cells} cells look unlike every microscope the model was trained on (stain, lamp and camera; " +
+                    $"review reason {ReviewReasons.UnfamiliarStain}): they are flagged whatever the model says; check the model on this microscope's " +
+                    "own cells before relying on it (models/README.md)");
+            }
+
             foreach (var path in outcome.Written)
             {
                 var shown = Path.GetRelativePath(Environment.CurrentDirectory, path);

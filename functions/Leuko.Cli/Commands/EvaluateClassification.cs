@@ -126,11 +126,11 @@ internal static class EvaluateClassification
             var found = crops.Select((c, i) => (Crop: c, Index: i)).Where(t => t.Crop is not null).ToList();
             var predictions = classifier.Classify(found.Select(t => t.Crop!).ToList());
             var predicted = new int?[chunk.Length];
-            var review = new bool[chunk.Length];
+            var review = new string?[chunk.Length];
             for (int k = 0; k < found.Count; k++)
             {
                 predicted[found[k].Index] = classes.IndexOf(predictions[k].Label);
-                review[found[k].Index] = predictions[k].NeedsReview;
+                review[found[k].Index] = predictions[k].ReviewReason;
             }
 
             for (int i = 0; i < chunk.Length; i++)
@@ -155,6 +155,7 @@ internal static class EvaluateClassification
                 acceptedAccuracy = m.AcceptedAccuracy is { } aa ? Math.Round(aa, 4) : (double?)null,
                 otherSamples = m.OtherSamples,
                 otherSilentlyInDifferential = m.OtherSilentlyInDifferential is { } os ? Math.Round(os, 4) : (double?)null,
+                flaggedBy = m.FlaggedBy,
                 scoring = ScoringNote,
                 classes = m.Classes,
                 perClass = m.PerClass.ToDictionary(
@@ -170,6 +171,11 @@ internal static class EvaluateClassification
         stdout.WriteLine($"  accuracy {m.Accuracy:0.0000}  macro precision {m.MacroPrecision:0.0000}  macro recall {m.MacroRecall:0.0000}  macro F1 {m.MacroF1:0.0000}");
         stdout.WriteLine($"  review: {m.Coverage:P1} accepted without review, {(m.AcceptedAccuracy is { } a ? a.ToString("0.0000", System.Globalization.CultureInfo.InvariantCulture) : "n/a")} of them correct" +
                          (m.OtherSamples > 0 ? $"; other cells silently in the differential {m.OtherSilentlyInDifferential:P1} of {m.OtherSamples}" : ""));
+        if (m.FlaggedBy.Count > 0)
+        {
+            stdout.WriteLine($"  flagged by: {string.Join(", ", m.FlaggedBy.Select(kv => $"{kv.Key} {kv.Value} ({(double)kv.Value / m.Samples:P1})"))}");
+        }
+
         stdout.WriteLine($"  scoring: {ScoringNote}");
         stdout.WriteLine();
         stdout.WriteLine($"  {"class",-12} {"precision",9} {"recall",7} {"f1",7} {"support",8}");

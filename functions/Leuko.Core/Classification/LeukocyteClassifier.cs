@@ -142,6 +142,11 @@ public sealed class LeukocyteClassifier : IDisposable
             problems.Add("it bounds the feature distance (maxDistance) but names no distance output");
         }
 
+        if (card.StainDomain?.Problem() is { } stainProblem)
+        {
+            problems.Add(stainProblem);
+        }
+
         if (card.ReviewThreshold is < 0 or > 1)
         {
             problems.Add("its review threshold must be a probability");
@@ -186,7 +191,8 @@ public sealed class LeukocyteClassifier : IDisposable
             return [];
         }
 
-        var input = Preprocess(crops);
+        var stain = Card.StainDomain is not null ? new double[crops.Count] : null;
+        var input = Preprocess(crops, stain);
         var (logits, distance) = Card.UsesDihedralAveraging ? DihedralMean(input, crops.Count) : Run(input, crops.Count);
         var results = new CellClassification[crops.Count];
         int classes = Card.Classes.Count;
@@ -196,7 +202,7 @@ public sealed class LeukocyteClassifier : IDisposable
             var probabilities = Softmax(row, Card.Output.SoftmaxTemperature);
             int top = Array.IndexOf(probabilities, probabilities.Max());
             var label = Card.Classes[top];
-            results[i] = new CellClassification(label, probabilities, ReviewReason(label, probabilities[top], Evidence(row), distance?[i]));
+            results[i] = new CellClassification(label, probabilities, ReviewReason(label, probabilities[top], Evidence(row), distance?[i], stain?[i]));
         }
 
         return results;
@@ -204,12 +210,14 @@ public sealed class LeukocyteClassifier : IDisposable
 
     /// <summary>
     /// Why a person must look at a cell, by the card's review policy, or null when the model's answer can be accepted:
-    /// a kind outside the differential, a calibrated confidence under the threshold, or a cell unlike the training data
+    /// a kind outside the differential, a stain and camera unlike any the model was trained on (stain distance over 1,
+    /// <see cref="StainDomain"/>), a calibrated confidence under the threshold, or a cell unlike the training data
     /// (less evidence than <see cref="ModelCard.MinEvidence"/>, or farther from the training classes in feature space
     /// than <see cref="ModelCard.MaxDistance"/>).
     /// </summary>
-    private string? ReviewReason(string label, float confidence, double evidence, float? distance) =>
+    private string? ReviewReason(string label, float confidence, double evidence, float? distance, double? stain) =>
         Card.Others.Contains(label) ? ReviewReasons.OtherCell
+        : stain > 1 ? ReviewReasons.UnfamiliarStain
         : confidence < Card.ReviewThreshold ? ReviewReasons.LowConfidence
         : evidence < Card.MinEvidence || distance > Card.MaxDistance ? ReviewReasons.Atypical
         : null;
@@ -237,9 +245,11 @@ public sealed class LeukocyteClassifier : IDisposable
 
     /// <summary>
     /// The model's input for a batch of crops: each resized as training data was (<see cref="Crops.Resize"/>),
-    /// put in the card's colour order, scaled and normalised per channel, NCHW.
+    /// put in the card's colour order, scaled and normalised per channel, NCHW. Where <paramref name="stainDistances"/> is
+    /// given, each resized crop's stain distance (<see cref="StainFingerprint"/>, <see cref="ModelCard.StainDomain"/>) is
+    /// written into it.
     /// </summary>
-    public float[] Preprocess(IReadOnlyList<Mat> crops)
+    public float[] Preprocess(IReadOnlyList<Mat> crops, double[]? stainDistances = null)
     {
         int size = Card.Input.Width;
         int plane = size * size;
@@ -253,6 +263,11 @@ public sealed class LeukocyteClassifier : IDisposable
             }
 
             using var resized = Crops.Resize(crop, size);
+            if (stainDistances is not null)
+            {
+                stainDistances[n] = Card.StainDomain!.Distance(StainFingerprint.Of(resized));
+            }
+
             resized.GetArray(out Vec3b[] pixels);
             int offset = n * 3 * plane;
             for (int c = 0; c < 3; c++)

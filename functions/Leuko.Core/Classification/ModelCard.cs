@@ -21,7 +21,8 @@ public sealed record ModelCard(
     IReadOnlyList<string>? OtherClasses = null,
     double? MinEvidence = null,
     double? MaxDistance = null,
-    long? FlopsPerView = null)
+    long? FlopsPerView = null,
+    StainDomain? StainDomain = null)
 {
     /// <summary>Whether the model has a second output, each cell's feature-space distance to the training cells.</summary>
     public bool HasDistance => Output.Distance is { Length: > 0 };

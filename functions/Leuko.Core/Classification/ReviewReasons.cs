@@ -6,6 +6,12 @@ public static class ReviewReasons
     /// <summary>Not one of the five leukocytes of the differential (an immature granulocyte, an erythroblast, a platelet): always looked at.</summary>
     public const string OtherCell = "other-cell";
 
+    /// <summary>
+    /// The crop's stain and camera are unlike every microscope the model was trained on (its colour fingerprint lies outside
+    /// each training source's, <see cref="StainDomain"/>): the model's confidence means nothing there.
+    /// </summary>
+    public const string UnfamiliarStain = "unfamiliar-stain";
+
     /// <summary>The calibrated confidence is under the model card's review threshold.</summary>
     public const string LowConfidence = "low-confidence";
 

@@ -8,13 +8,16 @@ public sealed record ClassScores(double Precision, double Recall, double F1, int
 /// <param name="AcceptedAccuracy">Accuracy of the accepted samples (the review flag's promise); null when none was accepted.</param>
 /// <param name="OtherSamples">Samples whose truth is a kind outside the differential.</param>
 /// <param name="OtherSilentlyInDifferential">Share of those given a differential class without review; null when there are none.</param>
+/// <param name="FlaggedBy">Samples flagged for review, by reason (Leuko.Core.Classification.ReviewReasons).</param>
 public sealed record ClassificationMetrics(
     int Samples, int Unsegmented, double Accuracy, double MacroPrecision, double MacroRecall, double MacroF1,
     IReadOnlyList<string> Classes, IReadOnlyDictionary<string, ClassScores> PerClass, int[][] Confusion,
-    double Coverage, double? AcceptedAccuracy, int OtherSamples, double? OtherSilentlyInDifferential);
+    double Coverage, double? AcceptedAccuracy, int OtherSamples, double? OtherSilentlyInDifferential,
+    IReadOnlyDictionary<string, int> FlaggedBy);
 
 /// <summary>
-/// Accumulates (truth, prediction, needs review) triples; a prediction of null is a sample where no cell was found.
+/// Accumulates (truth, prediction, review reason) triples; a prediction of null is a sample where no cell was found, a
+/// reason of null a cell accepted without review.
 /// <paramref name="others"/> are the classes reported apart from the differential.
 /// </summary>
 public sealed class ClassificationEvaluator(IReadOnlyList<string> classes, IReadOnlyCollection<string>? others = null)
@@ -22,13 +25,19 @@ public sealed class ClassificationEvaluator(IReadOnlyList<string> classes, IRead
     private readonly int[][] _confusion = classes.Select(_ => new int[classes.Count]).ToArray();
     private readonly int[] _unsegmented = new int[classes.Count];
     private readonly HashSet<int> _others = (others ?? []).Select(o => classes.ToList().IndexOf(o)).Where(i => i >= 0).ToHashSet();
+    private readonly SortedDictionary<string, int> _flaggedBy = new(StringComparer.Ordinal);
     private int _accepted, _acceptedCorrect, _otherSamples, _otherSilent;
 
     public IReadOnlyList<string> Classes { get; } = classes;
 
-    public void Add(int truth, int? predicted, bool needsReview = false)
+    public void Add(int truth, int? predicted, string? reviewReason = null)
     {
-        bool accepted = predicted is not null && !needsReview;
+        bool accepted = predicted is not null && reviewReason is null;
+        if (predicted is not null && reviewReason is not null)
+        {
+            _flaggedBy[reviewReason] = _flaggedBy.GetValueOrDefault(reviewReason) + 1;
+        }
+
         if (predicted is { } p)
         {
             _confusion[truth][p]++;
@@ -76,6 +85,6 @@ public sealed class ClassificationEvaluator(IReadOnlyList<string> classes, IRead
             Mean(s => s.Precision), Mean(s => s.Recall), Mean(s => s.F1),
             Classes, perClass, _confusion.Select(r => r.ToArray()).ToArray(),
             samples == 0 ? 0 : (double)_accepted / samples, _accepted == 0 ? null : (double)_acceptedCorrect / _accepted,
-            _otherSamples, _otherSamples == 0 ? null : (double)_otherSilent / _otherSamples);
+            _otherSamples, _otherSamples == 0 ? null : (double)_otherSilent / _otherSamples, new SortedDictionary<string, int>(_flaggedBy));
     }
 }

@@ -1,0 +1,32 @@
+using Leuko.Core.Classification;
+using Leuko.Core.Evaluation;
+
+namespace Leuko.Core.Tests;
+
+public sealed class ClassificationEvaluatorTests
+{
+    [Fact]
+    public void Accepted_cells_coverage_and_the_flags_by_reason_are_counted_apart()
+    {
+        var evaluator = new ClassificationEvaluator(["A", "B", "OTHER"], ["OTHER"]);
+        evaluator.Add(0, 0);                                   // accepted, right
+        evaluator.Add(0, 1);                                   // accepted, wrong
+        evaluator.Add(1, 1, ReviewReasons.LowConfidence);
+        evaluator.Add(1, 0, ReviewReasons.UnfamiliarStain);
+        evaluator.Add(2, 2, ReviewReasons.OtherCell);
+        evaluator.Add(2, 0);                                   // an other cell silently in the differential
+        evaluator.Add(1, null);                                // no cell found: wrong, not flagged
+
+        var m = evaluator.Metrics();
+
+        Assert.Equal(7, m.Samples);
+        Assert.Equal(1, m.Unsegmented);
+        Assert.Equal(3.0 / 7, m.Accuracy, 6);
+        Assert.Equal(3.0 / 7, m.Coverage, 6);
+        Assert.Equal(1.0 / 3, m.AcceptedAccuracy!.Value, 6);
+        Assert.Equal(0.5, m.OtherSilentlyInDifferential!.Value, 6);
+        Assert.Equal(
+            new Dictionary<string, int> { [ReviewReasons.LowConfidence] = 1, [ReviewReasons.OtherCell] = 1, [ReviewReasons.UnfamiliarStain] = 1 },
+            m.FlaggedBy);
+    }
+}
