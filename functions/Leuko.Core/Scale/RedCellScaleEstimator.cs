@@ -72,6 +72,7 @@ public sealed class RedCellScaleEstimator(ScaleOptions? options = null)
     {
         Cv2.FindContours(masks.Red, out Point[][] contours, out _, RetrievalModes.External, ContourApproximationModes.ApproxNone);
         int width = masks.Red.Width, height = masks.Red.Height;
+        masks.Cut.GetArray(out byte[] cut); // one copy: Mat.At is a native call per pixel
         var positive = new List<double>();
         var negative = new List<double>();
         foreach (var contour in contours)
@@ -86,23 +87,36 @@ public sealed class RedCellScaleEstimator(ScaleOptions? options = null)
             for (int i = 0; i < n; i++)
             {
                 var p = contour[i];
-                usable[i] = p.X > 1 && p.Y > 1 && p.X < width - 2 && p.Y < height - 2 && masks.Cut.At<byte>(p.Y, p.X) == 0;
+                usable[i] = p.X > 1 && p.Y > 1 && p.X < width - 2 && p.Y < height - 2 && cut[(p.Y * width) + p.X] == 0;
             }
 
             for (int k = 3; 4 * k < n; k = (int)Math.Ceiling(k * Math.Sqrt(2)))
             {
+                // The radii this k measures (the tests on r1 below), for a cheap test without square roots first.
+                double lowest = Math.Max(MinCellRadius, 2 * k / 1.2), highest = 4 * k / 0.6;
                 for (int i = 0; i < n; i++)
                 {
-                    int back = Wrap(i - k, n), ahead = Wrap(i + k, n), back2 = Wrap(i - (2 * k), n), ahead2 = Wrap(i + (2 * k), n);
+                    // 2k < n/2, so one wrap suffices (this loop is most of the estimate's time: no modulo here).
+                    int back2 = i - (2 * k) < 0 ? i - (2 * k) + n : i - (2 * k), ahead2 = i + (2 * k) >= n ? i + (2 * k) - n : i + (2 * k);
                     if (!usable[i] || !usable[back2] || !usable[ahead2])
                     {
                         continue;
                     }
 
+                    int back = i - k < 0 ? i - k + n : i - k, ahead = i + k >= n ? i + k - n : i + k;
+                    if (!MayBeInRange(contour[back], contour[i], contour[ahead], lowest, highest))
+                    {
+                        continue;
+                    }
+
                     var (r1, turn1) = Circumradius(contour[back], contour[i], contour[ahead]);
+                    if (!(r1 >= MinCellRadius && 2 * k < 1.2 * r1 && 4 * k > 0.6 * r1))
+                    {
+                        continue; // the wider arc is measured only where the narrow one is of a size this k measures
+                    }
+
                     var (r2, turn2) = Circumradius(contour[back2], contour[i], contour[ahead2]);
-                    if (r1 >= MinCellRadius && Math.Sign(turn1) == Math.Sign(turn2) && Math.Abs(r1 - r2) < ArcAgreement * r1
-                        && 2 * k < 1.2 * r1 && 4 * k > 0.6 * r1)
+                    if (Math.Sign(turn1) == Math.Sign(turn2) && Math.Abs(r1 - r2) < ArcAgreement * r1)
                     {
                         (turn1 > 0 ? positive : negative).Add(r1);
                     }
@@ -115,7 +129,29 @@ public sealed class RedCellScaleEstimator(ScaleOptions? options = null)
         return radii.Count < MinArcSamples ? null : LogMode(radii);
     }
 
-    private static int Wrap(int i, int n) => ((i % n) + n) % n;
+    /// <summary>
+    /// Whether the circle through three points may have a radius in [<paramref name="lowest"/>, <paramref name="highest"/>]:
+    /// false only where its squared radius, from integer arithmetic, is clearly outside (by a relative 1e-9, far beyond
+    /// rounding), so that the exact test on <see cref="Circumradius"/> decides every case it used to.
+    /// </summary>
+    private static bool MayBeInRange(Point a, Point b, Point c, double lowest, double highest)
+    {
+        double cross = ((b.X - a.X) * (double)(c.Y - a.Y)) - ((b.Y - a.Y) * (double)(c.X - a.X));
+        if (cross == 0)
+        {
+            return false; // collinear: an infinite radius, which no k measures
+        }
+
+        double ab = Squared(a, b), bc = Squared(b, c), ca = Squared(c, a);
+        double radiusSquared = ab * bc * ca / (4 * cross * cross);
+        return radiusSquared >= lowest * lowest * (1 - 1e-9) && radiusSquared <= highest * highest * (1 + 1e-9);
+    }
+
+    private static double Squared(Point a, Point b)
+    {
+        double dx = a.X - b.X, dy = a.Y - b.Y;
+        return (dx * dx) + (dy * dy);
+    }
 
     /// <summary>Radius of the circle through three points, and the sign of their turn (the cross product).</summary>
     private static (double Radius, double Turn) Circumradius(Point a, Point b, Point c)
