@@ -13,12 +13,17 @@ public sealed record LocalImage(ImageResult Result, IReadOnlyList<OpenCvSharp.Po
 
 /// <summary>
 /// The cloud pipeline in one process, for <c>leuko analyze</c>: the same segmentation and classification stages, with
-/// blobs, results and the classification queue in memory. Each image's cells are classified in one batch of their
-/// own (one message per image, as in the cloud), so results do not depend on how many images run at once.
-/// Thread-safe: call <see cref="AnalyzeAsync"/> from as many workers as the run has.
+/// blobs, results and the classification queue in memory. At most <c>parallel</c> images are segmented at once; while
+/// they are, the cells of the images waiting for classification are classified together (<see cref="CellBatcher"/>),
+/// which costs less per cell and gives every cell the answer it would have alone, so results do not depend on how many
+/// images run at once. Thread-safe: call <see cref="AnalyzeAsync"/> from up to <see cref="InFlight"/> workers.
 /// </summary>
 public sealed class LocalPipeline : IAsyncDisposable
 {
+    /// <summary>Images in flight per core's worth of segmentation: the others wait for classification, and are batched.</summary>
+    public const int InFlightPerWorker = 4;
+
+    private readonly SemaphoreSlim _segmenting;
     private readonly InMemoryBlobStore _blobs = new();
     private readonly InMemoryResultStore _results = new();
     private readonly InMemoryTransport _transport;
@@ -32,13 +37,19 @@ public sealed class LocalPipeline : IAsyncDisposable
     public LocalPipeline(LeukocyteSegmenter segmenter, LeukocyteClassifier classifier, int parallel, Leuko.Core.Scale.ImageScale? scale = null)
     {
         Classes = CellClasses.Of(classifier.Card);
-        _transport = new InMemoryTransport(parallel);
+        InFlight = parallel * InFlightPerWorker;
+        _segmenting = new SemaphoreSlim(parallel);
+        _transport = new InMemoryTransport(InFlight);
         _segmentation = new SegmentationStage(_blobs, _results, _transport, segmenter, Classes.All, CropFormat.Bmp, scale: scale);
-        _classification = new ClassificationStage(_blobs, _results, classifier, maxAttempts: 1); // in one process, a retry would fail the same way
+        // In one process a retry would fail the same way; one model call per worker, as the session's threads are set.
+        _classification = new ClassificationStage(_blobs, _results, classifier, maxAttempts: 1, modelCalls: parallel);
         _consumer = _transport.RunAsync(HandleAsync, _stop.Token);
     }
 
     public CellClasses Classes { get; }
+
+    /// <summary>How many images may be given to <see cref="AnalyzeAsync"/> at once.</summary>
+    public int InFlight { get; }
 
     /// <summary>Blobs and rows held in memory: none once every image given to <see cref="AnalyzeAsync"/> has returned.</summary>
     public int Held => _blobs.Count + _results.Count;
@@ -67,7 +78,17 @@ public sealed class LocalPipeline : IAsyncDisposable
         {
             await _blobs.PutAsync(Containers.Uploads, name, data, "application/octet-stream",
                 new Dictionary<string, string> { [Containers.SourceKey] = Uri.EscapeDataString(source) }, cancellationToken);
-            var row = await _segmentation.ProcessAsync(name, null, cancellationToken);
+            ImageRow row;
+            await _segmenting.WaitAsync(cancellationToken);
+            try
+            {
+                row = await _segmentation.ProcessAsync(name, null, cancellationToken);
+            }
+            finally
+            {
+                _segmenting.Release();
+            }
+
             if (row.Status == ImageRow.Classifying)
             {
                 await classified.Task.WaitAsync(cancellationToken);
@@ -104,5 +125,6 @@ public sealed class LocalPipeline : IAsyncDisposable
         }
 
         _stop.Dispose();
+        _segmenting.Dispose();
     }
 }

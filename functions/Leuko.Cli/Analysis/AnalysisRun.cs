@@ -19,9 +19,10 @@ internal sealed record RunOutcome(StageSeconds Stages, TimeSpan Elapsed);
 
 /// <summary>
 /// Runs the pipeline over a plan: one reader (files and archive entries, in order: a zip is read sequentially) feeds a
-/// bounded queue; <c>parallel</c> workers each take an image through the cloud's stages in memory
-/// (<see cref="LocalPipeline"/>: segmentation, the classification queue, classification) and draw it. Each image's
-/// cells are classified in one batch of their own, so the results do not depend on scheduling or on <c>parallel</c>.
+/// bounded queue; workers each take an image through the cloud's stages in memory (<see cref="LocalPipeline"/>:
+/// segmentation, <c>parallel</c> at a time, the classification queue, classification batched across the images waiting)
+/// and draw it. A cell's classification does not depend on the cells it is batched with, so the results do not depend
+/// on scheduling or on <c>parallel</c>.
 /// Each image goes to <paramref name="results"/> as it finishes, with the path of its annotated copy; nothing of it is
 /// kept here, so memory does not grow with the number of images.
 /// </summary>
@@ -60,7 +61,7 @@ internal static class AnalysisRun
         {
             await Parallel.ForEachAsync(
                 queue.Reader.ReadAllAsync(cancellationToken),
-                new ParallelOptions { MaxDegreeOfParallelism = parallel, CancellationToken = cancellationToken },
+                new ParallelOptions { MaxDegreeOfParallelism = pipeline.InFlight, CancellationToken = cancellationToken },
                 async (item, ct) =>
                 {
                     var (image, data, error) = item;

@@ -18,9 +18,13 @@ namespace Leuko.Pipeline.Stages;
 /// once; one that keeps failing is dead-lettered after <paramref name="maxAttempts"/> deliveries; either way its
 /// image is marked failed with the reason.
 /// </summary>
+/// <param name="modelCalls">Model calls at once: the crops of the images this stage handles concurrently are classified
+/// together (<see cref="CellBatcher"/>), in at most this many calls at a time.</param>
 public sealed class ClassificationStage(
-    IBlobStore blobs, IResultStore results, LeukocyteClassifier classifier, int maxAttempts = 5, IPipelineEvents? events = null, TimeProvider? time = null)
+    IBlobStore blobs, IResultStore results, LeukocyteClassifier classifier, int maxAttempts = 5, IPipelineEvents? events = null, TimeProvider? time = null,
+    int modelCalls = 1)
 {
+    private readonly CellBatcher _batcher = new(classifier, modelCalls);
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private readonly IPipelineEvents _events = events ?? NoPipelineEvents.Instance;
 
@@ -116,9 +120,7 @@ public sealed class ClassificationStage(
                 crops.Add(crop);
             }
 
-            long start = Stopwatch.GetTimestamp();
-            var classified = classifier.Classify(crops);
-            double classifyMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            var (classified, classifyMs) = await _batcher.ClassifyAsync(crops);
             var names = classifier.Card.Classes;
             var cells = manifest.Cells.Select((entry, i) =>
             {
