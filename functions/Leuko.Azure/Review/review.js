@@ -61,6 +61,7 @@ function el(tag, props = {}, ...children) {
 }
 
 const label = c => c === "NOT_A_CELL" ? "not a cell" : c.toLowerCase().replace(/_/g, " ");
+const short = c => c === "NOT_A_CELL" ? "none" : c.slice(0, 4).toLowerCase();
 const percent = x => `${Math.round(x * 10) / 10}`;
 const when = t => t ? new Date(t).toLocaleString() : "";
 
@@ -199,7 +200,7 @@ function tile(cell) {
     dataset: { image: cell.imageId, index: `${cell.index}`, class: cell.reviewedClass, original: cell.class, needsReview: `${cell.needsReview}`, confidence: `${cell.confidence}` },
   },
   el("img", { alt: `cell ${cell.index}`, width: 74, height: 74, dataset: { src: cell.crop.slice(API.length) } }),
-  el("figcaption", {}, el("span", { class: "confidence" }, `${Math.round(cell.confidence * 100)}%`), el("span", { class: "was" }, cell.reviewedClass !== cell.class ? `was ${label(cell.class)}` : "")));
+  el("figcaption", {}, el("span", { class: "confidence" }, `${Math.round(cell.confidence * 100)}%`), el("span", { class: "was", title: `automatic: ${label(cell.class)}` }, cell.reviewedClass !== cell.class ? `was ${short(cell.class)}` : "")));
   t.cell = cell;
   t.setAttribute("aria-label", `${label(cell.reviewedClass)}, ${Math.round(cell.confidence * 100)}% sure${cell.needsReview ? ", needs review" : ""}`);
   return t;
@@ -324,7 +325,7 @@ function moveTile(t, cell) {
   Object.assign(t.cell, cell);
   t.dataset.class = cell.reviewedClass;
   t.classList.toggle("reviewed", cell.reviewedClass !== cell.class);
-  t.querySelector(".was").textContent = cell.reviewedClass !== cell.class ? `was ${label(cell.class)}` : "";
+  t.querySelector(".was").textContent = cell.reviewedClass !== cell.class ? `was ${short(cell.class)}` : "";
   t.setAttribute("aria-label", `${label(cell.reviewedClass)}, ${Math.round(cell.confidence * 100)}% sure${cell.needsReview ? ", needs review" : ""}`);
   const to = $("grid").querySelector(`.tiles[data-class="${cell.reviewedClass}"]`);
   const before = [...to.children].find(other => other !== t && order(t.cell, other.cell) < 0);
