@@ -188,6 +188,3 @@ public static class ReviewApi
 
     private static bool TryIndex(string index, out int n) => int.TryParse(index, NumberStyles.None, CultureInfo.InvariantCulture, out n);
 }
-
-/// <summary>The calling client (<c>GET /api/whoami</c>): its name, its roles, and whether it may review.</summary>
-public sealed record WhoAmIView(string Name, IReadOnlyList<string> Roles, bool CanReview);
