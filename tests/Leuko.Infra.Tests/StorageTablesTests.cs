@@ -16,6 +16,6 @@ public class StorageTablesTests
             TableResultStore.ReceiptsTable, TableWebhookStore.WebhooksTable, TableWebhookStore.DeliveriesTable, TableReviewStore.ReviewsTable,
         ];
 
-        Assert.Empty(used.Where(t => !deployed.Contains(t)));
+        Assert.All(used, table => Assert.True(deployed.Contains(table), $"table '{table}' is not in infra/modules/storage.bicep"));
     }
 }
