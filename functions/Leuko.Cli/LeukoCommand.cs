@@ -16,6 +16,7 @@ public static class LeukoCommand
             SegmentCommand.Create(),
             EvaluateCommand.Create(),
             BenchCommand.Create(),
+            ExportCommand.Create(),
         };
         return root;
     }

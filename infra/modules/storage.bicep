@@ -7,7 +7,7 @@ param tags object
 // Event Grid writes the upload events it could not deliver here (infra/events.bicep); infra/hooks/replay-deadletters.sh replays them.
 var deadLetterContainer = 'deadletters'
 var containers = [ 'uploads', 'archives', 'crops', 'batches', 'deployment', deadLetterContainer ]
-var tables = [ 'images', 'cells', 'batches', 'batchimages', 'receipts', 'webhooks', 'webhookdeliveries' ]
+var tables = [ 'images', 'cells', 'batches', 'batchimages', 'receipts', 'webhooks', 'webhookdeliveries', 'reviews' ]
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name

@@ -9,7 +9,7 @@ namespace Leuko.Cli.Tests;
 /// </summary>
 public class ReportBrowserTests
 {
-    private static string ChromiumPath()
+    internal static string ChromiumPath()
     {
         var path = Environment.GetEnvironmentVariable("LEUKO_CHROMIUM") is { Length: > 0 } p ? p : "/usr/bin/chromium";
         Assert.True(File.Exists(path), $"Chromium not found at '{path}': install it (apt-get install -y chromium; .ci/setup does) or set LEUKO_CHROMIUM");

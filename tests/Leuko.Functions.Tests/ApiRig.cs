@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Leuko.Azure.Hosting;
 using Leuko.Core.Classification;
 using Leuko.Pipeline;
+using Leuko.Pipeline.Reviews;
 using Leuko.Pipeline.Stages;
 using Leuko.Pipeline.Storage;
 using Leuko.Pipeline.Webhooks;
@@ -76,13 +77,17 @@ internal sealed class ApiRig : IDisposable
         Webhooks = new WebhookService(Store, TestSecrets.Shared, WebhookOptions.Default with { AllowLoopback = true, MaxSubscriptionsPerClient = maxSubscriptionsPerClient });
         var classes = CellClasses.Of(Classifier.Value.Card);
         Functions = new ApiFunctions(
-            ApiAccess.From(Options), new PipelineQueries(new InMemoryBlobStore(), Results, classes), Webhooks, Results,
+            ApiAccess.From(Options), new PipelineQueries(Blobs, Results, classes), Webhooks, new ReviewService(Results, Reviews, Blobs, classes), Results,
             new PipelineOptions { Transport = Transports.Memory }, Classifier.Value);
     }
 
     public IWebhookStore Store { get; }
 
     public InMemoryResultStore Results { get; } = new();
+
+    public InMemoryBlobStore Blobs { get; } = new();
+
+    public InMemoryReviewStore Reviews { get; } = new();
 
     public WebhookService Webhooks { get; }
 
@@ -149,11 +154,24 @@ internal sealed class ApiRig : IDisposable
         return new Answer(context.Response.StatusCode, context.Response.ContentType?.Split(';')[0], response.ToArray());
     }
 
-    /// <summary>Calls the function named <paramref name="name"/> (its method's name) with <paramref name="id"/> where its route has one.</summary>
-    public Task<Answer> CallAsync(string name, string method, string? key, string? body = null, string id = "wh_none")
+    /// <summary>
+    /// Calls the function named <paramref name="name"/> (its method's name) with <paramref name="id"/> where its route has
+    /// one, and <paramref name="index"/> where it has a second parameter (a cell's).
+    /// </summary>
+    public Task<Answer> CallAsync(string name, string method, string? key, string? body = null, string id = "wh_none", string index = "0")
     {
         var function = typeof(ApiFunctions).GetMethod(name) ?? throw new ArgumentException($"no function {name}");
-        return CallAsync(r => (Task<IResult>)function.Invoke(Functions, function.GetParameters().Length == 2 ? [r, id] : [r])!, method, key, body);
+        object[] arguments = function.GetParameters().Length switch { 3 => [null!, id, index], 2 => [null!, id], _ => [null!] };
+        return CallAsync(r =>
+        {
+            arguments[0] = r;
+            return function.Invoke(Functions, arguments) switch
+            {
+                Task<IResult> task => task,
+                IResult result => Task.FromResult(result),
+                var other => throw new InvalidOperationException($"{name} returned {other}"),
+            };
+        }, method, key, body);
     }
 
     /// <summary>Subscribes as <paramref name="client"/>; the subscription's id.</summary>

@@ -50,6 +50,10 @@ internal sealed class StaleFirstRead(IResultStore inner, ImageRow stale) : IResu
 
     public Task<bool> TryWriteImageAsync(ImageRow image, CancellationToken cancellationToken) => inner.TryWriteImageAsync(image, cancellationToken);
 
+    public Task<IReadOnlyList<ImageRow>> ListImagesAsync(CancellationToken cancellationToken) => inner.ListImagesAsync(cancellationToken);
+
+    public Task<IReadOnlyList<BatchRow>> ListBatchesAsync(CancellationToken cancellationToken) => inner.ListBatchesAsync(cancellationToken);
+
     public Task<IReadOnlyList<ImageRow>> FindImagesAsync(string status, DateTimeOffset before, CancellationToken cancellationToken) => inner.FindImagesAsync(status, before, cancellationToken);
 
     public Task UpsertCellsAsync(string imageId, IReadOnlyList<CellRow> cells, CancellationToken cancellationToken) => inner.UpsertCellsAsync(imageId, cells, cancellationToken);

@@ -28,9 +28,21 @@ public static class LeukoApi
     public const string WebhookRoute = "webhooks/{id}";
     public const string RotateWebhookSecretRoute = "webhooks/{id}/rotate-secret";
     public const string WebhookDeliveriesRoute = "webhooks/{id}/deliveries";
+    public const string ReviewPageRoute = "review/{file?}";
+    public const string WhoAmIRoute = "whoami";
+    public const string ReviewsRoute = "reviews";
+    public const string ImageReviewRoute = "images/{id}/review";
+    public const string BatchReviewRoute = "batches/{id}/review";
+    public const string CellCropRoute = "images/{id}/cells/{index}/crop";
+    public const string CellClassRoute = "images/{id}/cells/{index}/class";
+    public const string SignOffImageRoute = "images/{id}/sign-off";
+    public const string SignOffBatchRoute = "batches/{id}/sign-off";
 
     /// <summary>Where an image's result is read: <c>/api/images/ID</c> (<c>leuko upload</c> prints it).</summary>
     public static string ImagePath(string id) => $"{Prefix}/images/{id}";
+
+    /// <summary>The review page: <c>/api/review</c>.</summary>
+    public static string ReviewPagePath => $"{Prefix}/review";
 
     /// <summary>Where a batch's progress is read: <c>/api/batches/ID</c>.</summary>
     public static string BatchPath(string id) => $"{Prefix}/batches/{id}";
@@ -47,6 +59,15 @@ public static class LeukoApi
         new("DeleteWebhook", HttpMethods.Delete, WebhookRoute, ApiRoles.Subscribe),
         new("RotateWebhookSecret", HttpMethods.Post, RotateWebhookSecretRoute, ApiRoles.Subscribe),
         new("WebhookDeliveries", HttpMethods.Get, WebhookDeliveriesRoute, ApiRoles.Subscribe),
+        new("ReviewPage", HttpMethods.Get, ReviewPageRoute, null),
+        new("WhoAmI", HttpMethods.Get, WhoAmIRoute, ApiRoles.Read),
+        new("ListReviews", HttpMethods.Get, ReviewsRoute, ApiRoles.Read),
+        new("GetImageReview", HttpMethods.Get, ImageReviewRoute, ApiRoles.Read),
+        new("GetBatchReview", HttpMethods.Get, BatchReviewRoute, ApiRoles.Read),
+        new("GetCellCrop", HttpMethods.Get, CellCropRoute, ApiRoles.Read),
+        new("ReclassifyCell", HttpMethods.Post, CellClassRoute, ApiRoles.Review),
+        new("SignOffImage", HttpMethods.Post, SignOffImageRoute, ApiRoles.Review),
+        new("SignOffBatch", HttpMethods.Post, SignOffBatchRoute, ApiRoles.Review),
     ];
 
     public static IEndpointRouteBuilder MapLeukoApi(this IEndpointRouteBuilder app)
@@ -61,6 +82,15 @@ public static class LeukoApi
         api.MapDelete(WebhookRoute, WebhookApi.DeleteAsync).WithName("DeleteWebhook");
         api.MapPost(RotateWebhookSecretRoute, WebhookApi.RotateSecretAsync).WithName("RotateWebhookSecret");
         api.MapGet(WebhookDeliveriesRoute, WebhookApi.DeliveriesAsync).WithName("WebhookDeliveries");
+        api.MapGet(ReviewPageRoute, ReviewApi.Page).WithName("ReviewPage");
+        api.MapGet(WhoAmIRoute, ReviewApi.WhoAmI).WithName("WhoAmI");
+        api.MapGet(ReviewsRoute, ReviewApi.ListAsync).WithName("ListReviews");
+        api.MapGet(ImageReviewRoute, ReviewApi.GetImageAsync).WithName("GetImageReview");
+        api.MapGet(BatchReviewRoute, ReviewApi.GetBatchAsync).WithName("GetBatchReview");
+        api.MapGet(CellCropRoute, ReviewApi.GetCropAsync).WithName("GetCellCrop");
+        api.MapPost(CellClassRoute, ReviewApi.ReclassifyAsync).WithName("ReclassifyCell");
+        api.MapPost(SignOffImageRoute, ReviewApi.SignOffImageAsync).WithName("SignOffImage");
+        api.MapPost(SignOffBatchRoute, ReviewApi.SignOffBatchAsync).WithName("SignOffBatch");
         return app;
     }
 

@@ -6,6 +6,7 @@ using Leuko.Core.Classification;
 using Leuko.Core.Segmentation;
 using Leuko.Pipeline;
 using Leuko.Pipeline.Messaging;
+using Leuko.Pipeline.Reviews;
 using Leuko.Pipeline.Secrets;
 using Leuko.Pipeline.Stages;
 using Leuko.Pipeline.Storage;
@@ -69,9 +70,11 @@ public static class PipelineServices
         services.AddSingleton<TableWebhookStore>();
         services.AddSingleton<IWebhookStore>(sp => sp.GetRequiredService<TableWebhookStore>());
         services.AddSingleton(sp => new WebhookQueue(CreateTransport(options, options.WebhookQueue, sp)));
-        services.AddSingleton<IPipelineEvents>(sp => new WebhookPublisher(
+        services.AddSingleton(sp => new WebhookPublisher(
             sp.GetRequiredService<IWebhookStore>(), sp.GetRequiredService<WebhookQueue>().Transport, options.PublicApiUrl ?? "http://127.0.0.1:7071/api",
             sp.GetRequiredService<CellClasses>()));
+        services.AddSingleton<IPipelineEvents>(sp => sp.GetRequiredService<WebhookPublisher>());
+        services.AddSingleton<IReviewEvents>(sp => sp.GetRequiredService<WebhookPublisher>());
         services.AddSingleton(sp => new WebhookSender(
             sp.GetRequiredService<IWebhookStore>(), sp.GetRequiredService<WebhookSecrets>(), sp.GetRequiredService<WebhookQueue>().Transport, WebhookSender.CreateHttpClient(webhookOptions), webhookOptions));
         services.AddSingleton(sp => new WebhookService(sp.GetRequiredService<IWebhookStore>(), sp.GetRequiredService<WebhookSecrets>(), webhookOptions));
@@ -87,6 +90,11 @@ public static class PipelineServices
         services.AddSingleton(sp => new PipelineSweeper(sp.GetRequiredService<IResultStore>(), options.StuckAfter, sp.GetRequiredService<IPipelineEvents>()));
         services.AddSingleton(sp => new PipelineQueries(
             sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), sp.GetRequiredService<CellClasses>()));
+        services.AddSingleton<TableReviewStore>();
+        services.AddSingleton<IReviewStore>(sp => sp.GetRequiredService<TableReviewStore>());
+        services.AddSingleton(sp => new ReviewService(
+            sp.GetRequiredService<IResultStore>(), sp.GetRequiredService<IReviewStore>(), sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<CellClasses>(),
+            LeukoApi.Prefix, sp.GetRequiredService<IReviewEvents>()));
         services.AddHostedService<StorageInitializer>();
         services.AddHostedService(sp => new WebhookSecretsInitializer(
             sp.GetRequiredService<WebhookSecrets>(), sp.GetRequiredService<IWebhookStore>(), sp.GetRequiredService<ILogger<WebhookSecretsInitializer>>()));
@@ -120,13 +128,15 @@ public static class PipelineServices
 
     /// <summary>Creates the containers, tables and queues before anything runs.</summary>
     private sealed class StorageInitializer(
-        AzureBlobStore blobs, TableResultStore tables, TableWebhookStore webhooks, IMessageTransport transport, WebhookQueue webhookQueue) : IHostedService
+        AzureBlobStore blobs, TableResultStore tables, TableWebhookStore webhooks, TableReviewStore reviews, IMessageTransport transport, WebhookQueue webhookQueue)
+        : IHostedService
     {
         public async Task StartAsync(CancellationToken cancellationToken)
         {
             await blobs.InitializeAsync(cancellationToken);
             await tables.InitializeAsync(cancellationToken);
             await webhooks.InitializeAsync(cancellationToken);
+            await reviews.InitializeAsync(cancellationToken);
             foreach (var queue in new[] { transport, webhookQueue.Transport }.OfType<StorageQueueTransport>())
             {
                 await queue.InitializeAsync(cancellationToken);

@@ -115,6 +115,17 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
         return response.HasValue ? ImageFrom(response.Value!) : null;
     }
 
+    public async Task<IReadOnlyList<ImageRow>> ListImagesAsync(CancellationToken cancellationToken)
+    {
+        var rows = new List<ImageRow>();
+        await foreach (var e in Table(ImagesTable).QueryAsync<TableEntity>(x => x.RowKey == ImageRowKey, cancellationToken: cancellationToken))
+        {
+            rows.Add(ImageFrom(e));
+        }
+
+        return rows;
+    }
+
     public async Task<IReadOnlyList<ImageRow>> FindImagesAsync(string status, DateTimeOffset before, CancellationToken cancellationToken)
     {
         var rows = new List<ImageRow>();
@@ -256,6 +267,17 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
     {
         var response = await Table(BatchesTable).GetEntityIfExistsAsync<TableEntity>(batchId, BatchRowKey, cancellationToken: cancellationToken);
         return response.HasValue ? BatchFrom(response.Value!) : null;
+    }
+
+    public async Task<IReadOnlyList<BatchRow>> ListBatchesAsync(CancellationToken cancellationToken)
+    {
+        var rows = new List<BatchRow>();
+        await foreach (var e in Table(BatchesTable).QueryAsync<TableEntity>(x => x.RowKey == BatchRowKey, cancellationToken: cancellationToken))
+        {
+            rows.Add(BatchFrom(e));
+        }
+
+        return rows;
     }
 
     public async Task<IReadOnlyList<BatchRow>> FindBatchesAsync(string status, DateTimeOffset before, CancellationToken cancellationToken)

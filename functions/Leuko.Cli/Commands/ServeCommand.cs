@@ -206,6 +206,7 @@ internal static class ServeCommand
             : $"API access: a key is required ({ApiAccess.KeyHeader} header or {ApiAccess.KeyQuery} query); clients: " +
               string.Join(", ", api.Callers.Select(c => $"{c.Name} ({string.Join(",", c.Roles.Order(StringComparer.Ordinal))})")));
         stdout.WriteLine("Upload images to the 'uploads' container or zip archives to 'archives'; read GET /api/images/{id} and /api/batches/{id}. Ctrl+C stops.");
+        stdout.WriteLine($"Review page: {app.Urls.First()}{LeukoApi.ReviewPagePath}");
         try
         {
             await app.WaitForShutdownAsync(cancellationToken);

@@ -131,6 +131,12 @@ public interface IResultStore
     /// <summary>The row, with its <see cref="ImageRow.ETag"/>, or null.</summary>
     Task<ImageRow?> GetImageAsync(string imageId, CancellationToken cancellationToken);
 
+    /// <summary>Every image row (the review list). It reads the whole table: a list for people, not for the pipeline.</summary>
+    Task<IReadOnlyList<ImageRow>> ListImagesAsync(CancellationToken cancellationToken);
+
+    /// <summary>Every batch row (the review list).</summary>
+    Task<IReadOnlyList<BatchRow>> ListBatchesAsync(CancellationToken cancellationToken);
+
     /// <summary>Images with this status last updated before <paramref name="before"/> (the sweeper's question).</summary>
     Task<IReadOnlyList<ImageRow>> FindImagesAsync(string status, DateTimeOffset before, CancellationToken cancellationToken);
 

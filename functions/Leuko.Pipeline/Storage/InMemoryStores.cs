@@ -77,6 +77,12 @@ public sealed class InMemoryResultStore : IResultStore
     public Task<ImageRow?> GetImageAsync(string imageId, CancellationToken cancellationToken) =>
         Task.FromResult(_images.TryGetValue(imageId, out var row) ? row : null);
 
+    public Task<IReadOnlyList<ImageRow>> ListImagesAsync(CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyList<ImageRow>>(_images.Values.OrderBy(r => r.ImageId, StringComparer.Ordinal).ToList());
+
+    public Task<IReadOnlyList<BatchRow>> ListBatchesAsync(CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyList<BatchRow>>(_batches.Values.OrderBy(r => r.BatchId, StringComparer.Ordinal).ToList());
+
     public Task<IReadOnlyList<ImageRow>> FindImagesAsync(string status, DateTimeOffset before, CancellationToken cancellationToken) =>
         Task.FromResult<IReadOnlyList<ImageRow>>(_images.Values.Where(r => r.Status == status && r.Updated < before).ToList());
 

@@ -15,7 +15,13 @@ public static class WebhookEvents
     /// <summary>An archive's batch failed as a whole (refused archive, no images, expansion given up or stuck); its error says why.</summary>
     public const string BatchFailed = "batch.failed";
 
-    public static readonly IReadOnlyList<string> All = [ImageCompleted, ImageFailed, BatchCompleted, BatchFailed];
+    /// <summary>A technologist signed an image off: its reviewed differential, who and when.</summary>
+    public const string ImageReviewed = "image.reviewed";
+
+    /// <summary>A technologist signed a batch off (and with it its images): the batch's reviewed differential, who and when.</summary>
+    public const string BatchReviewed = "batch.reviewed";
+
+    public static readonly IReadOnlyList<string> All = [ImageCompleted, ImageFailed, BatchCompleted, BatchFailed, ImageReviewed, BatchReviewed];
 }
 
 /// <summary>

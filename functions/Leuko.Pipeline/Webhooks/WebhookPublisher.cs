@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Leuko.Pipeline.Messaging;
+using Leuko.Pipeline.Reviews;
 using Leuko.Pipeline.Stages;
 using Leuko.Pipeline.Storage;
 
@@ -20,7 +21,7 @@ public sealed record WebhookDelivery(string SubscriptionId, string WebhookId, st
 /// </summary>
 /// <param name="apiBase">The public base URL of the HTTP API, for the payload's links (e.g. <c>https://app.example/api</c>).</param>
 /// <param name="classes">The model's classes: payloads carry the five-part differential and the other cells apart.</param>
-public sealed class WebhookPublisher(IWebhookStore store, IMessageSender deliveries, string apiBase, CellClasses classes, TimeProvider? time = null) : IPipelineEvents
+public sealed class WebhookPublisher(IWebhookStore store, IMessageSender deliveries, string apiBase, CellClasses classes, TimeProvider? time = null) : IPipelineEvents, IReviewEvents
 {
     private readonly TimeProvider _time = time ?? TimeProvider.System;
 
@@ -76,6 +77,30 @@ public sealed class WebhookPublisher(IWebhookStore store, IMessageSender deliver
             links = new { self = $"{apiBase.TrimEnd('/')}/batches/{batch.BatchId}" },
         };
         await PublishAsync(WebhookEvents.BatchFailed, $"{batch.BatchId}:{batch.Updated.UtcTicks}", data, batch.BatchId, batch.Archive, cancellationToken);
+    }
+
+    public async Task SignedOffAsync(ReviewSignedOff review, CancellationToken cancellationToken)
+    {
+        var image = review.Kind == ReviewState.Image;
+        var totals = review.Totals;
+        var data = new
+        {
+            imageId = image ? review.Id : null,
+            batchId = review.BatchId,
+            source = review.Source,
+            reviewedBy = totals.SignedOffBy,
+            signedOffAt = totals.SignedOffAt,
+            cells = totals.Cells,
+            reclassified = totals.Reclassified,
+            notCells = totals.NotCells,
+            differential = totals.ReviewedDifferential.ToDictionary(d => d.Key, d => d.Value.Count),
+            otherCells = totals.ReviewedOtherCells,
+            automaticDifferential = totals.Differential.ToDictionary(d => d.Key, d => d.Value.Count),
+            automaticOtherCells = totals.OtherCells,
+            links = new { self = $"{apiBase.TrimEnd('/')}/{(image ? "images" : "batches")}/{review.Id}", review = $"{apiBase.TrimEnd('/')}/{(image ? "images" : "batches")}/{review.Id}/review" },
+        };
+        await PublishAsync(image ? WebhookEvents.ImageReviewed : WebhookEvents.BatchReviewed, $"{review.Id}:reviewed:{totals.SignedOffAt?.UtcTicks}", data,
+            review.BatchId, review.Source, cancellationToken);
     }
 
     private async Task PublishAsync(string type, string subject, object data, string? batchId, string source, CancellationToken cancellationToken)
