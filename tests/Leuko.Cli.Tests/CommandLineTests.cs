@@ -138,7 +138,7 @@ public sealed class CommandLineTests
         var root = json.RootElement;
         Assert.Equal(
             ["samples", "unsegmented", "accuracy", "macroPrecision", "macroRecall", "macroF1", "coverage", "acceptedAccuracy",
-             "otherSamples", "otherSilentlyInDifferential", "scoring", "classes", "perClass", "confusion"],
+             "otherSamples", "otherSilentlyInDifferential", "flaggedBy", "scoring", "classes", "perClass", "confusion"],
             root.EnumerateObject().Select(p => p.Name).ToArray());
         int files = Directory.GetFiles(cells, "*", SearchOption.AllDirectories).Count(f => !f.EndsWith(".md", StringComparison.Ordinal));
         Assert.Equal(files, root.GetProperty("samples").GetInt32());
