@@ -61,8 +61,14 @@ public sealed class PipelineOptions
     /// </summary>
     public TimeSpan StuckAfter { get; set; } = TimeSpan.FromHours(1);
 
-    /// <summary>Classification messages handled at once by one host.</summary>
-    public int MaxConcurrentCalls { get; set; } = 2;
+    /// <summary>
+    /// Classification messages handled at once by one host. Their cells are classified together (<see cref="ClassificationStage"/>'s
+    /// batching), in <see cref="ModelCalls"/> model calls at a time: more messages than cores make larger, cheaper batches.
+    /// </summary>
+    public int MaxConcurrentCalls { get; set; } = 8;
+
+    /// <summary>Model calls at once: one per core, at most one per message handled; each gets the cores' share of threads.</summary>
+    public int ModelCalls => Math.Clamp(MaxConcurrentCalls, 1, Environment.ProcessorCount);
 
     /// <summary>How long a storage-queue message stays locked (renewed while it is handled).</summary>
     public TimeSpan QueueVisibilityTimeout { get; set; } = TimeSpan.FromMinutes(1);

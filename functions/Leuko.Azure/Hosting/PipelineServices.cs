@@ -46,7 +46,7 @@ public static class PipelineServices
         services.AddSingleton(sp =>
         {
             // One ONNX Runtime thread per core left to each concurrent call, none spin-waiting: segmentation shares the cores.
-            using var session = LeukocyteClassifier.SessionOptionsFor(options.MaxConcurrentCalls);
+            using var session = LeukocyteClassifier.SessionOptionsFor(options.ModelCalls);
             return LeukocyteClassifier.Load(options.Model ?? LeukocyteClassifier.DefaultModelPath, session);
         });
         services.AddSingleton(new LeukocyteSegmenter());
@@ -83,9 +83,10 @@ public static class PipelineServices
             sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), sp.GetRequiredService<IMessageSender>(),
             sp.GetRequiredService<LeukocyteSegmenter>(), sp.GetRequiredService<LeukocyteClassifier>().Card.Classes,
             events: sp.GetRequiredService<IPipelineEvents>(), scale: options.MicronsPerPixel is { } mpp ? Leuko.Core.Scale.ImageScale.Given(mpp) : null));
+        // As many model calls at once as the session's threads were divided for; the crops of the messages handled meanwhile are batched.
         services.AddSingleton(sp => new ClassificationStage(
             sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), sp.GetRequiredService<LeukocyteClassifier>(), options.MaxAttempts,
-            sp.GetRequiredService<IPipelineEvents>()));
+            sp.GetRequiredService<IPipelineEvents>(), modelCalls: options.ModelCalls));
         services.AddSingleton(sp => new ArchiveStage(sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), events: sp.GetRequiredService<IPipelineEvents>()));
         services.AddSingleton(sp => new PipelineSweeper(sp.GetRequiredService<IResultStore>(), options.StuckAfter, sp.GetRequiredService<IPipelineEvents>()));
         services.AddSingleton(sp => new PipelineQueries(
