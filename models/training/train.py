@@ -20,49 +20,11 @@ from collections import defaultdict
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 import stain
+from dataset import CLASSES, DIFFERENTIAL, OTHER, load_source, log
 from flops import flops
 from model import LeukocyteCnn, layer_counts
-
-# The five-part differential, then the cells a laboratory reports apart from it ("other cells seen"): each kind its own
-# class, so that a report can say which kind was seen.
-DIFFERENTIAL = ["BASOPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
-OTHER = ["IMMATURE_GRANULOCYTE", "ERYTHROBLAST", "PLATELET"]
-CLASSES = DIFFERENTIAL + OTHER
-
-
-def log(*args):
-    print(time.strftime("%H:%M:%S"), *args, flush=True)
-
-
-def load_source(name, crops_dirs, groups_path):
-    """Reads one source's crops (one or more folders): (images uint8 N,S,S,3 RGB; labels; groups; crop names)."""
-    groups = {}
-    if groups_path:
-        with open(groups_path) as f:
-            next(f)
-            for line in f:
-                frame, source = line.rstrip("\n").split("\t")
-                groups[frame] = source
-    images, labels, group_ids, names = [], [], [], []
-    for crops_dir in crops_dirs:
-        with open(os.path.join(crops_dir, "dataset.tsv")) as f:
-            next(f)
-            for line in f:
-                crop, source, label = line.rstrip("\n").split("\t")[:3]
-                label = label.upper()
-                if label not in CLASSES:
-                    continue
-                img = np.asarray(Image.open(os.path.join(crops_dir, crop)).convert("RGB"))
-                images.append(img)
-                labels.append(CLASSES.index(label))
-                group_ids.append(name + ":" + (groups.get(source) or source))
-                names.append(name + ":" + source)
-    log(f"{name}: {len(images)} crops, {len(set(group_ids))} source photographs")
-    return np.stack(images), np.array(labels), group_ids, names
-
 
 def grouped_split(labels, groups, fraction, rng):
     """Validation = `fraction` of each class's source photographs (at least 2), drawn with `rng`."""

@@ -10,7 +10,7 @@ namespace Leuko.Cli.Tests;
 
 /// <summary>
 /// <c>leuko export reviews</c> against Azurite: reviewed cells are written class per folder with dataset.tsv, and the
-/// training script's own loader (<c>models/training/train.py</c>'s <c>load_source</c>) reads them as a source.
+/// training script's own loader (<c>models/training/dataset.py</c>'s <c>load_source</c>, which train.py reads every source with) reads them as a source.
 /// </summary>
 public class ExportReviewsTests
 {
@@ -19,7 +19,7 @@ public class ExportReviewsTests
         ["BASOPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"],
         ["IMMATURE_GRANULOCYTE", "ERYTHROBLAST", "PLATELET"]);
 
-    [TorchFact]
+    [PythonFact]
     public async Task ReviewedCellsAreExportedAsADatasetTheTrainingScriptReads()
     {
         await Azurite.RequireAsync();
@@ -99,14 +99,14 @@ public class ExportReviewsTests
         return id;
     }
 
-    /// <summary>Runs <c>train.load_source('lab', [DIR], None)</c> in models/training and returns its labels.</summary>
+    /// <summary>Runs <c>dataset.load_source('lab', [DIR], None)</c> in models/training and returns its labels.</summary>
     private static async Task<int[]> LoadSourceAsync(string folder)
     {
         var training = RepositoryFolder(Path.Combine("models", "training"));
-        var start = new ProcessStartInfo(TorchFactAttribute.Python)
+        var start = new ProcessStartInfo(PythonFactAttribute.Python)
         {
             WorkingDirectory = training,
-            ArgumentList = { "-c", $"import train; print('labels:', *(int(y) for y in train.load_source('lab', [{Quoted(folder)}], None)[1]))" },
+            ArgumentList = { "-c", $"import dataset; print('labels:', *(int(y) for y in dataset.load_source('lab', [{Quoted(folder)}], None)[1]))" },
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
@@ -114,7 +114,7 @@ public class ExportReviewsTests
         var stdout = python.StandardOutput.ReadToEndAsync();
         var stderr = python.StandardError.ReadToEndAsync();
         await python.WaitForExitAsync();
-        Assert.True(python.ExitCode == 0, $"train.load_source failed: {await stderr}");
+        Assert.True(python.ExitCode == 0, $"dataset.load_source failed: {await stderr}");
         // The loader logs as it goes; the labels are the line this command printed.
         var line = (await stdout).Split('\n').Last(l => l.StartsWith("labels:", StringComparison.Ordinal));
         return line["labels:".Length..].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();

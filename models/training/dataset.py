@@ -1,0 +1,47 @@
+"""The training data: the classes, and a source's crops as `leuko segment --dataset` (or `leuko export reviews`) writes
+them (a folder of class folders and dataset.tsv, whose first three columns are crop, source and class). Needs only
+NumPy and Pillow, so that anything that reads a training source can be tested without PyTorch.
+"""
+import os
+import time
+
+import numpy as np
+from PIL import Image
+
+
+# The five-part differential, then the cells a laboratory reports apart from it ("other cells seen"): each kind its own
+# class, so that a report can say which kind was seen.
+DIFFERENTIAL = ["BASOPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
+OTHER = ["IMMATURE_GRANULOCYTE", "ERYTHROBLAST", "PLATELET"]
+CLASSES = DIFFERENTIAL + OTHER
+
+
+def log(*args):
+    print(time.strftime("%H:%M:%S"), *args, flush=True)
+
+
+def load_source(name, crops_dirs, groups_path):
+    """Reads one source's crops (one or more folders): (images uint8 N,S,S,3 RGB; labels; groups; crop names)."""
+    groups = {}
+    if groups_path:
+        with open(groups_path) as f:
+            next(f)
+            for line in f:
+                frame, source = line.rstrip("\n").split("\t")
+                groups[frame] = source
+    images, labels, group_ids, names = [], [], [], []
+    for crops_dir in crops_dirs:
+        with open(os.path.join(crops_dir, "dataset.tsv")) as f:
+            next(f)
+            for line in f:
+                crop, source, label = line.rstrip("\n").split("\t")[:3]
+                label = label.upper()
+                if label not in CLASSES:
+                    continue
+                img = np.asarray(Image.open(os.path.join(crops_dir, crop)).convert("RGB"))
+                images.append(img)
+                labels.append(CLASSES.index(label))
+                group_ids.append(name + ":" + (groups.get(source) or source))
+                names.append(name + ":" + source)
+    log(f"{name}: {len(images)} crops, {len(set(group_ids))} source photographs")
+    return np.stack(images), np.array(labels), group_ids, names
