@@ -104,8 +104,69 @@ def augment(x, gen):
     return x
 
 
-def to_input(batch_uint8, mean, std, device):
+# Colour normalisation (the card's input.colourNormalisation; Leuko.Core.Classification.ColourNormalisation in C#):
+# None, or the reference white and the reference dark optical density every crop is mapped to.
+COLOUR = None
+COLOUR_METHOD = "white-dark-od"
+COLOUR_REFERENCE = {"white": [0.9, 0.9, 0.9], "darkOpticalDensity": [1.0, 1.6, 0.5], "minGain": 1 / 3, "maxGain": 3.0,
+                    "minLuminance": 24, "minPixels": 100}
+
+
+def colour_normalise(x, ref=COLOUR_REFERENCE):
+    """Maps each crop's lamp and stain onto one reference, by the physics of absorption (Beer-Lambert), so that a cell
+    looks the same to the model from any microscope. x: float (N,3,H,W) RGB in [0,1].
+
+    Pixels are ranked by R+G+B, ties by position (row-major); pixels darker than `minLuminance` (R+G+B, 8-bit: black
+    fill of a rotated frame, never stain) are left out of the statistics. Per crop and channel:
+    - white = the mean of the brightest fifth (plasma and glass: the lamp and the white balance);
+    - each pixel's optical density od = -ln(max(I, 1/255) / white), at least 0;
+    - dark = the mean od of the darkest tenth (nuclear chromatin: how strongly it is stained);
+    - gain = reference dark / dark, clamped to [minGain, maxGain];
+    - out = reference white * exp(-gain * od).
+    A crop with fewer than `minPixels` such pixels is left as it is."""
+    n, _, h, w = x.shape
+    hw = h * w
+    flat = x.reshape(n, 3, hw)
+    lum = torch.round(flat * 255).sum(1)
+    valid = lum >= ref["minLuminance"]
+    key = torch.where(valid, lum, torch.full_like(lum, -1.0))
+    order = torch.sort(key, dim=1, stable=True).indices
+    k = valid.sum(1)
+    rank = torch.arange(hw, device=x.device)[None, :]
+    bright = rank >= (hw - torch.div(k, 5, rounding_mode="floor"))[:, None]
+    dark = (rank >= (hw - k)[:, None]) & (rank < (hw - k + torch.div(k, 10, rounding_mode="floor"))[:, None])
+    ranked = torch.gather(flat, 2, order[:, None, :].expand(n, 3, hw))
+    white = ((ranked * bright[:, None, :]).sum(2) / bright.sum(1).clamp(min=1)[:, None]).clamp(min=1 / 255)
+    od = (-torch.log(flat.clamp(min=1 / 255) / white[:, :, None])).clamp(min=0)
+    ranked_od = torch.gather(od, 2, order[:, None, :].expand(n, 3, hw))
+    dark_od = (ranked_od * dark[:, None, :]).sum(2) / dark.sum(1).clamp(min=1)[:, None]
+    ref_dark = torch.tensor(ref["darkOpticalDensity"], device=x.device)
+    gain = (ref_dark[None, :] / dark_od.clamp(min=1e-6)).clamp(ref["minGain"], ref["maxGain"])
+    out = torch.tensor(ref["white"], device=x.device)[None, :, None] * torch.exp(-od * gain[:, :, None])
+    keep = (k < ref["minPixels"])[:, None, None]
+    return torch.where(keep, flat, out).reshape(n, 3, h, w)
+
+
+def colour_parity(crops, gen):
+    """Crops (uint8 NHWC RGB) and their colour-normalised floats (NCHW), for the C# parity test: the given validation
+    crops, one with a black band (left out of the statistics), one nearly all black (left as it is), one of noise."""
+    size = crops.shape[1]
+    banded = crops[0].copy()
+    banded[: size // 3] = 0
+    dark = np.zeros_like(crops[0])
+    dark[:5, :15] = 200
+    noise = torch.randint(0, 256, crops[0].shape, generator=gen, dtype=torch.int64).numpy().astype(np.uint8)
+    crops = np.concatenate([crops, banded[None], dark[None], noise[None]])
+    x = to_input(crops, None, None, "cpu")[0]
+    return {"shape": list(crops.shape), "rgb": crops.flatten().tolist(), "normalised": [round(float(v), 6) for v in x.flatten()]}
+
+
+def to_input(batch_uint8, mean, std, device, colour=True):
+    """uint8 NHWC crops as the model's float NCHW in [0,1], colour-normalised where the model is (`colour=False`:
+    training, which normalises after augmenting)."""
     x = torch.from_numpy(batch_uint8).to(device).permute(0, 3, 1, 2).float() / 255.0
+    if colour and COLOUR:
+        x = colour_normalise(x)
     return x, (mean, std)
 
 
@@ -335,7 +396,11 @@ def main():
     ap.add_argument("--ema", type=float, default=0.995,
                     help="decay of the exponential moving average of the weights (and batch-norm statistics) that is "
                          "validated and exported; 0 turns it off")
+    ap.add_argument("--colour-normalisation", choices=["none", COLOUR_METHOD], default="none",
+                    help="map every crop's lamp and stain onto one reference before the model (colour_normalise)")
     args = ap.parse_args()
+    global COLOUR
+    COLOUR = args.colour_normalisation != "none"
 
     started = time.time()
     random.seed(args.seed)
@@ -373,8 +438,14 @@ def main():
     stain_domain = stain.fit_domain({n: stain.fingerprints(train_imgs[n]) for n in train_names}, args.stain_quantile)
     val_familiar = {n: stain.distance(stain.fingerprints(val[n][0]), stain_domain) <= 1 for n in train_names}
     log("stain domain: validation unfamiliar " + ", ".join(f"{n} {1 - val_familiar[n].mean():.4f}" for n in train_names))
-    mean = torch.tensor(all_train.reshape(-1, 3).mean(0) / 255.0, dtype=torch.float32, device=device)
-    std = torch.tensor(all_train.reshape(-1, 3).std(0) / 255.0, dtype=torch.float32, device=device)
+    if COLOUR:
+        sample = np.random.default_rng(args.seed).choice(len(all_train), min(5000, len(all_train)), replace=False)
+        pixels = to_input(all_train[sample], None, None, "cpu")[0].permute(0, 2, 3, 1).reshape(-1, 3).double()
+        mean = pixels.mean(0).float().to(device)
+        std = pixels.std(0).float().to(device)
+    else:
+        mean = torch.tensor(all_train.reshape(-1, 3).mean(0) / 255.0, dtype=torch.float32, device=device)
+        std = torch.tensor(all_train.reshape(-1, 3).std(0) / 255.0, dtype=torch.float32, device=device)
     log(f"input {size}x{size} RGB, mean {mean.tolist()}, std {std.tolist()}")
 
     model = LeukocyteCnn(len(CLASSES)).to(device)
@@ -407,8 +478,11 @@ def main():
         total, seen = 0.0, 0
         for i in range(0, len(order), args.batch):
             b = order[i : i + args.batch]
-            x, _ = to_input(imgs[b], mean, std, device)
-            x = normalise(augment(x, gen), mean, std)
+            x, _ = to_input(imgs[b], mean, std, device, colour=False)
+            x = augment(x, gen)
+            if COLOUR:
+                x = colour_normalise(x)
+            x = normalise(x, mean, std)
             y = torch.from_numpy(labels[b]).to(device)
             loss = F.cross_entropy(model(x), y, label_smoothing=0.05)
             opt.zero_grad()
@@ -482,7 +556,7 @@ def main():
         present = sorted(set(labels.tolist()))
         trained = sorted(set(np.concatenate(list(train_labels.values())).tolist()))
         report = {
-            "heldOut": args.hold_out, "trainedOn": train_names, "chosenEpoch": best_epoch, "testTimeAugmentation": "dihedral8" if use_tta else "none",
+            "heldOut": args.hold_out, "trainedOn": train_names, "colourNormalisation": args.colour_normalisation, "chosenEpoch": best_epoch, "testTimeAugmentation": "dihedral8" if use_tta else "none",
             "heldOutAll": metrics(logits, labels),
             # cells of a class no training source has cannot be right; the figure a laboratory can compare is on the classes trained
             "heldOutTrainedClasses": metrics(logits[np.isin(labels, trained)], labels[np.isin(labels, trained)]),
@@ -533,11 +607,14 @@ def main():
     px = torch.cat(parity_inputs)
     with torch.no_grad():
         plogits, pdist = wrapped(px)
+    parity = {"inputShape": list(px.shape), "inputs": px.flatten().tolist(), "logits": plogits.tolist(),
+              "distance": pdist.tolist(), "stain": stain.parity_vectors(
+                  {n: (val[n][0],) for n in train_names}, {n: (None, np.ones(len(val[n][1]), dtype=bool)) for n in train_names},
+                  stain_domain)}
+    if COLOUR:
+        parity["colour"] = colour_parity(np.array(parity["stain"]["rgb"], dtype=np.uint8).reshape(parity["stain"]["shape"]), gen)
     with open(os.path.join(args.out, args.name + ".parity.json"), "w") as f:
-        json.dump({"inputShape": list(px.shape), "inputs": px.flatten().tolist(), "logits": plogits.tolist(),
-                   "distance": pdist.tolist(), "stain": stain.parity_vectors(
-                       {n: (val[n][0],) for n in train_names}, {n: (None, np.ones(len(val[n][1]), dtype=bool)) for n in train_names},
-                       stain_domain)}, f)
+        json.dump(parity, f)
 
     crop_files = []
     scales = {}
@@ -569,6 +646,7 @@ def main():
         "input": {"name": "input", "layout": "NCHW", "width": size, "height": size, "colourOrder": "RGB",
                   "scale": 1 / 255.0, "mean": [round(v, 6) for v in mean.tolist()], "std": [round(v, 6) for v in std.tolist()],
                   "windowMicrons": args.window,
+                  **({"colourNormalisation": {"method": COLOUR_METHOD, **COLOUR_REFERENCE}} if COLOUR else {}),
                   "resize": f"the segmenter's fixed physical window (SegmentationOptions.CropWindow, {args.window:g} µm) around the cell, resized with Crops.Resize (area when shrinking, bilinear when enlarging)"},
         "output": {"name": "logits", "softmaxTemperature": round(temperature, 4), "distance": "distance"},
         "testTimeAugmentation": "dihedral8" if use_tta else "none",

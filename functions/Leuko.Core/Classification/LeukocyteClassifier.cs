@@ -19,6 +19,7 @@ public sealed class LeukocyteClassifier : IDisposable
     private readonly float[] _std;
     private readonly float _scale;
     private readonly bool _rgb;
+    private readonly ColourNormalisation? _colour;
 
     private LeukocyteClassifier(InferenceSession session, ModelCard card)
     {
@@ -28,6 +29,7 @@ public sealed class LeukocyteClassifier : IDisposable
         _mean = card.Input.Mean.Select(v => (float)v).ToArray();
         _std = card.Input.Std.Select(v => (float)v).ToArray();
         _rgb = card.Input.ColourOrder.Equals("RGB", StringComparison.OrdinalIgnoreCase);
+        _colour = card.Input.ColourNormalisation;
     }
 
     public ModelCard Card { get; }
@@ -142,6 +144,15 @@ public sealed class LeukocyteClassifier : IDisposable
             problems.Add("it bounds the feature distance (maxDistance) but names no distance output");
         }
 
+        if (card.Input?.ColourNormalisation?.Problem() is { } colourProblem)
+        {
+            problems.Add(colourProblem);
+        }
+        else if (card.Input?.ColourNormalisation is not null && (!card.Input.ColourOrder.Equals("RGB", StringComparison.OrdinalIgnoreCase) || Math.Abs(card.Input.Scale - (1 / 255.0)) > 1e-9))
+        {
+            problems.Add("a colour-normalised input must be RGB at scale 1/255");
+        }
+
         if (card.StainDomain?.Problem() is { } stainProblem)
         {
             problems.Add(stainProblem);
@@ -245,7 +256,8 @@ public sealed class LeukocyteClassifier : IDisposable
 
     /// <summary>
     /// The model's input for a batch of crops: each resized as training data was (<see cref="Crops.Resize"/>),
-    /// put in the card's colour order, scaled and normalised per channel, NCHW. Where <paramref name="stainDistances"/> is
+    /// colour-normalised where the card says so (<see cref="ColourNormalisation"/>), put in the card's colour order,
+    /// scaled and normalised per channel, NCHW. Where <paramref name="stainDistances"/> is
     /// given, each resized crop's stain distance (<see cref="StainFingerprint"/>, <see cref="ModelCard.StainDomain"/>) is
     /// written into it.
     /// </summary>
@@ -270,6 +282,22 @@ public sealed class LeukocyteClassifier : IDisposable
 
             resized.GetArray(out Vec3b[] pixels);
             int offset = n * 3 * plane;
+            if (_colour is not null)
+            {
+                var planes = tensor.AsSpan(offset, 3 * plane);
+                _colour.Apply(pixels, planes);
+                for (int c = 0; c < 3; c++)
+                {
+                    float mean = _mean[c], std = _std[c];
+                    foreach (ref var v in planes.Slice(c * plane, plane))
+                    {
+                        v = (v - mean) / std;
+                    }
+                }
+
+                continue;
+            }
+
             for (int c = 0; c < 3; c++)
             {
                 int source = _rgb ? 2 - c : c; // OpenCV stores BGR

@@ -51,7 +51,10 @@ public sealed record ModelCard(
         JsonSerializer.Deserialize<ModelCard>(json, Options) ?? throw new JsonException("empty model card");
 }
 
-/// <summary>The model's input tensor: NCHW floats, <c>(pixel * Scale - Mean[c]) / Std[c]</c> in <see cref="ColourOrder"/>.</summary>
+/// <summary>
+/// The model's input tensor: NCHW floats, <c>(pixel * Scale - Mean[c]) / Std[c]</c> in <see cref="ColourOrder"/>, where
+/// pixel * Scale is the crop after <see cref="ColourNormalisation"/> when the card names one.
+/// </summary>
 public sealed record ModelInput(
     string Name,
     string Layout,
@@ -61,7 +64,8 @@ public sealed record ModelInput(
     double Scale,
     IReadOnlyList<double> Mean,
     IReadOnlyList<double> Std,
-    double? WindowMicrons = null);
+    double? WindowMicrons = null,
+    ColourNormalisation? ColourNormalisation = null);
 
 /// <summary>
 /// The model's outputs: raw logits (<see cref="Name"/>), turned into probabilities by a softmax at
