@@ -91,6 +91,41 @@ public sealed class LeukocyteClassifierTests : IDisposable
     }
 
     [Fact]
+    public void The_colour_normalisation_and_the_model_input_match_the_training_script()
+    {
+        using var classifier = LeukocyteClassifier.Load(ModelPath);
+        using var parity = JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "models", "leukocyte-cnn.parity.json")));
+        var normalisation = classifier.Card.Input.ColourNormalisation;
+        Assert.Equal(normalisation is not null, parity.RootElement.TryGetProperty("colour", out var colour));
+        if (normalisation is null)
+        {
+            return; // a model without colour normalisation: Preprocess scales the pixels, as the ONNX parity test covers
+        }
+
+        var shape = colour.GetProperty("shape").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        var rgb = colour.GetProperty("rgb").EnumerateArray().Select(e => e.GetByte()).ToArray();
+        var expected = colour.GetProperty("normalised").EnumerateArray().Select(e => e.GetSingle()).ToArray();
+        int plane = shape[1] * shape[2];
+        for (int i = 0; i < shape[0]; i++)
+        {
+            using var rgbCrop = Mat.FromPixelData(shape[1], shape[2], MatType.CV_8UC3, rgb[(i * plane * 3)..((i + 1) * plane * 3)]);
+            using var bgr = new Mat();
+            Cv2.CvtColor(rgbCrop, bgr, ColorConversionCodes.RGB2BGR);
+            var input = classifier.Preprocess([bgr]);
+            for (int c = 0; c < 3; c++)
+            {
+                float mean = (float)classifier.Card.Input.Mean[c], std = (float)classifier.Card.Input.Std[c];
+                for (int p = 0; p < plane; p++)
+                {
+                    float want = expected[(((i * 3) + c) * plane) + p];
+                    float got = (input[(c * plane) + p] * std) + mean;
+                    Assert.True(Math.Abs(want - got) < 1e-4, $"crop {i}, channel {c}, pixel {p}: Python {want}, C# {got}");
+                }
+            }
+        }
+    }
+
+    [Fact]
     public void A_cell_of_a_stain_unlike_every_training_source_is_flagged_whatever_its_confidence()
     {
         using var classifier = LeukocyteClassifier.Load(ModelPath);
