@@ -201,6 +201,38 @@ def predict_tta(model, images, mean, std, device, batch=128):
     return torch.cat(out) if out else torch.zeros(0, len(CLASSES))
 
 
+# Test-time augmentation only where it can matter: a cell whose single view is this sure keeps that view's answer.
+SURE_GRID = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999]
+
+
+def sure_mask(plain_logits, sure_confidence):
+    """Cells whose single (unrotated) view has a softmax top probability (temperature 1) of at least sure_confidence."""
+    if sure_confidence is None:
+        return torch.zeros(len(plain_logits), dtype=torch.bool)
+    return F.softmax(plain_logits.float(), 1).max(1).values >= sure_confidence
+
+
+def choose_sure_confidence(plain, tta):
+    """The lowest SURE_GRID value at which, on every validation source, each cell the single view is sure of gets the
+    class the 8 views give it (so the policy answers as dihedral8 did on validation, at a fraction of the cost); None
+    when no value does."""
+    for t in SURE_GRID:
+        if all(bool((plain[n].argmax(1)[m] == tta[n].argmax(1)[m]).all()) for n in plain for m in [sure_mask(plain[n], t)]):
+            return t
+    return None
+
+
+def serve_logits(wrapped, images, mean, std, device, tta, sure_confidence):
+    """(logits, distance, single-view mask) as the C# classifier serves them: with test-time augmentation, the mean
+    over the 8 symmetries except for the cells the single view is sure of (sure_confidence), which keep it."""
+    plain, plain_distance = predict_distance(wrapped, images, mean, std, device, False)
+    if not tta:
+        return plain, plain_distance, torch.ones(len(plain), dtype=torch.bool)
+    logits, distance = predict_distance(wrapped, images, mean, std, device, True)
+    sure = sure_mask(plain, sure_confidence)
+    return torch.where(sure[:, None], plain, logits), np.where(sure.numpy(), plain_distance, distance), sure
+
+
 class WithDistance(torch.nn.Module):
     """The classifier plus a second output: each cell's distance to the training cells in the model's feature space,
     the smallest Mahalanobis distance to a class mean under the pooled within-class covariance (Lee et al. 2018),
@@ -517,16 +549,21 @@ def main():
         return (min(acc), float(np.mean(acc)))
     use_tta = selection(tta) > selection(plain)
     log(f"validation without test-time augmentation {selection(plain)}, with {selection(tta)}: {'dihedral8' if use_tta else 'none'}")
+    sure_confidence = choose_sure_confidence(plain, tta) if use_tta else None
+    if use_tta:
+        log(f"a single view is kept where its softmax top probability is at least {sure_confidence}: "
+            + ", ".join(f"{n} {float(sure_mask(plain[n], sure_confidence).float().mean()):.1%} of validation cells" for n in train_names))
     # Feature-space distance to the training cells: fitted on (unaugmented) training crops, at most 3,000 per source.
     fit_idx = {n: np_rng.choice(len(train_imgs[n]), min(3000, len(train_imgs[n])), replace=False) for n in train_names}
     whiten, centres = fit_distance(model, np.concatenate([train_imgs[n][fit_idx[n]] for n in train_names]),
                                    np.concatenate([train_labels[n][fit_idx[n]] for n in train_names]), mean, std, device)
     wrapped = WithDistance(model, whiten.to(device), centres.to(device))
-    val_distance = {n: predict_distance(wrapped, val[n][0], mean, std, device, use_tta)[1] for n in train_names}
+    val_served = {n: serve_logits(wrapped, val[n][0], mean, std, device, use_tta, sure_confidence) for n in train_names}
+    val_distance = {n: val_served[n][1] for n in train_names}
     max_distance = max(float(np.quantile(val_distance[n], 1 - args.distance_quantile)) for n in train_names)
     log(f"feature distance: 95th percentiles " + ", ".join(f"{n} {np.quantile(val_distance[n], 0.95):.3f}" for n in train_names)
         + f"; flagged beyond {max_distance:.3f}")
-    val_logits = tta if use_tta else plain
+    val_logits = {n: val_served[n][0] for n in train_names}
     all_distance = np.concatenate([val_distance[n] for n in train_names])
     all_familiar = np.concatenate([val_familiar[n] for n in train_names])
     all_logits = torch.cat([val_logits[n] for n in train_names])
@@ -547,7 +584,7 @@ def main():
 
     if args.hold_out:
         imgs, labels, _, names = sources[args.hold_out]
-        logits, dist = predict_distance(wrapped, imgs, mean, std, device, use_tta)
+        logits, dist, held_sure = serve_logits(wrapped, imgs, mean, std, device, use_tta, sure_confidence)
         ev = torch.logsumexp(logits, 1).numpy()
         held_probs = F.softmax(logits / temperature, 1)
         held_stain = stain.distance(stain.fingerprints(imgs), stain_domain)
@@ -557,6 +594,7 @@ def main():
         trained = sorted(set(np.concatenate(list(train_labels.values())).tolist()))
         report = {
             "heldOut": args.hold_out, "trainedOn": train_names, "colourNormalisation": args.colour_normalisation, "chosenEpoch": best_epoch, "testTimeAugmentation": "dihedral8" if use_tta else "none",
+            "sureConfidence": sure_confidence, "heldOutSingleView": round(float(held_sure.float().mean()), 4),
             "heldOutAll": metrics(logits, labels),
             # cells of a class no training source has cannot be right; the figure a laboratory can compare is on the classes trained
             "heldOutTrainedClasses": metrics(logits[np.isin(labels, trained)], labels[np.isin(labels, trained)]),
@@ -650,6 +688,8 @@ def main():
                   "resize": f"the segmenter's fixed physical window (SegmentationOptions.CropWindow, {args.window:g} µm) around the cell, resized with Crops.Resize (area when shrinking, bilinear when enlarging)"},
         "output": {"name": "logits", "softmaxTemperature": round(temperature, 4), "distance": "distance"},
         "testTimeAugmentation": "dihedral8" if use_tta else "none",
+        **({"sureConfidence": sure_confidence,
+            "singleViewShare": {n: round(float(val_served[n][2].float().mean()), 4) for n in train_names}} if use_tta else {}),
         "flopsPerView": flops(onnx_path),
         "reviewThreshold": round(threshold, 4),
         "minEvidence": round(min_evidence, 4),

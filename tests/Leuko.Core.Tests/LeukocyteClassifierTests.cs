@@ -125,6 +125,61 @@ public sealed class LeukocyteClassifierTests : IDisposable
         }
     }
 
+    /// <summary>The crops of the committed sample cells (one per image), as the segmenter cuts them.</summary>
+    private static List<Mat> SampleCrops()
+    {
+        var crops = new List<Mat>();
+        foreach (var file in Directory.GetFiles(Path.Combine("samples", "cells"), "*.*", SearchOption.AllDirectories).Where(f => !f.EndsWith(".md", StringComparison.Ordinal)).Order(StringComparer.Ordinal))
+        {
+            using var image = Leuko.Core.Imaging.ImageDecoder.DecodeFile(file);
+            using var result = new Leuko.Core.Segmentation.LeukocyteSegmenter().Segment(image);
+            crops.AddRange(result.Leukocytes.Take(1).Select(l => l.Crop.Clone()));
+        }
+
+        return crops;
+    }
+
+    [Fact]
+    public void With_a_sure_confidence_a_cell_the_single_view_is_sure_of_keeps_it_and_the_others_get_the_eight_views()
+    {
+        var crops = SampleCrops();
+        try
+        {
+            double sure = 0.9;
+            using var dihedral = LeukocyteClassifier.Load(ModelWithCard(card => { card["testTimeAugmentation"] = "dihedral8"; card.Remove("sureConfidence"); }));
+            using var adaptive = LeukocyteClassifier.Load(ModelWithCard(card => { card["testTimeAugmentation"] = "dihedral8"; card["sureConfidence"] = sure; }));
+            var input = dihedral.Preprocess(crops);
+            var (plain, plainDistance) = dihedral.Run(input, crops.Count);
+            var (eight, eightDistance) = dihedral.DihedralMean(input, crops.Count);
+            long before = adaptive.ViewsRun;
+            var (served, servedDistance) = adaptive.Infer(input, crops.Count);
+            int classes = dihedral.Card.Classes.Count, unsure = 0;
+            for (int i = 0; i < crops.Count; i++)
+            {
+                bool isSure = LeukocyteClassifier.Softmax(plain.AsSpan(i * classes, classes), 1).Max() >= sure;
+                unsure += isSure ? 0 : 1;
+                var expected = isSure ? plain : eight;
+                Assert.Equal(expected.AsSpan(i * classes, classes).ToArray(), served.AsSpan(i * classes, classes).ToArray());
+                Assert.Equal((isSure ? plainDistance : eightDistance)![i], servedDistance![i]);
+            }
+
+            // Both kinds occur among the samples, and the views run are one per cell plus eight per unsure cell.
+            Assert.InRange(unsure, 1, crops.Count - 1);
+            Assert.Equal(crops.Count + (8 * unsure), adaptive.ViewsRun - before);
+        }
+        finally
+        {
+            crops.ForEach(c => c.Dispose());
+        }
+    }
+
+    [Fact]
+    public void A_sure_confidence_without_dihedral_averaging_or_outside_0_to_1_is_refused()
+    {
+        Assert.Throws<ModelLoadException>(() => LeukocyteClassifier.Load(ModelWithCard(card => { card["testTimeAugmentation"] = "none"; card["sureConfidence"] = 0.9; })));
+        Assert.Throws<ModelLoadException>(() => LeukocyteClassifier.Load(ModelWithCard(card => { card["testTimeAugmentation"] = "dihedral8"; card["sureConfidence"] = 1.5; })));
+    }
+
     [Fact]
     public void A_cell_of_a_stain_unlike_every_training_source_is_flagged_whatever_its_confidence()
     {

@@ -162,19 +162,21 @@ internal static class BenchCommand
             return;
         }
 
+        long viewsBefore = classifier.ViewsRun;
         var p = StageProfile.Run(files, classifier, new LeukocyteSegmenter(), limit);
+        long views = classifier.ViewsRun - viewsBefore;
         string Ms(double total) => (total / Math.Max(p.Images, 1)).ToString("0.00");
         stdout.WriteLine(
             $"  CPU ms per image by stage, one thread, {p.Images} images ({p.Cells} cells): read {Ms(p.Read)}, decode {Ms(p.Decode)}, " +
             $"scale estimate {Ms(p.Scale)}, segment {Ms(p.Segment)}, crop hand-off {Ms(p.HandOff)}, classify {Ms(p.Classify)}, " +
             $"annotate {Ms(p.Annotate)}; total {Ms(p.Total)}");
-        stdout.WriteLine($"      classify: {Gflops(classifier.Card, p.Cells, p.Classify)} ({p.Classify / Math.Max(p.Cells, 1):0.00} CPU ms per cell, {classifier.Card.ViewsPerCell} views each)");
+        stdout.WriteLine($"      classify: {Gflops(classifier.Card, views, p.Classify)} ({p.Classify / Math.Max(p.Cells, 1):0.00} CPU ms per cell, {views / (double)Math.Max(p.Cells, 1):0.##} views each)");
     }
 
-    /// <summary>The classifier's achieved GFLOP/s over <paramref name="cells"/> cells in <paramref name="milliseconds"/>, from the card's FLOPs per view.</summary>
-    internal static string Gflops(ModelCard card, long cells, double milliseconds) =>
+    /// <summary>The classifier's achieved GFLOP/s over <paramref name="views"/> views run in <paramref name="milliseconds"/>, from the card's FLOPs per view.</summary>
+    internal static string Gflops(ModelCard card, long views, double milliseconds) =>
         card.FlopsPerView is { } flops && milliseconds > 0
-            ? $"{cells * card.ViewsPerCell * (double)flops / (milliseconds * 1e6):0.0} GFLOP/s ({flops / 1e9:0.###} GFLOP per view)"
+            ? $"{views * (double)flops / (milliseconds * 1e6):0.0} GFLOP/s ({flops / 1e9:0.###} GFLOP per view)"
             : "GFLOP/s unknown (the model card gives no flopsPerView: models/training/flops.py writes it)";
 
     private static Command CreateMemory()
@@ -352,6 +354,7 @@ internal static class BenchCommand
             var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
             var clock = Stopwatch.StartNew();
             int classified = 0, next = 0;
+            long viewsBefore = classifier.ViewsRun;
             while (clock.Elapsed.TotalSeconds < seconds)
             {
                 classified += classifier.Classify(batches[next++ % batches.Count]).Count;
@@ -359,7 +362,8 @@ internal static class BenchCommand
 
             stdout.WriteLine(
                 $"  batch {batch,2}: {classified / clock.Elapsed.TotalSeconds,8:0.0} crops/s  ({clock.Elapsed.TotalMilliseconds / (classified / (double)batch):0.00} ms per call), " +
-                Gflops(classifier.Card, classified, clock.Elapsed.TotalMilliseconds) +
+                Gflops(classifier.Card, classifier.ViewsRun - viewsBefore, clock.Elapsed.TotalMilliseconds) +
+                $", {(classifier.ViewsRun - viewsBefore) / (double)classified:0.##} views per crop" +
                 $", process CPU {(Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalMilliseconds / classified:0.00} ms per crop");
         }
 

@@ -158,6 +158,11 @@ public sealed class LeukocyteClassifier : IDisposable
             problems.Add(stainProblem);
         }
 
+        if (card.SureConfidence is double sure && (!card.UsesDihedralAveraging || sure is <= 0 or > 1))
+        {
+            problems.Add("its sureConfidence must be a probability, and is used only with dihedral8 test-time augmentation");
+        }
+
         if (card.ReviewThreshold is < 0 or > 1)
         {
             problems.Add("its review threshold must be a probability");
@@ -204,7 +209,7 @@ public sealed class LeukocyteClassifier : IDisposable
 
         var stain = Card.StainDomain is not null ? new double[crops.Count] : null;
         var input = Preprocess(crops, stain);
-        var (logits, distance) = Card.UsesDihedralAveraging ? DihedralMean(input, crops.Count) : Run(input, crops.Count);
+        var (logits, distance) = Infer(input, crops.Count);
         var results = new CellClassification[crops.Count];
         int classes = Card.Classes.Count;
         for (int i = 0; i < crops.Count; i++)
@@ -324,7 +329,59 @@ public sealed class LeukocyteClassifier : IDisposable
         using var runOptions = new RunOptions();
         string[] names = Card.HasDistance ? [Card.Output.Name, Card.Output.Distance!] : [Card.Output.Name];
         using var outputs = _session.Run(runOptions, [Card.Input.Name], [value], names);
+        Interlocked.Add(ref _viewsRun, batch);
         return (outputs[0].GetTensorDataAsSpan<float>().ToArray(), Card.HasDistance ? outputs[1].GetTensorDataAsSpan<float>().ToArray() : null);
+    }
+
+    /// <summary>Views the model has been run on since it was loaded (each crop once, or once per symmetry it was averaged over).</summary>
+    public long ViewsRun => Interlocked.Read(ref _viewsRun);
+
+    private long _viewsRun;
+
+    /// <summary>
+    /// The logits (and distances) the card's test-time augmentation serves for a preprocessed batch: one view; the mean
+    /// over the 8 symmetries (<see cref="DihedralMean"/>); or, with <see cref="ModelCard.SureConfidence"/>, one view for
+    /// the cells whose single view has a softmax top probability (temperature 1) of at least that, the 8 for the others:
+    /// the training script chose it so that on every validation source each cell kept at one view has the class the 8
+    /// give it.
+    /// </summary>
+    public (float[] Logits, float[]? Distance) Infer(float[] input, int batch)
+    {
+        if (!Card.UsesDihedralAveraging)
+        {
+            return Run(input, batch);
+        }
+
+        if (Card.SureConfidence is not double sure)
+        {
+            return DihedralMean(input, batch);
+        }
+
+        var (logits, distance) = Run(input, batch);
+        int classes = Card.Classes.Count, cell = input.Length / batch;
+        var unsure = Enumerable.Range(0, batch).Where(i => Softmax(logits.AsSpan(i * classes, classes), 1).Max() < sure).ToArray();
+        if (unsure.Length == 0)
+        {
+            return (logits, distance);
+        }
+
+        var subset = new float[unsure.Length * cell];
+        for (int j = 0; j < unsure.Length; j++)
+        {
+            input.AsSpan(unsure[j] * cell, cell).CopyTo(subset.AsSpan(j * cell, cell));
+        }
+
+        var (mean, meanDistance) = DihedralMean(subset, unsure.Length);
+        for (int j = 0; j < unsure.Length; j++)
+        {
+            mean.AsSpan(j * classes, classes).CopyTo(logits.AsSpan(unsure[j] * classes, classes));
+            if (distance is not null)
+            {
+                distance[unsure[j]] = meanDistance![j];
+            }
+        }
+
+        return (logits, distance);
     }
 
     /// <summary>

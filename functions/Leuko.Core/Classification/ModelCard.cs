@@ -22,7 +22,8 @@ public sealed record ModelCard(
     double? MinEvidence = null,
     double? MaxDistance = null,
     long? FlopsPerView = null,
-    StainDomain? StainDomain = null)
+    StainDomain? StainDomain = null,
+    double? SureConfidence = null)
 {
     /// <summary>Whether the model has a second output, each cell's feature-space distance to the training cells.</summary>
     public bool HasDistance => Output.Distance is { Length: > 0 };
@@ -42,7 +43,10 @@ public sealed record ModelCard(
     /// <summary>Whether the model's logits are averaged over the 8 rotations and reflections of each crop.</summary>
     public bool UsesDihedralAveraging => string.Equals(TestTimeAugmentation, Dihedral8, StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>Inferences per cell classified: 8 with dihedral averaging, else 1.</summary>
+    /// <summary>
+    /// Inferences per cell classified at most: 8 with dihedral averaging, else 1. With <see cref="SureConfidence"/> a
+    /// cell the single view is sure of takes one (<see cref="LeukocyteClassifier.ViewsRun"/> counts them).
+    /// </summary>
     public int ViewsPerCell => UsesDihedralAveraging ? 8 : 1;
 
     private static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web);
