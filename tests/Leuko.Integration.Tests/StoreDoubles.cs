@@ -50,6 +50,8 @@ internal sealed class StaleFirstRead(IResultStore inner, ImageRow stale) : IResu
 
     public Task<bool> TryWriteImageAsync(ImageRow image, CancellationToken cancellationToken) => inner.TryWriteImageAsync(image, cancellationToken);
 
+    public Task<string?> WriteImageAsync(ImageRow image, CancellationToken cancellationToken) => inner.WriteImageAsync(image, cancellationToken);
+
     public Task<IReadOnlyList<ImageRow>> ListImagesAsync(CancellationToken cancellationToken) => inner.ListImagesAsync(cancellationToken);
 
     public Task<IReadOnlyList<BatchRow>> ListBatchesAsync(CancellationToken cancellationToken) => inner.ListBatchesAsync(cancellationToken);
@@ -80,7 +82,9 @@ internal sealed class StaleFirstRead(IResultStore inner, ImageRow stale) : IResu
 
     public Task<bool> HasReceiptAsync(string container, string blobName, string etag, CancellationToken cancellationToken) => inner.HasReceiptAsync(container, blobName, etag, cancellationToken);
 
-    public Task AddReceiptAsync(string container, string blobName, string etag, CancellationToken cancellationToken) => inner.AddReceiptAsync(container, blobName, etag, cancellationToken);
+    public Task<IReadOnlyList<BlobVersion>> ListReceiptsAsync(string container, CancellationToken cancellationToken) => inner.ListReceiptsAsync(container, cancellationToken);
+
+    public Task AddReceiptsAsync(string container, IReadOnlyCollection<BlobVersion> blobs, CancellationToken cancellationToken) => inner.AddReceiptsAsync(container, blobs, cancellationToken);
 
     public Task<int> AddFailedAttemptAsync(string container, string blobName, string etag, string error, CancellationToken cancellationToken) =>
         inner.AddFailedAttemptAsync(container, blobName, etag, error, cancellationToken);

@@ -21,9 +21,6 @@ internal static class ServeBenchmark
     /// <summary>Uploads at once: enough to keep a local Azurite busy without making the upload the bottleneck.</summary>
     private const int UploadConcurrency = 8;
 
-    /// <summary>Rows read at once while waiting.</summary>
-    private const int PollConcurrency = 8;
-
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(500);
 
     public static Command Create()
@@ -136,36 +133,25 @@ internal static class ServeBenchmark
         double uploadSeconds = clock.Elapsed.TotalSeconds;
 
         var final = new ImageRow?[files.Count];
-        var pending = Enumerable.Range(0, files.Count).Where(i => ids[i].Length > 0).ToList();
-        var waiting = new Progress("final", pending.Count, stderr);
-        while (pending.Count > 0 && clock.Elapsed < timeout)
+        var index = Enumerable.Range(0, files.Count).Where(i => ids[i].Length > 0).ToDictionary(i => ids[i]);
+        int pending = index.Count;
+        var waiting = new Progress("final", pending, stderr);
+        while (pending > 0 && clock.Elapsed < timeout)
         {
-            // Images finish about in upload order: a round reads rows in that order and stops after a few that are not
-            // final yet, so that waiting costs the storage (on the same cores, for Azurite) a few reads a second, not
-            // one per image. Each image's end is its row's time, so a late read does not lengthen its latency.
-            int notFinal = 0;
-            foreach (var chunk in pending.Chunk(PollConcurrency))
+            // One query a poll for the rows of this run's folder that are final: waiting costs the storage (on the same
+            // cores, for Azurite) a request or two a second, not a read per image. Each image's end is its row's time,
+            // so the polling interval does not lengthen its latency.
+            foreach (var row in await rows.FindFinalImagesAsync(folder + "/", cancellationToken))
             {
-                await Parallel.ForEachAsync(chunk, cancellationToken, async (i, ct) =>
+                if (index.TryGetValue(row.ImageId, out int i) && final[i] is null)
                 {
-                    if (await rows.GetImageAsync(ids[i], ct) is { IsFinal: true } row)
-                    {
-                        final[i] = row;
-                        waiting.Advance();
-                    }
-                    else
-                    {
-                        Interlocked.Increment(ref notFinal);
-                    }
-                });
-                if (notFinal >= PollConcurrency / 2)
-                {
-                    break;
+                    final[i] = row;
+                    pending--;
+                    waiting.Advance();
                 }
             }
 
-            pending.RemoveAll(i => final[i] is not null);
-            if (pending.Count > 0)
+            if (pending > 0)
             {
                 await Task.Delay(PollInterval, cancellationToken);
             }
@@ -194,11 +180,11 @@ internal static class ServeBenchmark
             $"      per image, as the rows record it: segment {(segment.Count > 0 ? segment.Average() : 0):0} ms, " +
             $"classify {(classify.Count > 0 ? classify.Average() : 0):0} ms, {done.Sum(i => final[i]!.Cells)} cells");
 
-        foreach (var i in pending)
+        foreach (var i in index.Values.Where(i => final[i] is null))
         {
             stderr.WriteLine($"not final after {timeout.TotalSeconds:0} s: uploads/{folder}/{files[i].Name} (image {ids[i]})");
         }
 
-        return pending.Count > 0 || failedUploads > 0 ? ExitCodes.SomeFailed : ExitCodes.Success;
+        return pending > 0 || failedUploads > 0 ? ExitCodes.SomeFailed : ExitCodes.Success;
     }
 }
