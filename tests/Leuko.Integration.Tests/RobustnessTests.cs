@@ -245,6 +245,41 @@ public class RobustnessTests
     }
 
     [Fact]
+    public async Task CropsSegmentedInThisProcessAreClassifiedFromMemoryAsTheyWouldBeFromTheirBlobs()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync(watch: false, consume: false);
+        var data = Samples.All().Single(s => s.Name.EndsWith("BloodImage_00010.jpg", StringComparison.Ordinal)).Data;
+        var run = Azurite.Unique("handoff");
+        var blobs = new CountingBlobStore(pipeline.Services.GetRequiredService<IBlobStore>());
+        var classifier = pipeline.Services.GetRequiredService<LeukocyteClassifier>();
+        var cells = new List<IReadOnlyList<CellRow>>();
+        foreach (var (name, handOff) in new[] { ($"{run}/memory.jpg", new CropHandOff()), ($"{run}/storage.jpg", (CropHandOff?)null) })
+        {
+            await PipelineHarness.UploadAsync(Containers.Uploads, name, data);
+            var sent = new InMemoryTransport();
+            var classification = new ClassificationStage(blobs, pipeline.Results, classifier, handOff: handOff);
+            var segmented = await new SegmentationStage(blobs, pipeline.Results, sent, new LeukocyteSegmenter(), classification.Classes, handOff: handOff)
+                .ProcessAsync(name, null, CancellationToken.None);
+            Assert.Equal(handOff is null ? 0 : 2, handOff?.Count ?? 0);
+            blobs.Reads.Clear();
+
+            Assert.Equal(MessageOutcome.Complete, (await classification.HandleAsync(await PipelineHarness.TakeAsync(sent), CancellationToken.None)).Outcome);
+
+            Assert.Equal(handOff is null ? 2 : 0, blobs.Reads.GetValueOrDefault(Containers.Crops)); // the two crops, read back or not
+            Assert.Equal(0, handOff?.Count ?? 0);
+            var row = (await pipeline.Results.GetImageAsync(segmented.ImageId, CancellationToken.None))!;
+            Assert.Equal(ImageStatus.Completed, row.Status);
+            cells.Add(await pipeline.Results.GetCellsAsync(row.ImageId, row.BlobETag!, CancellationToken.None));
+        }
+
+        Assert.Equal(2, cells[0].Count);
+        Assert.Equal(
+            cells[1].Select(c => (c.Index, c.Class, c.Confidence, c.NeedsReview, c.ReviewReason, c.Box)),
+            cells[0].Select(c => (c.Index, c.Class, c.Confidence, c.NeedsReview, c.ReviewReason, c.Box)));
+        Assert.Equal(cells[1].Select(c => c.Probabilities.OrderBy(p => p.Key).ToList()), cells[0].Select(c => c.Probabilities.OrderBy(p => p.Key).ToList()));
+    }
+
+    [Fact]
     public async Task TheSweeperFailsAnImageStuckInClassifyingAndABatchStuckInExpandingOnceWithTheReason()
     {
         await using var pipeline = await PipelineHarness.StartAsync(watch: false, consume: false);

@@ -111,3 +111,26 @@ internal sealed class FailingArchives(IBlobStore inner, string prefix) : IBlobSt
 
     public IAsyncEnumerable<BlobListing> ListAsync(string container, string? prefix, CancellationToken cancellationToken) => inner.ListAsync(container, prefix, cancellationToken);
 }
+
+/// <summary>The real blob store, counting the blobs read from each container.</summary>
+internal sealed class CountingBlobStore(IBlobStore inner) : IBlobStore
+{
+    public ConcurrentDictionary<string, int> Reads { get; } = new();
+
+    public Task<StoredBlob?> GetAsync(string container, string name, CancellationToken cancellationToken)
+    {
+        Reads.AddOrUpdate(container, 1, (_, n) => n + 1);
+        return inner.GetAsync(container, name, cancellationToken);
+    }
+
+    public Task<BlobInfo?> GetInfoAsync(string container, string name, CancellationToken cancellationToken) => inner.GetInfoAsync(container, name, cancellationToken);
+
+    public Task<Stream?> OpenReadAsync(string container, string name, CancellationToken cancellationToken) => inner.OpenReadAsync(container, name, cancellationToken);
+
+    public Task PutAsync(string container, string name, ReadOnlyMemory<byte> content, string contentType, IReadOnlyDictionary<string, string>? metadata,
+        CancellationToken cancellationToken) => inner.PutAsync(container, name, content, contentType, metadata, cancellationToken);
+
+    public Task DeleteAsync(string container, string name, CancellationToken cancellationToken) => inner.DeleteAsync(container, name, cancellationToken);
+
+    public IAsyncEnumerable<BlobListing> ListAsync(string container, string? prefix, CancellationToken cancellationToken) => inner.ListAsync(container, prefix, cancellationToken);
+}

@@ -20,11 +20,12 @@ namespace Leuko.Pipeline.Stages;
 /// once; one that keeps failing is dead-lettered after <paramref name="maxAttempts"/> deliveries; either way its
 /// image is marked failed with the reason.
 /// </summary>
+/// <param name="handOff">Crops segmentation wrote in this process, taken from memory rather than read back (<see cref="CropHandOff"/>).</param>
 /// <param name="modelCalls">Model calls at once: the crops of the images this stage handles concurrently are classified
 /// together (<see cref="CellBatcher"/>), in at most this many calls at a time.</param>
 public sealed class ClassificationStage(
     IBlobStore blobs, IResultStore results, LeukocyteClassifier classifier, int maxAttempts = 5, IPipelineEvents? events = null, TimeProvider? time = null,
-    int modelCalls = 1)
+    int modelCalls = 1, CropHandOff? handOff = null)
 {
     private readonly CellBatcher _batcher = new(classifier, modelCalls);
     private readonly TimeProvider _time = time ?? TimeProvider.System;
@@ -126,9 +127,10 @@ public sealed class ClassificationStage(
             foreach (var cell in manifest.Cells)
             {
                 var (container, name) = Split(cell.Crop);
-                var blob = await blobs.GetAsync(container, name, cancellationToken)
-                           ?? throw new InvalidDataException($"crop '{cell.Crop}' not found");
-                var crop = Cv2.ImDecode(blob.Content.Span, ImreadModes.Color);
+                var content = handOff?.Take(cell.Crop) is { } taken
+                    ? taken
+                    : (await blobs.GetAsync(container, name, cancellationToken))?.Content ?? throw new InvalidDataException($"crop '{cell.Crop}' not found");
+                var crop = Cv2.ImDecode(content.Span, ImreadModes.Color);
                 if (crop.Empty())
                 {
                     crop.Dispose();

@@ -21,12 +21,13 @@ namespace Leuko.Pipeline.Stages;
 /// <param name="cropFormat">How crops are stored, losslessly: <see cref="CropFormat.Png"/> in blob storage (compact, viewable);
 /// <see cref="CropFormat.Bmp"/> in memory, where compressing costs more than it saves (measured: PNG took 3.9 ms of
 /// the local run's 20 ms per field).</param>
+/// <param name="handOff">Where the crops written are kept for classification in this process (<see cref="CropHandOff"/>); null: nowhere.</param>
 /// <param name="scale">The scale of every image (the <c>Leuko:MicronsPerPixel</c> setting, or <c>--microns-per-pixel</c>);
 /// an upload's <see cref="Containers.MicronsPerPixelKey"/> metadata overrides it; null: estimated per image.</param>
 public sealed class SegmentationStage(
     IBlobStore blobs, IResultStore results, IMessageSender sender, LeukocyteSegmenter segmenter, IReadOnlyList<string> classes,
     CropFormat cropFormat = CropFormat.Png, IPipelineEvents? events = null, TimeProvider? time = null, ImageScale? scale = null,
-    int maxInlineManifestBytes = SegmentationStage.MaxInlineManifestBytes)
+    int maxInlineManifestBytes = SegmentationStage.MaxInlineManifestBytes, CropHandOff? handOff = null)
 {
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private readonly IPipelineEvents _events = events ?? NoPipelineEvents.Instance;
@@ -139,6 +140,7 @@ public sealed class SegmentationStage(
                 var crop = $"{folder}{i}{extension}";
                 Cv2.ImEncode(extension, cell.Crop, out var encoded);
                 await blobs.PutAsync(Containers.Crops, crop, encoded, contentType, null, cancellationToken);
+                handOff?.Put($"{Containers.Crops}/{crop}", encoded);
                 entries.Add(new CropEntry(i, new Box(cell.Box.X, cell.Box.Y, cell.Box.Width, cell.Box.Height), cell.Area, Contours.Format(cell.Contour), $"{Containers.Crops}/{crop}"));
             }
 
