@@ -10,7 +10,7 @@ namespace Leuko.Azure.Hosting;
 /// The local host's stand-in for blob triggers (<c>leuko serve</c>): scans <c>archives/</c> and <c>uploads/</c> for
 /// blob versions without a receipt and runs the archive or segmentation stage on each, as a task of its own (at most
 /// <c>parallel</c> at once), so one slow or failing blob never holds up the others. The receipt is written after the
-/// work, so nothing is processed twice across restarts and nothing is lost when the host dies mid-work. A blob whose
+/// work, so nothing is lost when the host dies mid-work (a restart does again only what has no receipt yet). A blob whose
 /// work fails is tried again on a later scan; after <c>maxAttempts</c> failed attempts (counted in the receipts
 /// table) it is given up, as the Functions blob trigger's poison handling gives up: its image or batch is failed
 /// with the reason and the receipt written. The receipts are read once, in one query per container, when the watcher

@@ -38,8 +38,8 @@ public sealed class SegmentationStage(
     /// <summary>
     /// The largest manifest carried in the classification message itself (UTF-8 JSON bytes), saving its blob's write
     /// and read: a Storage Queue message holds 64 KiB, and the storage-queue transport's envelope carries the body in
-    /// base64 (4/3 of it) with the message id and trace context. About 600 bytes a cell: fields of up to ~50 cells go
-    /// in the message, larger ones by a manifest blob. Service Bus (256 KiB on the standard tier) takes either.
+    /// base64 (4/3 of it) with the message id and trace context. About 600 bytes a cell on BCCD fields (more for large cells,
+    /// whose outlines have more points): fields of up to ~50 such cells go in the message, larger manifests by a blob. Service Bus (256 KiB on the standard tier) takes either.
     /// </summary>
     public const int MaxInlineManifestBytes = 32 * 1024;
 
