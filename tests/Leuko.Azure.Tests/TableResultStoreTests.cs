@@ -47,6 +47,54 @@ public class TableResultStoreTests
     }
 
     [Fact]
+    public async Task AWriteGivesTheRowsNewETagWhichTheNextWriterWritesOverWithoutReading()
+    {
+        await Azurite.RequireAsync();
+        var store = new TableResultStore(Azurite.Tables);
+        await store.InitializeAsync(CancellationToken.None);
+        var row = new ImageRow(Azurite.Unique("img"), "uploads/a.jpg", "a.jpg", null, ImageRow.Classifying, null, 640, 480, 1, 0,
+            new Dictionary<string, int>(), null, null, null, null, "\"v1\"", DateTimeOffset.UtcNow);
+
+        var written = await store.WriteImageAsync(row, CancellationToken.None);
+        Assert.NotNull(written);
+        Assert.Equal((await store.GetImageAsync(row.ImageId, CancellationToken.None))!.ETag, written);
+        Assert.Null(await store.WriteImageAsync(row, CancellationToken.None)); // a new row where one exists
+
+        var completed = await store.WriteImageAsync(row with { Status = ImageStatus.Completed, ETag = written }, CancellationToken.None);
+        Assert.NotNull(completed);
+        Assert.NotEqual(written, completed);
+        Assert.Null(await store.WriteImageAsync(row with { Status = ImageStatus.Failed, ETag = written }, CancellationToken.None)); // a version ago
+        Assert.Equal(ImageStatus.Completed, (await store.GetImageAsync(row.ImageId, CancellationToken.None))!.Status);
+    }
+
+    [Fact]
+    public async Task ReceiptsWrittenTogetherAreListedInOneQueryAndFailedAttemptsAreNot()
+    {
+        await Azurite.RequireAsync();
+        var store = new TableResultStore(Azurite.Tables);
+        await store.InitializeAsync(CancellationToken.None);
+        var container = Azurite.Unique("container"); // the receipts' partition: a container of this test's own
+        var blobs = Enumerable.Range(0, 250).Select(i => new BlobVersion($"run/{i:D3}.jpg", $"0x{i:X}")).ToList(); // three transactions
+
+        // A name twice (a blob replaced before its receipts were written): the later version is the one recorded.
+        await store.AddReceiptsAsync(container, [.. blobs, new BlobVersion("run/000.jpg", "0xNEW")], CancellationToken.None);
+        Assert.Equal(1, await store.AddFailedAttemptAsync(container, "run/failing.jpg", "0x1", "the store answered 500", CancellationToken.None));
+
+        var listed = await store.ListReceiptsAsync(container, CancellationToken.None);
+        Assert.Equal(
+            [new BlobVersion("run/000.jpg", "0xNEW"), .. blobs.Skip(1)],
+            listed.OrderBy(b => b.Name, StringComparer.Ordinal));
+        Assert.True(await store.HasReceiptAsync(container, "run/000.jpg", "0xNEW", CancellationToken.None));
+        Assert.False(await store.HasReceiptAsync(container, "run/000.jpg", "0x0", CancellationToken.None));
+        Assert.False(await store.HasReceiptAsync(container, "run/failing.jpg", "0x1", CancellationToken.None));
+        Assert.Empty(await store.ListReceiptsAsync(Azurite.Unique("container"), CancellationToken.None));
+
+        // A receipt after failed attempts: handled, and listed.
+        await store.AddReceiptsAsync(container, [new BlobVersion("run/failing.jpg", "0x1")], CancellationToken.None);
+        Assert.Contains(new BlobVersion("run/failing.jpg", "0x1"), await store.ListReceiptsAsync(container, CancellationToken.None));
+    }
+
+    [Fact]
     public async Task TextLongerThanAPropertyHoldsIsCutSayingSoAndTheRowIsWritten()
     {
         await Azurite.RequireAsync();

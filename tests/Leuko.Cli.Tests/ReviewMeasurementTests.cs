@@ -125,7 +125,7 @@ public class ReviewMeasurementTests(ITestOutputHelper output)
             await results.TryWriteImageAsync(new ImageRow(id, $"archives/{name}.zip!{i:D3}.jpg", upload, batchId, ImageStatus.Completed, null, image.Width, image.Height,
                 cells.Count, cells.Count(c => c.NeedsReview), counts, "seeded", 1, 1, null, etag, DateTimeOffset.UtcNow, new ScaleRecord(0.12, "estimated", 50), 1), ct);
             await results.UpsertBatchMemberAsync(new BatchMemberRow(batchId, id, $"archives/{name}.zip!{i:D3}.jpg", ImageStatus.Completed, null, counts), ct);
-            await results.AddReceiptAsync(Containers.Uploads, upload, etag, ct);
+            await results.AddReceiptsAsync(Containers.Uploads, [new BlobVersion(upload, etag)], ct);
         });
         await results.TryWriteBatchAsync(new BatchRow(batchId, $"archives/{name}.zip", BatchRow.Completed, null, Images, 0, 0, DateTimeOffset.UtcNow), default);
         return batchId;

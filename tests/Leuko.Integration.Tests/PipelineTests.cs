@@ -222,7 +222,10 @@ public class PipelineTests
         await using var pipeline = await PipelineHarness.StartAsync(maxAttempts: 2, watch: false);
         var name = $"{Azurite.Unique("poison")}/field.jpg";
         await PipelineHarness.UploadAsync(Containers.Uploads, name, Samples.All()[0].Data);
-        var segmentation = pipeline.Services.GetRequiredService<SegmentationStage>();
+        // Segmented as another replica would (no crops handed over in this process), so classification reads the crop's blob.
+        var classes = pipeline.Services.GetRequiredService<LeukocyteClassifier>().Card.Classes;
+        var segmentation = new SegmentationStage(
+            pipeline.Services.GetRequiredService<IBlobStore>(), pipeline.Results, pipeline.Services.GetRequiredService<IMessageSender>(), new LeukocyteSegmenter(), classes);
         var row = await segmentation.ProcessAsync(name, null, CancellationToken.None);
         Assert.Equal(ImageRow.Classifying, row.Status);
 

@@ -1,8 +1,10 @@
 using System.IO.Compression;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using Azure.Data.Tables;
 using Leuko.Azure.Hosting;
 using Leuko.Azure.Storage;
+using Leuko.Core.Classification;
 using Leuko.Core.Segmentation;
 using Leuko.Pipeline;
 using Leuko.Pipeline.Messaging;
@@ -105,7 +107,7 @@ public class RobustnessTests
         Assert.Single(view!.Cells);
         var folder = PipelineIds.CropFolder(imageId, second.BlobETag!);
         await EventuallyAsync(async () => (await PipelineHarness.CellEntitiesAsync(imageId)).Select(c => c.GetString("BlobETag")).SequenceEqual([second.BlobETag]) &&
-                                          (await CropsAsync(imageId)).SequenceEqual([$"{folder}0.png", $"{folder}manifest.json"]),
+                                          (await CropsAsync(imageId)).SequenceEqual([$"{folder}0.png"]),
             "only the second version's cell and crop");
 
         var third = await UploadAndWaitAsync(pipeline, name, "not a photograph"u8.ToArray());
@@ -164,6 +166,117 @@ public class RobustnessTests
         Assert.Equal(ImageStatus.Completed, answer.Status);
         Assert.Equal(ImageStatus.Completed, (await pipeline.Results.GetImageAsync(classifying.ImageId, CancellationToken.None))!.Status);
         Assert.Equal(0, replayed.Pending);
+    }
+
+    [Fact]
+    public async Task AnUploadEventReplayedBeforeClassificationLeavesOneFinalRowItsCellsOnceAndOneAnnouncement()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync(watch: false, consume: false);
+        var name = $"{Azurite.Unique("twice")}/field.jpg";
+        var imageId = PipelineIds.Image(name);
+        await PipelineHarness.UploadAsync(Containers.Uploads, name, Samples.All().Single(s => s.Name.EndsWith("BloodImage_00010.jpg", StringComparison.Ordinal)).Data);
+        var blobs = pipeline.Services.GetRequiredService<IBlobStore>();
+        var events = new RecordingEvents();
+        var classification = new ClassificationStage(blobs, pipeline.Results, pipeline.Services.GetRequiredService<LeukocyteClassifier>(), events: events);
+
+        // Segmented twice before anything is classified (a replayed upload event): the replay rewrites the row, so the
+        // first message's row ETag is no longer the row's when it is handled.
+        var first = new InMemoryTransport();
+        await new SegmentationStage(blobs, pipeline.Results, first, new LeukocyteSegmenter(), classification.Classes).ProcessAsync(name, null, CancellationToken.None);
+        var second = new InMemoryTransport();
+        await new SegmentationStage(blobs, pipeline.Results, second, new LeukocyteSegmenter(), classification.Classes).ProcessAsync(name, null, CancellationToken.None);
+        var messages = new[] { await PipelineHarness.TakeAsync(first), await PipelineHarness.TakeAsync(second) };
+        var bodies = messages.Select(m => JsonSerializer.Deserialize<ClassificationMessage>(m.Body.Span, PipelineJson.Options)!).ToList();
+        Assert.All(bodies, b => Assert.Equal(2, b.Contents?.Cells.Count)); // the manifest in the message
+        Assert.NotEqual(bodies[0].RowETag, bodies[1].RowETag);
+        Assert.Equal(bodies[1].RowETag, (await pipeline.Results.GetImageAsync(imageId, CancellationToken.None))!.ETag);
+
+        Assert.Equal(MessageOutcome.Complete, (await classification.HandleAsync(messages[0], CancellationToken.None)).Outcome);
+        var row = (await pipeline.Results.GetImageAsync(imageId, CancellationToken.None))!;
+        Assert.Equal(ImageStatus.Completed, row.Status);
+        Assert.Equal(MessageOutcome.Complete, (await classification.HandleAsync(messages[1], CancellationToken.None)).Outcome);
+
+        Assert.Equal(row.ETag, (await pipeline.Results.GetImageAsync(imageId, CancellationToken.None))!.ETag); // not written again
+        Assert.Equal([(WebhookEvents.ImageCompleted, imageId, null)], events.Of(imageId));
+        var cells = await PipelineHarness.CellEntitiesAsync(imageId);
+        Assert.Equal([0, 1], cells.Select(c => c.GetInt32("Index")!.Value).Order());
+        var folder = PipelineIds.CropFolder(imageId, row.BlobETag!);
+        Assert.Equal([$"{folder}0.png", $"{folder}1.png"], await CropsAsync(imageId)); // crops only: no manifest blob
+    }
+
+    [Fact]
+    public async Task AManifestTooLargeForTheMessageGoesAsABlobAndClassifiesAsOneInTheMessage()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync(watch: false, consume: false);
+        var data = Samples.All().Single(s => s.Name.EndsWith("BloodImage_00010.jpg", StringComparison.Ordinal)).Data;
+        var run = Azurite.Unique("large");
+        var blobs = pipeline.Services.GetRequiredService<IBlobStore>();
+        var classification = pipeline.Services.GetRequiredService<ClassificationStage>();
+        var rows = new List<ImageRow>();
+        foreach (var (name, limit) in new[] { ($"{run}/inline.jpg", SegmentationStage.MaxInlineManifestBytes), ($"{run}/blob.jpg", 0) })
+        {
+            await PipelineHarness.UploadAsync(Containers.Uploads, name, data);
+            var sent = new InMemoryTransport();
+            var segmentation = new SegmentationStage(blobs, pipeline.Results, sent, new LeukocyteSegmenter(), classification.Classes, maxInlineManifestBytes: limit);
+            var classifying = await segmentation.ProcessAsync(name, null, CancellationToken.None);
+            var message = await PipelineHarness.TakeAsync(sent);
+            var body = JsonSerializer.Deserialize<ClassificationMessage>(message.Body.Span, PipelineJson.Options)!;
+            var folder = PipelineIds.CropFolder(classifying.ImageId, classifying.BlobETag!);
+            Assert.Equal(limit == 0 ? [$"{folder}0.png", $"{folder}1.png", $"{folder}manifest.json"] : [$"{folder}0.png", $"{folder}1.png"],
+                await CropsAsync(classifying.ImageId));
+            Assert.Equal(limit == 0, body.Contents is null);
+            Assert.Equal(PipelineIds.Manifest(classifying.ImageId, classifying.BlobETag!), body.Manifest);
+
+            Assert.Equal(MessageOutcome.Complete, (await classification.HandleAsync(message, CancellationToken.None)).Outcome);
+            rows.Add((await pipeline.Results.GetImageAsync(classifying.ImageId, CancellationToken.None))!);
+        }
+
+        Assert.All(rows, r => Assert.Equal(ImageStatus.Completed, r.Status));
+        var cells = new List<IReadOnlyList<CellRow>>();
+        foreach (var row in rows)
+        {
+            cells.Add(await pipeline.Results.GetCellsAsync(row.ImageId, row.BlobETag!, CancellationToken.None));
+        }
+
+        Assert.Equal(2, cells[0].Count);
+        Assert.Equal(
+            cells[0].Select(c => (c.Index, c.Class, c.Confidence, c.Box, c.Area, c.Contour, c.ReviewReason)),
+            cells[1].Select(c => (c.Index, c.Class, c.Confidence, c.Box, c.Area, c.Contour, c.ReviewReason)));
+    }
+
+    [Fact]
+    public async Task CropsSegmentedInThisProcessAreClassifiedFromMemoryAsTheyWouldBeFromTheirBlobs()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync(watch: false, consume: false);
+        var data = Samples.All().Single(s => s.Name.EndsWith("BloodImage_00010.jpg", StringComparison.Ordinal)).Data;
+        var run = Azurite.Unique("handoff");
+        var blobs = new CountingBlobStore(pipeline.Services.GetRequiredService<IBlobStore>());
+        var classifier = pipeline.Services.GetRequiredService<LeukocyteClassifier>();
+        var cells = new List<IReadOnlyList<CellRow>>();
+        foreach (var (name, handOff) in new[] { ($"{run}/memory.jpg", new CropHandOff()), ($"{run}/storage.jpg", (CropHandOff?)null) })
+        {
+            await PipelineHarness.UploadAsync(Containers.Uploads, name, data);
+            var sent = new InMemoryTransport();
+            var classification = new ClassificationStage(blobs, pipeline.Results, classifier, handOff: handOff);
+            var segmented = await new SegmentationStage(blobs, pipeline.Results, sent, new LeukocyteSegmenter(), classification.Classes, handOff: handOff)
+                .ProcessAsync(name, null, CancellationToken.None);
+            Assert.Equal(handOff is null ? 0 : 2, handOff?.Count ?? 0);
+            blobs.Reads.Clear();
+
+            Assert.Equal(MessageOutcome.Complete, (await classification.HandleAsync(await PipelineHarness.TakeAsync(sent), CancellationToken.None)).Outcome);
+
+            Assert.Equal(handOff is null ? 2 : 0, blobs.Reads.GetValueOrDefault(Containers.Crops)); // the two crops, read back or not
+            Assert.Equal(0, handOff?.Count ?? 0);
+            var row = (await pipeline.Results.GetImageAsync(segmented.ImageId, CancellationToken.None))!;
+            Assert.Equal(ImageStatus.Completed, row.Status);
+            cells.Add(await pipeline.Results.GetCellsAsync(row.ImageId, row.BlobETag!, CancellationToken.None));
+        }
+
+        Assert.Equal(2, cells[0].Count);
+        Assert.Equal(
+            cells[1].Select(c => (c.Index, c.Class, c.Confidence, c.NeedsReview, c.ReviewReason, c.Box)),
+            cells[0].Select(c => (c.Index, c.Class, c.Confidence, c.NeedsReview, c.ReviewReason, c.Box)));
+        Assert.Equal(cells[1].Select(c => c.Probabilities.OrderBy(p => p.Key).ToList()), cells[0].Select(c => c.Probabilities.OrderBy(p => p.Key).ToList()));
     }
 
     [Fact]

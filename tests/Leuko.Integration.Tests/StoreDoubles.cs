@@ -50,6 +50,8 @@ internal sealed class StaleFirstRead(IResultStore inner, ImageRow stale) : IResu
 
     public Task<bool> TryWriteImageAsync(ImageRow image, CancellationToken cancellationToken) => inner.TryWriteImageAsync(image, cancellationToken);
 
+    public Task<string?> WriteImageAsync(ImageRow image, CancellationToken cancellationToken) => inner.WriteImageAsync(image, cancellationToken);
+
     public Task<IReadOnlyList<ImageRow>> ListImagesAsync(CancellationToken cancellationToken) => inner.ListImagesAsync(cancellationToken);
 
     public Task<IReadOnlyList<BatchRow>> ListBatchesAsync(CancellationToken cancellationToken) => inner.ListBatchesAsync(cancellationToken);
@@ -80,7 +82,9 @@ internal sealed class StaleFirstRead(IResultStore inner, ImageRow stale) : IResu
 
     public Task<bool> HasReceiptAsync(string container, string blobName, string etag, CancellationToken cancellationToken) => inner.HasReceiptAsync(container, blobName, etag, cancellationToken);
 
-    public Task AddReceiptAsync(string container, string blobName, string etag, CancellationToken cancellationToken) => inner.AddReceiptAsync(container, blobName, etag, cancellationToken);
+    public Task<IReadOnlyList<BlobVersion>> ListReceiptsAsync(string container, CancellationToken cancellationToken) => inner.ListReceiptsAsync(container, cancellationToken);
+
+    public Task AddReceiptsAsync(string container, IReadOnlyCollection<BlobVersion> blobs, CancellationToken cancellationToken) => inner.AddReceiptsAsync(container, blobs, cancellationToken);
 
     public Task<int> AddFailedAttemptAsync(string container, string blobName, string etag, string error, CancellationToken cancellationToken) =>
         inner.AddFailedAttemptAsync(container, blobName, etag, error, cancellationToken);
@@ -102,6 +106,29 @@ internal sealed class FailingArchives(IBlobStore inner, string prefix) : IBlobSt
 
     public Task PutAsync(string container, string name, ReadOnlyMemory<byte> content, string contentType, IReadOnlyDictionary<string, string>? metadata, CancellationToken cancellationToken) =>
         inner.PutAsync(container, name, content, contentType, metadata, cancellationToken);
+
+    public Task DeleteAsync(string container, string name, CancellationToken cancellationToken) => inner.DeleteAsync(container, name, cancellationToken);
+
+    public IAsyncEnumerable<BlobListing> ListAsync(string container, string? prefix, CancellationToken cancellationToken) => inner.ListAsync(container, prefix, cancellationToken);
+}
+
+/// <summary>The real blob store, counting the blobs read from each container.</summary>
+internal sealed class CountingBlobStore(IBlobStore inner) : IBlobStore
+{
+    public ConcurrentDictionary<string, int> Reads { get; } = new();
+
+    public Task<StoredBlob?> GetAsync(string container, string name, CancellationToken cancellationToken)
+    {
+        Reads.AddOrUpdate(container, 1, (_, n) => n + 1);
+        return inner.GetAsync(container, name, cancellationToken);
+    }
+
+    public Task<BlobInfo?> GetInfoAsync(string container, string name, CancellationToken cancellationToken) => inner.GetInfoAsync(container, name, cancellationToken);
+
+    public Task<Stream?> OpenReadAsync(string container, string name, CancellationToken cancellationToken) => inner.OpenReadAsync(container, name, cancellationToken);
+
+    public Task PutAsync(string container, string name, ReadOnlyMemory<byte> content, string contentType, IReadOnlyDictionary<string, string>? metadata,
+        CancellationToken cancellationToken) => inner.PutAsync(container, name, content, contentType, metadata, cancellationToken);
 
     public Task DeleteAsync(string container, string name, CancellationToken cancellationToken) => inner.DeleteAsync(container, name, cancellationToken);
 

@@ -52,6 +52,63 @@ public sealed class WebhookDeliveryTests
         new Dictionary<string, int> { ["EOSINOPHIL"] = 0, ["LYMPHOCYTE"] = 1, ["MONOCYTE"] = 0, ["NEUTROPHIL"] = 1 },
         "v1", 10, 3, null, "\"etag\"", DateTimeOffset.UtcNow);
 
+    /// <summary>The in-memory store, counting subscription reads and holding each read's answer until released.</summary>
+    private sealed class HeldReads(InMemoryWebhookStore inner) : IWebhookStore
+    {
+        public int Reads;
+
+        public TaskCompletionSource Release { get; set; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource Reading { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public async Task<IReadOnlyList<WebhookSubscription>> ListAsync(CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref Reads);
+            var answer = await inner.ListAsync(cancellationToken); // read now, answered once released
+            Reading.TrySetResult();
+            await Release.Task;
+            return answer;
+        }
+
+        public Task CreateAsync(WebhookSubscription subscription, CancellationToken cancellationToken) => inner.CreateAsync(subscription, cancellationToken);
+
+        public Task<bool> TryUpdateAsync(WebhookSubscription subscription, CancellationToken cancellationToken) => inner.TryUpdateAsync(subscription, cancellationToken);
+
+        public Task<WebhookSubscription?> GetAsync(string id, CancellationToken cancellationToken) => inner.GetAsync(id, cancellationToken);
+
+        public Task<IReadOnlyList<WebhookSubscription>> ListByOwnerAsync(string owner, CancellationToken cancellationToken) => inner.ListByOwnerAsync(owner, cancellationToken);
+
+        public Task<bool> DeleteAsync(string id, CancellationToken cancellationToken) => inner.DeleteAsync(id, cancellationToken);
+
+        public Task AddAttemptAsync(WebhookAttempt attempt, CancellationToken cancellationToken) => inner.AddAttemptAsync(attempt, cancellationToken);
+
+        public Task<IReadOnlyList<WebhookAttempt>> GetAttemptsAsync(string subscriptionId, int max, CancellationToken cancellationToken) =>
+            inner.GetAttemptsAsync(subscriptionId, max, cancellationToken);
+    }
+
+    [Fact]
+    public async Task EventsFinalWhileSubscriptionsAreReadShareTheNextReadAndASubscriptionMadeBeforeAnEventGetsIt()
+    {
+        var rig = new Rig(Fast);
+        var store = new HeldReads(rig.Store);
+        var publisher = new WebhookPublisher(store, rig.Queue, "http://127.0.0.1:7071/api", Classes);
+
+        // An event's read is under way (no subscriptions yet) when a subscription is made and two more images are final.
+        var first = publisher.ImageFinalAsync(Completed("img1"), CancellationToken.None);
+        await store.Reading.Task;
+        await rig.Service.CreateAsync(new WebhookRequest("http://127.0.0.1:9/hook", [WebhookEvents.ImageCompleted], null, null), Lims, CancellationToken.None);
+        var later = new[] { publisher.ImageFinalAsync(Completed("img2"), CancellationToken.None), publisher.ImageFinalAsync(Completed("img3"), CancellationToken.None) };
+        var released = store.Release;
+        store.Release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        store.Release.SetResult();
+        released.SetResult();
+        await first;
+        await Task.WhenAll(later);
+
+        Assert.Equal(2, store.Reads); // the first event's, and one for both later ones
+        Assert.Equal(2, rig.Queue.Pending); // the subscription gets the two events final after it was made, not the first
+    }
+
     [Fact]
     public async Task ADeliveryIsSignedPerTheStandardAndCarriesAThinPayload()
     {

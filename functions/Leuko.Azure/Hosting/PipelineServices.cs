@@ -79,14 +79,17 @@ public static class PipelineServices
             sp.GetRequiredService<IWebhookStore>(), sp.GetRequiredService<WebhookSecrets>(), sp.GetRequiredService<WebhookQueue>().Transport, WebhookSender.CreateHttpClient(webhookOptions), webhookOptions));
         services.AddSingleton(sp => new WebhookService(sp.GetRequiredService<IWebhookStore>(), sp.GetRequiredService<WebhookSecrets>(), webhookOptions));
 
+        // Both stages run in this process: classification takes the crops segmentation wrote from memory.
+        services.AddSingleton(new CropHandOff());
         services.AddSingleton(sp => new SegmentationStage(
             sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), sp.GetRequiredService<IMessageSender>(),
             sp.GetRequiredService<LeukocyteSegmenter>(), sp.GetRequiredService<LeukocyteClassifier>().Card.Classes,
-            events: sp.GetRequiredService<IPipelineEvents>(), scale: options.MicronsPerPixel is { } mpp ? Leuko.Core.Scale.ImageScale.Given(mpp) : null));
+            events: sp.GetRequiredService<IPipelineEvents>(), scale: options.MicronsPerPixel is { } mpp ? Leuko.Core.Scale.ImageScale.Given(mpp) : null,
+            handOff: sp.GetRequiredService<CropHandOff>()));
         // As many model calls at once as the session's threads were divided for; the crops of the messages handled meanwhile are batched.
         services.AddSingleton(sp => new ClassificationStage(
             sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), sp.GetRequiredService<LeukocyteClassifier>(), options.MaxAttempts,
-            sp.GetRequiredService<IPipelineEvents>(), modelCalls: options.ModelCalls));
+            sp.GetRequiredService<IPipelineEvents>(), modelCalls: options.ModelCalls, handOff: sp.GetRequiredService<CropHandOff>()));
         services.AddSingleton(sp => new ArchiveStage(sp.GetRequiredService<IBlobStore>(), sp.GetRequiredService<IResultStore>(), events: sp.GetRequiredService<IPipelineEvents>()));
         services.AddSingleton(sp => new PipelineSweeper(sp.GetRequiredService<IResultStore>(), options.StuckAfter, sp.GetRequiredService<IPipelineEvents>()));
         services.AddSingleton(sp => new PipelineQueries(

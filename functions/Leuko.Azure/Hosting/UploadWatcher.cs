@@ -10,12 +10,14 @@ namespace Leuko.Azure.Hosting;
 /// The local host's stand-in for blob triggers (<c>leuko serve</c>): scans <c>archives/</c> and <c>uploads/</c> for
 /// blob versions without a receipt and runs the archive or segmentation stage on each, as a task of its own (at most
 /// <c>parallel</c> at once), so one slow or failing blob never holds up the others. The receipt is written after the
-/// work, so nothing is processed twice across restarts and nothing is lost when the host dies mid-work. A blob whose
+/// work, so nothing is lost when the host dies mid-work (a restart does again only what has no receipt yet). A blob whose
 /// work fails is tried again on a later scan; after <c>maxAttempts</c> failed attempts (counted in the receipts
 /// table) it is given up, as the Functions blob trigger's poison handling gives up: its image or batch is failed
-/// with the reason and the receipt written. The blob versions known to have a receipt are remembered, so each scan
-/// reads the receipts table only for versions it has not seen done: a container of N finished blobs costs a listing
-/// per scan, not N table reads (about 150 bytes of memory per blob in the containers).
+/// with the reason and the receipt written. The receipts are read once, in one query per container, when the watcher
+/// starts; from then on it knows every version done (about 150 bytes of memory per blob in the containers), so a scan
+/// costs a listing and no table reads, and a version it has not seen done is new. Receipts are written together,
+/// one request for all the versions finished since the last (at each scan, about a second apart while there is work):
+/// a host killed in between does those versions again on restart, which the stages' idempotence makes harmless.
 /// </summary>
 public sealed class UploadWatcher(
     IBlobStore blobs, IResultStore results, SegmentationStage segmentation, ArchiveStage archives, ILogger<UploadWatcher> logger,
@@ -26,6 +28,8 @@ public sealed class UploadWatcher(
     private readonly Dictionary<(string Container, string Name, string ETag), Task> _running = [];
     private readonly HashSet<(string Container, string Name, string ETag)> _done = [];
     private readonly Lock _doneLock = new();
+    private List<(string Container, BlobVersion Blob)> _receipts = [];
+    private bool _receiptsRead;
     private int _waiting;
 
     /// <summary>A scan's time is at most 1 in this many of the watcher's: the rest it waits.</summary>
@@ -40,6 +44,7 @@ public sealed class UploadWatcher(
                 (int Found, TimeSpan Listing) scan = (0, TimeSpan.Zero);
                 try
                 {
+                    await WriteReceiptsAsync(stoppingToken);
                     scan = await ScanOnceAsync(stoppingToken);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
@@ -57,6 +62,7 @@ public sealed class UploadWatcher(
                 do
                 {
                     await Task.Delay(pause, stoppingToken);
+                    await WriteReceiptsAsync(stoppingToken);
                 }
                 while (Volatile.Read(ref _waiting) > 0);
             }
@@ -66,11 +72,44 @@ public sealed class UploadWatcher(
         }
 
         await Task.WhenAll(_running.Values);
+        await WriteReceiptsAsync(CancellationToken.None);
+    }
+
+    /// <summary>Writes the receipts of the versions finished since the last call; on failure they are kept for the next.</summary>
+    private async Task WriteReceiptsAsync(CancellationToken cancellationToken)
+    {
+        List<(string Container, BlobVersion Blob)> receipts;
+        lock (_doneLock)
+        {
+            (receipts, _receipts) = (_receipts, []);
+        }
+
+        try
+        {
+            foreach (var container in receipts.GroupBy(r => r.Container))
+            {
+                await results.AddReceiptsAsync(container.Key, container.Select(r => r.Blob).ToList(), cancellationToken);
+            }
+        }
+        catch (Exception e)
+        {
+            lock (_doneLock)
+            {
+                _receipts.InsertRange(0, receipts);
+            }
+
+            if (e is OperationCanceledException && cancellationToken.IsCancellationRequested)
+            {
+                throw;
+            }
+
+            logger.LogWarning(e, "{Count} receipts could not be written; trying again", receipts.Count);
+        }
     }
 
     /// <summary>
     /// One pass over both containers: queues the work on every new blob version (each waits for one of the slots);
-    /// returns how many, and the time the listing itself took (not the receipts read).
+    /// returns how many, and the time the listing took. The first pass reads the receipts first.
     /// </summary>
     private async Task<(int Found, TimeSpan Listing)> ScanOnceAsync(CancellationToken cancellationToken)
     {
@@ -79,9 +118,21 @@ public sealed class UploadWatcher(
             _running.Remove(done);
         }
 
+        if (!_receiptsRead)
+        {
+            foreach (var container in new[] { Containers.Archives, Containers.Uploads })
+            {
+                foreach (var receipt in await results.ListReceiptsAsync(container, cancellationToken))
+                {
+                    MarkDone((container, receipt.Name, receipt.ETag));
+                }
+            }
+
+            _receiptsRead = true;
+        }
+
         int found = 0;
         long started = Stopwatch.GetTimestamp();
-        var receipts = TimeSpan.Zero;
         var listed = new HashSet<(string, string, string)>();
         foreach (var container in new[] { Containers.Archives, Containers.Uploads })
         {
@@ -91,15 +142,6 @@ public sealed class UploadWatcher(
                 listed.Add(key);
                 if (_running.ContainsKey(key) || IsDone(key))
                 {
-                    continue;
-                }
-
-                long asked = Stopwatch.GetTimestamp();
-                bool done = await results.HasReceiptAsync(container, blob.Name, blob.ETag, cancellationToken);
-                receipts += Stopwatch.GetElapsedTime(asked);
-                if (done)
-                {
-                    MarkDone(key);
                     continue;
                 }
 
@@ -131,7 +173,7 @@ public sealed class UploadWatcher(
             _done.IntersectWith(listed);
         }
 
-        return (found, Stopwatch.GetElapsedTime(started) - receipts);
+        return (found, Stopwatch.GetElapsedTime(started));
     }
 
     /// <summary>The work on one blob version, isolated: whatever it throws is counted against this blob alone.</summary>
@@ -150,8 +192,7 @@ public sealed class UploadWatcher(
                 logger.LogDebug("upload {Name}: image {Id} {Status}", blob.Name, row.ImageId, row.Status);
             }
 
-            await results.AddReceiptAsync(container, blob.Name, blob.ETag, cancellationToken);
-            MarkDone((container, blob.Name, blob.ETag));
+            AddReceipt(container, blob);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -187,8 +228,7 @@ public sealed class UploadWatcher(
                 await segmentation.FailAsync(blob.Name, blob.ETag, reason, cancellationToken);
             }
 
-            await results.AddReceiptAsync(container, blob.Name, blob.ETag, cancellationToken);
-            MarkDone((container, blob.Name, blob.ETag));
+            AddReceipt(container, blob);
             logger.LogError(error, "{Container}/{Name}: {Reason}", container, blob.Name, reason);
         }
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
@@ -205,6 +245,16 @@ public sealed class UploadWatcher(
         lock (_doneLock)
         {
             return _done.Contains(key);
+        }
+    }
+
+    /// <summary>Done: not handled again by this host, and its receipt written with the next ones.</summary>
+    private void AddReceipt(string container, BlobListing blob)
+    {
+        lock (_doneLock)
+        {
+            _done.Add((container, blob.Name, blob.ETag));
+            _receipts.Add((container, new BlobVersion(blob.Name, blob.ETag)));
         }
     }
 

@@ -50,7 +50,10 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
         }
     }
 
-    public Task<bool> TryWriteImageAsync(ImageRow image, CancellationToken cancellationToken)
+    public async Task<bool> TryWriteImageAsync(ImageRow image, CancellationToken cancellationToken) =>
+        await WriteImageAsync(image, cancellationToken) is not null;
+
+    public Task<string?> WriteImageAsync(ImageRow image, CancellationToken cancellationToken)
     {
         var e = new TableEntity(image.ImageId, ImageRowKey)
         {
@@ -83,25 +86,22 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
         return TryWriteAsync(Table(ImagesTable), e, image.ETag, cancellationToken);
     }
 
-    /// <summary>Inserts where <paramref name="etag"/> is null (409: a row exists), else replaces If-Match (412: changed since; 404: deleted).</summary>
-    private static async Task<bool> TryWriteAsync(TableClient table, TableEntity entity, string? etag, CancellationToken cancellationToken)
+    /// <summary>
+    /// Inserts where <paramref name="etag"/> is null (409: a row exists), else replaces If-Match (412: changed since; 404:
+    /// deleted). The row's new ETag, or null when it lost.
+    /// </summary>
+    private static async Task<string?> TryWriteAsync(TableClient table, TableEntity entity, string? etag, CancellationToken cancellationToken)
     {
         try
         {
-            if (etag is null)
-            {
-                await table.AddEntityAsync(entity, cancellationToken);
-            }
-            else
-            {
-                await table.UpdateEntityAsync(entity, new ETag(etag), TableUpdateMode.Replace, cancellationToken);
-            }
-
-            return true;
+            var response = etag is null
+                ? await table.AddEntityAsync(entity, cancellationToken)
+                : await table.UpdateEntityAsync(entity, new ETag(etag), TableUpdateMode.Replace, cancellationToken);
+            return response.Headers.ETag?.ToString() ?? throw new InvalidOperationException($"table {table.Name} gave no ETag for the row it wrote");
         }
         catch (RequestFailedException e) when (e.Status is 409 or 412 or 404)
         {
-            return false;
+            return null;
         }
     }
 
@@ -130,6 +130,24 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
     {
         var rows = new List<ImageRow>();
         var filter = TableClient.CreateQueryFilter($"Status eq {status} and Updated lt {before}");
+        await foreach (var e in Table(ImagesTable).QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
+        {
+            rows.Add(ImageFrom(e));
+        }
+
+        return rows;
+    }
+
+    /// <summary>
+    /// The final rows of the uploads under <paramref name="uploadPrefix"/> (a folder, ending in '/'), in one query
+    /// (paged by the service): what <c>leuko bench serve</c> waits on, a request a poll rather than one per image.
+    /// </summary>
+    public async Task<IReadOnlyList<ImageRow>> FindFinalImagesAsync(string uploadPrefix, CancellationToken cancellationToken)
+    {
+        // The names after every name that starts with the prefix: the prefix with its last character's successor.
+        var end = uploadPrefix[..^1] + (char)(uploadPrefix[^1] + 1);
+        var filter = TableClient.CreateQueryFilter($"Upload ge {uploadPrefix} and Upload lt {end} and Status ne {ImageRow.Classifying}");
+        var rows = new List<ImageRow>();
         await foreach (var e in Table(ImagesTable).QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
         {
             rows.Add(ImageFrom(e));
@@ -246,8 +264,8 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
         }
     }
 
-    public Task<bool> TryWriteBatchAsync(BatchRow batch, CancellationToken cancellationToken) =>
-        TryWriteAsync(
+    public async Task<bool> TryWriteBatchAsync(BatchRow batch, CancellationToken cancellationToken) =>
+        await TryWriteAsync(
             Table(BatchesTable),
             new TableEntity(batch.BatchId, BatchRowKey)
             {
@@ -261,7 +279,7 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
                 ["Note"] = Text(batch.Note),
                 ["ArchiveETag"] = batch.ArchiveETag,
             },
-            batch.ETag, cancellationToken);
+            batch.ETag, cancellationToken) is not null;
 
     public async Task<BatchRow?> GetBatchAsync(string batchId, CancellationToken cancellationToken)
     {
@@ -310,8 +328,8 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
     public Task UpsertBatchMemberAsync(BatchMemberRow member, CancellationToken cancellationToken) =>
         Table(BatchImagesTable).UpsertEntityAsync(MemberEntity(member), TableUpdateMode.Replace, cancellationToken);
 
-    public Task<bool> UpdateBatchMemberAsync(BatchMemberRow member, CancellationToken cancellationToken) =>
-        TryWriteAsync(Table(BatchImagesTable), MemberEntity(member), ETag.All.ToString(), cancellationToken);
+    public async Task<bool> UpdateBatchMemberAsync(BatchMemberRow member, CancellationToken cancellationToken) =>
+        await TryWriteAsync(Table(BatchImagesTable), MemberEntity(member), ETag.All.ToString(), cancellationToken) is not null;
 
     private static TableEntity MemberEntity(BatchMemberRow member) =>
         new(member.BatchId, member.ImageId)
@@ -376,10 +394,34 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
         return existing.HasValue && existing.Value!.GetString("ETag") == etag && existing.Value.GetDateTimeOffset("Handled") is not null;
     }
 
-    public Task AddReceiptAsync(string container, string blobName, string etag, CancellationToken cancellationToken) =>
-        Table(ReceiptsTable).UpsertEntityAsync(
-            new TableEntity(container, ReceiptKey(blobName)) { ["Name"] = Text(blobName), ["ETag"] = etag, ["Handled"] = DateTimeOffset.UtcNow },
-            TableUpdateMode.Merge, cancellationToken);
+    public async Task<IReadOnlyList<BlobVersion>> ListReceiptsAsync(string container, CancellationToken cancellationToken)
+    {
+        var receipts = new List<BlobVersion>();
+        var filter = TableClient.CreateQueryFilter($"PartitionKey eq {container}");
+        await foreach (var e in Table(ReceiptsTable).QueryAsync<TableEntity>(filter, select: ["Name", "ETag", "Handled"], cancellationToken: cancellationToken))
+        {
+            if (e.GetDateTimeOffset("Handled") is not null && e.GetString("Name") is { } name && e.GetString("ETag") is { } etag)
+            {
+                receipts.Add(new BlobVersion(name, etag));
+            }
+        }
+
+        return receipts;
+    }
+
+    public async Task AddReceiptsAsync(string container, IReadOnlyCollection<BlobVersion> blobs, CancellationToken cancellationToken)
+    {
+        // One partition (the container), so a hundred receipts are one request; a name twice (two versions) keeps the last.
+        var handled = DateTimeOffset.UtcNow;
+        var entities = blobs.GroupBy(b => ReceiptKey(b.Name)).Select(g => new TableEntity(container, g.Key)
+        {
+            ["Name"] = Text(g.Last().Name), ["ETag"] = g.Last().ETag, ["Handled"] = handled,
+        });
+        foreach (var chunk in entities.Chunk(MaxTransaction))
+        {
+            await Table(ReceiptsTable).SubmitTransactionAsync(chunk.Select(e => new TableTransactionAction(TableTransactionActionType.UpsertMerge, e)), cancellationToken);
+        }
+    }
 
     public async Task<int> AddFailedAttemptAsync(string container, string blobName, string etag, string error, CancellationToken cancellationToken)
     {

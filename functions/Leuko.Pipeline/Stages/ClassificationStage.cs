@@ -9,26 +9,32 @@ using OpenCvSharp;
 namespace Leuko.Pipeline.Stages;
 
 /// <summary>
-/// Second stage: a classification message names an image's manifest; its crops are classified in one batch, the
+/// Second stage: a classification message carries (or names) an image's manifest; its crops are classified in one batch, the
 /// cells written (table <c>cells</c>) and the image completed with its differential (table <c>images</c>).
 /// A message is for one version of an upload (its manifest's): when the image's row is of another version by now
 /// (the upload was replaced) the message is stale and changes nothing; when the row is final for that version (a
-/// redelivery) neither. The image row is written only if it is still the row read before classifying (If-Match),
-/// so a late or duplicate message never overwrites a newer row. A message that cannot succeed is dead-lettered at
+/// redelivery) neither. The image row is written only if it is still the row segmentation wrote (If-Match the ETag
+/// the message carries; on a redelivery, or a message without one, the row is read first and checked before
+/// classifying), so a late or duplicate message never overwrites a newer row: a write that loses reads the row and
+/// decides as above. A message that cannot succeed is dead-lettered at
 /// once; one that keeps failing is dead-lettered after <paramref name="maxAttempts"/> deliveries; either way its
 /// image is marked failed with the reason.
 /// </summary>
+/// <param name="handOff">Crops segmentation wrote in this process, taken from memory rather than read back (<see cref="CropHandOff"/>).</param>
 /// <param name="modelCalls">Model calls at once: the crops of the images this stage handles concurrently are classified
 /// together (<see cref="CellBatcher"/>), in at most this many calls at a time.</param>
 public sealed class ClassificationStage(
     IBlobStore blobs, IResultStore results, LeukocyteClassifier classifier, int maxAttempts = 5, IPipelineEvents? events = null, TimeProvider? time = null,
-    int modelCalls = 1)
+    int modelCalls = 1, CropHandOff? handOff = null)
 {
     private readonly CellBatcher _batcher = new(classifier, modelCalls);
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private readonly IPipelineEvents _events = events ?? NoPipelineEvents.Instance;
 
     public int MaxAttempts => maxAttempts;
+
+    /// <summary>Lost writes of the final row in a row (each means another writer moved the row on; it is read again).</summary>
+    private const int MaxWriteConflicts = 5;
 
     /// <summary>The model's classes.</summary>
     public IReadOnlyList<string> Classes => classifier.Card.Classes;
@@ -67,7 +73,9 @@ public sealed class ClassificationStage(
                     : new MessageResult(MessageOutcome.Complete, "stale: the upload was replaced");
             }
 
-            return await ClassifyAsync(manifest, trace, cancellationToken);
+            // Only a first delivery trusts the message's ETag: a redelivery may be for a row finished meanwhile, and
+            // reading it first spares classifying it again.
+            return await ClassifyAsync(manifest, message.DeliveryCount <= 1 ? request.RowETag : null, trace, cancellationToken);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
@@ -84,22 +92,33 @@ public sealed class ClassificationStage(
 
     private async Task<CropManifest?> ReadManifestAsync(ClassificationMessage request, CancellationToken cancellationToken)
     {
+        if (request.Contents is { } contents)
+        {
+            return contents;
+        }
+
         var (container, name) = Split(request.Manifest);
         var blob = await blobs.GetAsync(container, name, cancellationToken);
         return blob is null ? null : JsonSerializer.Deserialize<CropManifest>(blob.Content.Span, PipelineJson.Options);
     }
 
-    private async Task<MessageResult> ClassifyAsync(CropManifest manifest, string? trace, CancellationToken cancellationToken)
+    /// <param name="rowETag">The row's ETag as segmentation wrote it; null: the row is read, and checked, first.</param>
+    private async Task<MessageResult> ClassifyAsync(CropManifest manifest, string? rowETag, string? trace, CancellationToken cancellationToken)
     {
-        var current = await results.GetImageAsync(manifest.ImageId, cancellationToken);
-        if (current is null || current.BlobETag != manifest.BlobETag)
+        if (rowETag is null)
         {
-            return new MessageResult(MessageOutcome.Complete, "stale: the upload was replaced");
-        }
+            var current = await results.GetImageAsync(manifest.ImageId, cancellationToken);
+            if (current is null || current.BlobETag != manifest.BlobETag)
+            {
+                return new MessageResult(MessageOutcome.Complete, "stale: the upload was replaced");
+            }
 
-        if (current.IsFinal)
-        {
-            return MessageResult.Completed; // a redelivery: this version is done
+            if (current.IsFinal)
+            {
+                return MessageResult.Completed; // a redelivery: this version is done
+            }
+
+            rowETag = current.ETag;
         }
 
         var crops = new List<Mat>();
@@ -108,9 +127,10 @@ public sealed class ClassificationStage(
             foreach (var cell in manifest.Cells)
             {
                 var (container, name) = Split(cell.Crop);
-                var blob = await blobs.GetAsync(container, name, cancellationToken)
-                           ?? throw new InvalidDataException($"crop '{cell.Crop}' not found");
-                var crop = Cv2.ImDecode(blob.Content.Span, ImreadModes.Color);
+                var content = handOff?.Take(cell.Crop) is { } taken
+                    ? taken
+                    : (await blobs.GetAsync(container, name, cancellationToken))?.Content ?? throw new InvalidDataException($"crop '{cell.Crop}' not found");
+                var crop = Cv2.ImDecode(content.Span, ImreadModes.Color);
                 if (crop.Empty())
                 {
                     crop.Dispose();
@@ -141,25 +161,36 @@ public sealed class ClassificationStage(
             var row = new ImageRow(
                 manifest.ImageId, manifest.Source, manifest.Upload, manifest.BatchId, ImageStatus.Completed, null, manifest.Width, manifest.Height,
                 cells.Count, cells.Count(c => c.NeedsReview), counts,
-                classifier.Card.Version, manifest.SegmentMs, Math.Round(classifyMs, 1), trace, manifest.BlobETag, _time.GetUtcNow(), manifest.Scale, manifest.Orientation)
+                classifier.Card.Version, manifest.SegmentMs, Math.Round(classifyMs, 1), trace, manifest.BlobETag, _time.GetUtcNow(), manifest.Scale, manifest.Orientation);
+            for (int conflicts = 0; ; conflicts++)
             {
-                ETag = current.ETag,
-            };
-            if (await results.TryWriteImageAsync(row, cancellationToken))
-            {
-                await BatchProgress.RecordAsync(results, row, _events, _time, cancellationToken);
-                return MessageResult.Completed;
-            }
+                if (await results.TryWriteImageAsync(row with { ETag = rowETag }, cancellationToken))
+                {
+                    await BatchProgress.RecordAsync(results, row, _events, _time, cancellationToken);
+                    return MessageResult.Completed;
+                }
 
-            // The row changed while the crops were classified. Replaced by a new upload: these cells are no one's.
-            var now = await results.GetImageAsync(manifest.ImageId, cancellationToken);
-            if (now is null || now.BlobETag != manifest.BlobETag)
-            {
-                await results.DeleteCellsAsync(manifest.ImageId, manifest.BlobETag, cancellationToken);
-                return new MessageResult(MessageOutcome.Complete, "stale: the upload was replaced");
-            }
+                // The row is not the one segmentation wrote (or was read at). Replaced by a new upload: these cells are no one's.
+                var now = await results.GetImageAsync(manifest.ImageId, cancellationToken);
+                if (now is null || now.BlobETag != manifest.BlobETag)
+                {
+                    await results.DeleteCellsAsync(manifest.ImageId, manifest.BlobETag, cancellationToken);
+                    return new MessageResult(MessageOutcome.Complete, "stale: the upload was replaced");
+                }
 
-            return now.IsFinal ? MessageResult.Completed : new MessageResult(MessageOutcome.Retry, "the image's row changed while it was classified");
+                if (now.IsFinal)
+                {
+                    return MessageResult.Completed; // finished meanwhile (a duplicate message): it is the only writer announcing it
+                }
+
+                // This version's row, still classifying, written again meanwhile (a replayed upload event): these cells are its.
+                if (conflicts == MaxWriteConflicts)
+                {
+                    return new MessageResult(MessageOutcome.Retry, "the image's row kept changing while it was classified");
+                }
+
+                rowETag = now.ETag;
+            }
         }
         finally
         {

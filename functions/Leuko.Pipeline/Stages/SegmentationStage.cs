@@ -21,17 +21,27 @@ namespace Leuko.Pipeline.Stages;
 /// <param name="cropFormat">How crops are stored, losslessly: <see cref="CropFormat.Png"/> in blob storage (compact, viewable);
 /// <see cref="CropFormat.Bmp"/> in memory, where compressing costs more than it saves (measured: PNG took 3.9 ms of
 /// the local run's 20 ms per field).</param>
+/// <param name="handOff">Where the crops written are kept for classification in this process (<see cref="CropHandOff"/>); null: nowhere.</param>
 /// <param name="scale">The scale of every image (the <c>Leuko:MicronsPerPixel</c> setting, or <c>--microns-per-pixel</c>);
 /// an upload's <see cref="Containers.MicronsPerPixelKey"/> metadata overrides it; null: estimated per image.</param>
 public sealed class SegmentationStage(
     IBlobStore blobs, IResultStore results, IMessageSender sender, LeukocyteSegmenter segmenter, IReadOnlyList<string> classes,
-    CropFormat cropFormat = CropFormat.Png, IPipelineEvents? events = null, TimeProvider? time = null, ImageScale? scale = null)
+    CropFormat cropFormat = CropFormat.Png, IPipelineEvents? events = null, TimeProvider? time = null, ImageScale? scale = null,
+    int maxInlineManifestBytes = SegmentationStage.MaxInlineManifestBytes, CropHandOff? handOff = null)
 {
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private readonly IPipelineEvents _events = events ?? NoPipelineEvents.Instance;
 
     /// <summary>Conditional writes lost in a row before giving up (each loss means another writer moved the row on; it is read again).</summary>
     private const int MaxWriteConflicts = 5;
+
+    /// <summary>
+    /// The largest manifest carried in the classification message itself (UTF-8 JSON bytes), saving its blob's write
+    /// and read: a Storage Queue message holds 64 KiB, and the storage-queue transport's envelope carries the body in
+    /// base64 (4/3 of it) with the message id and trace context. About 600 bytes a cell on BCCD fields (more for large cells,
+    /// whose outlines have more points): fields of up to ~50 such cells go in the message, larger manifests by a blob. Service Bus (256 KiB on the standard tier) takes either.
+    /// </summary>
+    public const int MaxInlineManifestBytes = 32 * 1024;
 
     /// <param name="uploadName">The blob's name in <c>uploads/</c>.</param>
     /// <param name="traceParent">The W3C trace context of the upload event, when the host has one.</param>
@@ -44,7 +54,9 @@ public sealed class SegmentationStage(
         var trace = PipelineTelemetry.TraceParentOf(activity, parent);
         for (int conflicts = 0; ; conflicts++)
         {
-            if (await ProcessOnceAsync(uploadName, imageId, trace, activity, cancellationToken) is { } row)
+            // The first pass writes the row as new without reading it (most uploads are new); a pass after a lost write
+            // reads it first, as a replay or a new version of the upload needs.
+            if (await ProcessOnceAsync(uploadName, imageId, trace, activity, readRow: conflicts > 0, cancellationToken) is { } row)
             {
                 return row;
             }
@@ -56,8 +68,11 @@ public sealed class SegmentationStage(
         }
     }
 
-    /// <summary>One pass: the row it wrote, or the row that makes writing unnecessary; null when its write lost a race.</summary>
-    private async Task<ImageRow?> ProcessOnceAsync(string uploadName, string imageId, string trace, Activity? activity, CancellationToken cancellationToken)
+    /// <summary>
+    /// One pass: the row it wrote, or the row that makes writing unnecessary; null when its write lost a race. Without
+    /// <paramref name="readRow"/> the row is not read: it is written as a new row, which loses where one exists.
+    /// </summary>
+    private async Task<ImageRow?> ProcessOnceAsync(string uploadName, string imageId, string trace, Activity? activity, bool readRow, CancellationToken cancellationToken)
     {
         var blob = await blobs.GetAsync(Containers.Uploads, uploadName, cancellationToken);
         if (blob is null)
@@ -73,7 +88,7 @@ public sealed class SegmentationStage(
             : batchId is not null && await results.GetBatchMemberAsync(batchId, imageId, cancellationToken) is { } member
                 ? member.Source // an archive entry whose name is too long for blob metadata
                 : $"{Containers.Uploads}/{uploadName}";
-        var existing = await results.GetImageAsync(imageId, cancellationToken);
+        var existing = readRow ? await results.GetImageAsync(imageId, cancellationToken) : null;
         if (existing is { IsFinal: true } && existing.BlobETag == blob.ETag)
         {
             return existing; // a replayed event
@@ -125,12 +140,18 @@ public sealed class SegmentationStage(
                 var crop = $"{folder}{i}{extension}";
                 Cv2.ImEncode(extension, cell.Crop, out var encoded);
                 await blobs.PutAsync(Containers.Crops, crop, encoded, contentType, null, cancellationToken);
+                handOff?.Put($"{Containers.Crops}/{crop}", encoded);
                 entries.Add(new CropEntry(i, new Box(cell.Box.X, cell.Box.Y, cell.Box.Width, cell.Box.Height), cell.Area, Contours.Format(cell.Contour), $"{Containers.Crops}/{crop}"));
             }
 
             var manifest = new CropManifest(imageId, source, uploadName, batchId, blob.ETag, image.Width, image.Height, Math.Round(segmentMs, 1), entries, scaleRecord, orientation);
             var manifestName = PipelineIds.Manifest(imageId, blob.ETag);
-            await blobs.PutAsync(Containers.Crops, manifestName[(Containers.Crops.Length + 1)..], JsonSerializer.SerializeToUtf8Bytes(manifest, PipelineJson.Options), "application/json", null, cancellationToken);
+            var manifestJson = JsonSerializer.SerializeToUtf8Bytes(manifest, PipelineJson.Options);
+            bool inline = manifestJson.Length <= maxInlineManifestBytes;
+            if (!inline)
+            {
+                await blobs.PutAsync(Containers.Crops, manifestName[(Containers.Crops.Length + 1)..], manifestJson, "application/json", null, cancellationToken);
+            }
 
             // The row first, then the message: classification may finish before this method returns.
             var row = Row(imageId, source, uploadName, batchId, ImageRow.Classifying, null, image.Width, image.Height, trace, blob.ETag) with
@@ -141,7 +162,8 @@ public sealed class SegmentationStage(
                 ETag = existing?.ETag,
                 Orientation = orientation,
             };
-            if (!await results.TryWriteImageAsync(row, cancellationToken))
+            var rowETag = await results.WriteImageAsync(row, cancellationToken);
+            if (rowETag is null)
             {
                 // Another writer moved the row on. When the upload itself changed meanwhile, these crops are no one's.
                 if ((await blobs.GetInfoAsync(Containers.Uploads, uploadName, cancellationToken))?.ETag != blob.ETag)
@@ -154,7 +176,8 @@ public sealed class SegmentationStage(
 
             await RemovePreviousVersionAsync(existing, blob.ETag, cancellationToken);
             var properties = new Dictionary<string, string> { [PipelineTelemetry.TraceParent] = trace };
-            var body = JsonSerializer.SerializeToUtf8Bytes(new ClassificationMessage(imageId, manifestName), PipelineJson.Options);
+            var body = JsonSerializer.SerializeToUtf8Bytes(
+                new ClassificationMessage(imageId, manifestName) { Contents = inline ? manifest : null, RowETag = rowETag }, PipelineJson.Options);
             await sender.SendAsync(new OutgoingMessage(PipelineIds.Message(imageId, blob.ETag), body, properties), cancellationToken);
             activity?.SetTag("leuko.cells", entries.Count);
             return row;

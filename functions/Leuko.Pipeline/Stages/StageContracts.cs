@@ -31,16 +31,28 @@ public static class PipelineIds
 }
 
 /// <summary>
-/// The classification message: a claim check, never image bytes. Everything the classifier needs is in the
+/// The classification message, never image bytes: the manifest of what segmentation found (the crops' names and
+/// geometry), carried in the message itself when it fits (<see cref="Contents"/>), else a claim check on the
 /// manifest blob that segmentation wrote beside the crops.
 /// </summary>
 /// <param name="ImageId">The image.</param>
-/// <param name="Manifest">The manifest blob, <c>crops/IMAGEID/VERSION/manifest.json</c> (<see cref="PipelineIds.Manifest"/>).</param>
+/// <param name="Manifest">The manifest's name, <c>crops/IMAGEID/VERSION/manifest.json</c> (<see cref="PipelineIds.Manifest"/>): the
+/// version the message is for; a blob of that name exists only when <see cref="Contents"/> is null.</param>
 public sealed record ClassificationMessage(string ImageId, string Manifest)
 {
-    public const int Version = 1;
+    /// <summary>2: the manifest in the message when it fits, and the row's ETag (1: always a manifest blob).</summary>
+    public const int Version = 2;
 
     public int SchemaVersion { get; init; } = Version;
+
+    /// <summary>The manifest itself (null: read the blob <see cref="Manifest"/>).</summary>
+    public CropManifest? Contents { get; init; }
+
+    /// <summary>
+    /// The image row's ETag as segmentation wrote it: classification writes the final row If-Match this without
+    /// reading the row first, and reads it only when that write loses (null: read it first).
+    /// </summary>
+    public string? RowETag { get; init; }
 }
 
 /// <summary>What segmentation found in one image, for classification: the crops and their geometry.</summary>

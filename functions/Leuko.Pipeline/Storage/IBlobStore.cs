@@ -44,7 +44,7 @@ public static class Containers
     /// <summary>Zip archives of images.</summary>
     public const string Archives = "archives";
 
-    /// <summary>Leukocyte crops (lossless PNG) and each image's manifest, written by segmentation for classification.</summary>
+    /// <summary>Leukocyte crops (lossless PNG), and an image's manifest when it is too large for the classification message, written by segmentation.</summary>
     public const string Crops = "crops";
 
     /// <summary>What a batch has that is too long for a table row: the list of an archive's skipped entries (<c>BATCHID/skipped.json</c>).</summary>

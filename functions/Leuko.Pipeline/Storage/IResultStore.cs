@@ -128,6 +128,13 @@ public interface IResultStore
     /// </summary>
     Task<bool> TryWriteImageAsync(ImageRow image, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// As <see cref="TryWriteImageAsync"/>, giving the stored row's new version (its ETag), so that the next writer of
+    /// this row (classification, after segmentation) can write If-Match it without reading the row first; null when
+    /// another writer came first.
+    /// </summary>
+    Task<string?> WriteImageAsync(ImageRow image, CancellationToken cancellationToken);
+
     /// <summary>The row, with its <see cref="ImageRow.ETag"/>, or null.</summary>
     Task<ImageRow?> GetImageAsync(string imageId, CancellationToken cancellationToken);
 
@@ -180,11 +187,21 @@ public interface IResultStore
     Task<bool> HasReceiptAsync(string container, string blobName, string etag, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Records that a blob version was handled (or given up). Written after the work, so a host killed mid-work does
-    /// it again on restart (the stages are idempotent) rather than never.
+    /// Every blob version of the container recorded as handled (or given up): what a host that starts knows is done,
+    /// read in one query rather than a read per blob.
     /// </summary>
-    Task AddReceiptAsync(string container, string blobName, string etag, CancellationToken cancellationToken);
+    Task<IReadOnlyList<BlobVersion>> ListReceiptsAsync(string container, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Records that these blob versions of the container were handled (or given up), together (in transactions of at
+    /// most 100 where the store has them). Written after the work, so a host killed mid-work does it again on
+    /// restart (the stages are idempotent) rather than never.
+    /// </summary>
+    Task AddReceiptsAsync(string container, IReadOnlyCollection<BlobVersion> blobs, CancellationToken cancellationToken);
 
     /// <summary>Records a failed attempt at a blob version and returns how many attempts at that version have failed.</summary>
     Task<int> AddFailedAttemptAsync(string container, string blobName, string etag, string error, CancellationToken cancellationToken);
 }
+
+/// <summary>One version of a blob: its name in its container and its ETag (bare, as <see cref="IBlobStore"/> gives it).</summary>
+public sealed record BlobVersion(string Name, string ETag);

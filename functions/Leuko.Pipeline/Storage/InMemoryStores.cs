@@ -71,7 +71,10 @@ public sealed class InMemoryResultStore : IResultStore
     private readonly Lock _write = new();
     private long _version;
 
-    public Task<bool> TryWriteImageAsync(ImageRow image, CancellationToken cancellationToken) =>
+    public async Task<bool> TryWriteImageAsync(ImageRow image, CancellationToken cancellationToken) =>
+        await WriteImageAsync(image, cancellationToken) is not null;
+
+    public Task<string?> WriteImageAsync(ImageRow image, CancellationToken cancellationToken) =>
         Task.FromResult(TryWrite(_images, image.ImageId, image.ETag, e => image with { ETag = e }, r => r.ETag));
 
     public Task<ImageRow?> GetImageAsync(string imageId, CancellationToken cancellationToken) =>
@@ -114,7 +117,7 @@ public sealed class InMemoryResultStore : IResultStore
     }
 
     public Task<bool> TryWriteBatchAsync(BatchRow batch, CancellationToken cancellationToken) =>
-        Task.FromResult(TryWrite(_batches, batch.BatchId, batch.ETag, e => batch with { ETag = e }, r => r.ETag));
+        Task.FromResult(TryWrite(_batches, batch.BatchId, batch.ETag, e => batch with { ETag = e }, r => r.ETag) is not null);
 
     public Task<BatchRow?> GetBatchAsync(string batchId, CancellationToken cancellationToken) =>
         Task.FromResult(_batches.TryGetValue(batchId, out var row) ? row : null);
@@ -161,9 +164,16 @@ public sealed class InMemoryResultStore : IResultStore
     public Task<bool> HasReceiptAsync(string container, string blobName, string etag, CancellationToken cancellationToken) =>
         Task.FromResult(_receipts.TryGetValue((container, blobName), out var existing) && existing == etag);
 
-    public Task AddReceiptAsync(string container, string blobName, string etag, CancellationToken cancellationToken)
+    public Task<IReadOnlyList<BlobVersion>> ListReceiptsAsync(string container, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyList<BlobVersion>>(_receipts.Where(r => r.Key.Item1 == container).Select(r => new BlobVersion(r.Key.Item2, r.Value)).ToList());
+
+    public Task AddReceiptsAsync(string container, IReadOnlyCollection<BlobVersion> blobs, CancellationToken cancellationToken)
     {
-        _receipts[(container, blobName)] = etag;
+        foreach (var blob in blobs)
+        {
+            _receipts[(container, blob.Name)] = blob.ETag;
+        }
+
         return Task.CompletedTask;
     }
 
@@ -180,18 +190,20 @@ public sealed class InMemoryResultStore : IResultStore
     public Task<int> AddFailedAttemptAsync(string container, string blobName, string etag, string error, CancellationToken cancellationToken) =>
         Task.FromResult(_attempts.AddOrUpdate((container, blobName, etag), 1, (_, n) => n + 1));
 
-    private bool TryWrite<T>(ConcurrentDictionary<string, T> rows, string key, string? expected, Func<string, T> versioned, Func<T, string?> versionOf)
+    /// <summary>The row's new version, or null when the stored row is not <paramref name="expected"/>.</summary>
+    private string? TryWrite<T>(ConcurrentDictionary<string, T> rows, string key, string? expected, Func<string, T> versioned, Func<T, string?> versionOf)
     {
         lock (_write)
         {
             var current = rows.TryGetValue(key, out var row) ? versionOf(row) : null;
             if (current != expected)
             {
-                return false;
+                return null;
             }
 
-            rows[key] = versioned($"\"{++_version}\"");
-            return true;
+            var version = $"\"{++_version}\"";
+            rows[key] = versioned(version);
+            return version;
         }
     }
 }

@@ -17,13 +17,18 @@ public sealed record WebhookDelivery(string SubscriptionId, string WebhookId, st
 /// <summary>
 /// Turns the pipeline's events into deliveries: for every enabled subscription whose types and filters match, a
 /// message on the delivery queue. The pipeline only enqueues; sending is the sender stage's, so a slow or dead
-/// receiver never slows the pipeline.
+/// receiver never slows the pipeline. The subscriptions are read for every event, and concurrent events share a read
+/// (<see cref="SubscriptionsAsync"/>): one storage query serves the images a host finishes at once.
 /// </summary>
 /// <param name="apiBase">The public base URL of the HTTP API, for the payload's links (e.g. <c>https://app.example/api</c>).</param>
 /// <param name="classes">The model's classes: payloads carry the five-part differential and the other cells apart.</param>
 public sealed class WebhookPublisher(IWebhookStore store, IMessageSender deliveries, string apiBase, CellClasses classes, TimeProvider? time = null) : IPipelineEvents, IReviewEvents
 {
     private readonly TimeProvider _time = time ?? TimeProvider.System;
+    private readonly SemaphoreSlim _reading = new(1, 1);
+    private IReadOnlyList<WebhookSubscription> _read = [];
+    private long _asked;
+    private long _answered;
 
     public async Task ImageFinalAsync(ImageRow image, CancellationToken cancellationToken)
     {
@@ -103,10 +108,37 @@ public sealed class WebhookPublisher(IWebhookStore store, IMessageSender deliver
             review.BatchId, review.Source, cancellationToken);
     }
 
+    /// <summary>
+    /// The subscriptions as they are now: as read by a query that started after this call did, so a subscription made
+    /// before the event always gets it. Callers that arrive while a query runs wait for it and are then answered
+    /// together by the next one (a read shared by every event that became final before it started).
+    /// </summary>
+    private async Task<IReadOnlyList<WebhookSubscription>> SubscriptionsAsync(CancellationToken cancellationToken)
+    {
+        long ticket = Interlocked.Increment(ref _asked);
+        await _reading.WaitAsync(cancellationToken);
+        try
+        {
+            if (_answered >= ticket)
+            {
+                return _read; // read by a query that started after this call
+            }
+
+            long covers = Volatile.Read(ref _asked); // every call up to here asked before the query below starts
+            _read = await store.ListAsync(cancellationToken);
+            _answered = covers;
+            return _read;
+        }
+        finally
+        {
+            _reading.Release();
+        }
+    }
+
     private async Task PublishAsync(string type, string subject, object data, string? batchId, string source, CancellationToken cancellationToken)
     {
         string? body = null;
-        foreach (var subscription in await store.ListAsync(cancellationToken))
+        foreach (var subscription in await SubscriptionsAsync(cancellationToken))
         {
             if (!subscription.Enabled || !subscription.Types.Contains(type) ||
                 (subscription.BatchId is not null && subscription.BatchId != batchId) ||
