@@ -6,23 +6,23 @@
 # 2. trains the shipped model on every source (grouped validation within each source) and exports it;
 # 3. leave-one-source-out: trains the same recipe once per source without it and measures it on that source;
 # 4. writes the leave-one-source-out table into the model card (models/training/loso_card.py).
-# Settings by environment: DATA (../shared/data), SIZE (64), EPOCHS (16), LOSO_EPOCHS (10: the leave-one-source-out runs
+# Settings by environment: DATA (../shared/data), SIZE (64), EPOCHS (20), LOSO_EPOCHS (10: the leave-one-source-out runs
 # of the shipped card were this length, to fit the study in one sitting on 2 CPU cores), WORK (out/training),
 # PYTHON (/usr/bin/python3), OUT (models), CROPS (1: cut the crops; 0: reuse WORK's), LOSO (1: run step 3),
-# COLOUR (white-dark-od: every crop's lamp and stain mapped onto one reference before the model; none: off).
+# COLOUR (none; white-dark-od: every crop's lamp and stain mapped onto one reference before the model, models/README.md).
 # Cost: see models/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${DATA:-../shared/data}
 SIZE=${SIZE:-64}
-EPOCHS=${EPOCHS:-16}
+EPOCHS=${EPOCHS:-20}
 LOSO_EPOCHS=${LOSO_EPOCHS:-10}
 WORK=${WORK:-out/training}
 PYTHON=${PYTHON:-/usr/bin/python3}
 OUT=${OUT:-models}
 CROPS=${CROPS:-1}
 LOSO=${LOSO:-1}
-COLOUR=${COLOUR:-white-dark-od}
+COLOUR=${COLOUR:-none}
 DATA=$(realpath "$DATA"); WORK=$(realpath -m "$WORK"); OUT=$(realpath -m "$OUT")
 
 if ! "$PYTHON" -c "import torch, onnx, PIL" 2>/dev/null; then
