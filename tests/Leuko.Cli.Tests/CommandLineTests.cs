@@ -160,6 +160,37 @@ public sealed class CommandLineTests
     }
 
     [Fact]
+    public async Task Evaluate_classification_cells_writes_each_cells_single_view_and_eight_view_outputs_as_the_classifier_computes_them()
+    {
+        var cells = Path.Combine(AppContext.BaseDirectory, "samples", "cells");
+        using var dir = new TempDir();
+        var tsv = Path.Combine(dir.Path, "cells.tsv");
+        var result = await CliRunner.RunAsync("evaluate", "classification", "--data", cells, "--json", "--cells", tsv);
+
+        Assert.Equal(0, result.ExitCode);
+        using var json = JsonDocument.Parse(result.Stdout);
+        var lines = File.ReadAllLines(tsv);
+        Assert.Equal("image\tlabel\tstainDistance\tplainDistance\tdihedralDistance\tplainLogits\tdihedralLogits", lines[0]);
+        Assert.Equal(json.RootElement.GetProperty("samples").GetInt32() - json.RootElement.GetProperty("unsegmented").GetInt32(), lines.Length - 1);
+        using var classifier = Leuko.Core.Classification.LeukocyteClassifier.Load(Leuko.Core.Classification.LeukocyteClassifier.DefaultModelPath);
+        foreach (var line in lines.Skip(1).Take(3))
+        {
+            var f = line.Split('\t');
+            Assert.Equal(Path.GetFileName(Path.GetDirectoryName(f[0])), f[1]);
+            using var image = Leuko.Core.Imaging.ImageDecoder.DecodeFile(f[0]);
+            using var segmented = new Leuko.Core.Segmentation.LeukocyteSegmenter().Segment(image);
+            var input = classifier.Preprocess([segmented.Leukocytes[0].Crop]);
+            var (plain, plainDistance) = classifier.Run(input, 1);
+            var (eight, eightDistance) = classifier.DihedralMean(input, 1);
+            float[] Parse(string s) => [.. s.Split(',').Select(v => float.Parse(v, System.Globalization.CultureInfo.InvariantCulture))];
+            Assert.Equal(plain, Parse(f[5]));
+            Assert.Equal(eight, Parse(f[6]));
+            Assert.Equal(plainDistance![0], float.Parse(f[3], System.Globalization.CultureInfo.InvariantCulture));
+            Assert.Equal(eightDistance![0], float.Parse(f[4], System.Globalization.CultureInfo.InvariantCulture));
+        }
+    }
+
+    [Fact]
     public async Task Evaluate_classification_prints_the_confusion_matrix_by_default()
     {
         var cells = Path.Combine(AppContext.BaseDirectory, "samples", "cells");

@@ -30,14 +30,39 @@ internal static class EvaluateClassification
         var model = ModelOption();
         var json = new Option<bool>("--json") { Description = "Print exactly one JSON object with the metrics on stdout." };
         var micronsPerPixel = ScaleOption.Create();
+        var cells = new Option<FileInfo?>("--cells")
+        {
+            Description = "Also write every classified cell's raw model outputs to this TSV (label, stain distance, the single view's and the " +
+                          "8-view mean's logits and feature distance), to fit a review rule or a test-time augmentation policy without running the model again " +
+                          "(models/training/sure_policy.py).",
+        };
         var command = new Command("classification", "Accuracy, precision, recall, the review flag's coverage and accuracy, and the confusion matrix of segmentation + classification on labelled frames.")
         {
-            data, model, json, micronsPerPixel,
+            data, model, json, micronsPerPixel, cells,
         };
         command.SetAction((parse, ct) => RunAsync(
             parse.GetRequiredValue(data).FullName, parse.GetRequiredValue(model), parse.GetValue(json),
-            parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct, ScaleOption.Of(parse.GetValue(micronsPerPixel))));
+            parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct, ScaleOption.Of(parse.GetValue(micronsPerPixel)),
+            parse.GetValue(cells)?.FullName));
         return command;
+    }
+
+    /// <summary>One line per cell of the raw outputs <c>--cells</c> asks for (floats round-trip exactly).</summary>
+    private static void WriteCells(StreamWriter writer, LeukocyteClassifier classifier, List<Mat> crops, List<(string Path, int Truth)> samples)
+    {
+        var stain = new double[crops.Count];
+        var input = classifier.Preprocess(crops, classifier.Card.StainDomain is null ? null : stain);
+        var (plain, plainDistance) = classifier.Run(input, crops.Count);
+        var (dihedral, dihedralDistance) = classifier.DihedralMean(input, crops.Count);
+        int k = classifier.Card.Classes.Count;
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        string Row(float[] logits, int i) => string.Join(',', logits.Skip(i * k).Take(k).Select(v => v.ToString("R", inv)));
+        string D(float[]? d, int i) => d is null ? "" : d[i].ToString("R", inv);
+        for (int i = 0; i < crops.Count; i++)
+        {
+            writer.WriteLine(string.Join('\t', samples[i].Path.Replace('\t', ' '), classifier.Card.Classes[samples[i].Truth],
+                classifier.Card.StainDomain is null ? "" : stain[i].ToString("R", inv), D(plainDistance, i), D(dihedralDistance, i), Row(plain, i), Row(dihedral, i)));
+        }
     }
 
     /// <summary>How these figures relate to what <c>leuko analyze</c> reports, printed with them.</summary>
@@ -67,7 +92,7 @@ internal static class EvaluateClassification
 
     internal static Task<int> RunAsync(
         string dataPath, string modelPath, bool json, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken,
-        Leuko.Core.Scale.ImageScale? scale = null)
+        Leuko.Core.Scale.ImageScale? scale = null, string? cellsPath = null)
     {
         if (!NativeDependencies.Check(stderr))
         {
@@ -100,6 +125,9 @@ internal static class EvaluateClassification
             return Task.FromResult(ExitCodes.BadUsage);
         }
 
+        using var cellsOut = cellsPath is null ? null : new StreamWriter(cellsPath);
+        cellsOut?.WriteLine("image\tlabel\tstainDistance\tplainDistance\tdihedralDistance\tplainLogits\tdihedralLogits");
+
         // The options leuko analyze segments with, so that these figures predict what analyze reports.
         var segmenter = new LeukocyteSegmenter(SegmentationOptions.Default);
         var evaluator = new ClassificationEvaluator(classes, classifier.Card.Others);
@@ -125,6 +153,11 @@ internal static class EvaluateClassification
 
             var found = crops.Select((c, i) => (Crop: c, Index: i)).Where(t => t.Crop is not null).ToList();
             var predictions = classifier.Classify(found.Select(t => t.Crop!).ToList());
+            if (cellsOut is not null && found.Count > 0)
+            {
+                WriteCells(cellsOut, classifier, found.Select(t => t.Crop!).ToList(), found.Select(t => chunk[t.Index]).ToList());
+            }
+
             var predicted = new int?[chunk.Length];
             var review = new string?[chunk.Length];
             for (int k = 0; k < found.Count; k++)
