@@ -77,12 +77,30 @@ def camera_jitter(x, gen):
     return x.clamp(0, 1)
 
 
+RESOLUTION_JITTER = 1.0
+
+
+def resolution_jitter(x, gen, most):
+    """Another camera or objective: half of the crops (per batch) seen at a lower resolution, downsampled by a factor
+    U(1, most) (antialiased) and brought back to the input size (bilinear), as a lower magnification, a weaker
+    objective or a smaller sensor resolves the same 18 µm window."""
+    if most <= 1:
+        return x
+    factor = 1 + float(torch.rand(1, generator=gen)) * (most - 1)
+    size = x.shape[-1]
+    small = max(8, round(size / factor))
+    low = F.interpolate(F.interpolate(x, size=(small, small), mode="bilinear", align_corners=False, antialias=True),
+                        size=(size, size), mode="bilinear", align_corners=False)
+    pick = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device)[:, None, None, None]
+    return torch.where(pick, low, x)
+
+
 def augment(x, gen):
     """The paper's augmentations on a float batch in [0,1] (N,3,S,S): flips, 90-degree rotations, random shear,
     brightness and contrast; scale +-15% (the error of a red-cell scale estimate); then stain and camera jitter."""
     n = x.shape[0]
     dev = x.device
-    x = camera_jitter(stain_jitter(x, gen), gen)
+    x = camera_jitter(resolution_jitter(stain_jitter(x, gen), gen, RESOLUTION_JITTER), gen)
     k = int(torch.randint(0, 4, (1,), generator=gen))
     x = torch.rot90(x, k, dims=(2, 3))
     flip = torch.rand(n, generator=gen) < 0.5
@@ -430,9 +448,12 @@ def main():
                          "validated and exported; 0 turns it off")
     ap.add_argument("--colour-normalisation", choices=["none", COLOUR_METHOD], default="none",
                     help="map every crop's lamp and stain onto one reference before the model (colour_normalise)")
+    ap.add_argument("--resolution-jitter", type=float, default=1.0,
+                    help="most a crop is downsampled by in augmentation (resolution_jitter); 1: off")
     args = ap.parse_args()
-    global COLOUR
+    global COLOUR, RESOLUTION_JITTER
     COLOUR = args.colour_normalisation != "none"
+    RESOLUTION_JITTER = args.resolution_jitter
 
     started = time.time()
     random.seed(args.seed)
@@ -593,7 +614,7 @@ def main():
         present = sorted(set(labels.tolist()))
         trained = sorted(set(np.concatenate(list(train_labels.values())).tolist()))
         report = {
-            "heldOut": args.hold_out, "trainedOn": train_names, "colourNormalisation": args.colour_normalisation, "chosenEpoch": best_epoch, "testTimeAugmentation": "dihedral8" if use_tta else "none",
+            "heldOut": args.hold_out, "trainedOn": train_names, "colourNormalisation": args.colour_normalisation, "resolutionJitter": args.resolution_jitter, "chosenEpoch": best_epoch, "testTimeAugmentation": "dihedral8" if use_tta else "none",
             "sureConfidence": sure_confidence, "heldOutSingleView": round(float(held_sure.float().mean()), 4),
             "heldOutAll": metrics(logits, labels),
             # cells of a class no training source has cannot be right; the figure a laboratory can compare is on the classes trained
