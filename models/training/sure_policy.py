@@ -42,6 +42,17 @@ def read_cells(path):
             torch.tensor(plain, dtype=torch.float32), torch.tensor(tta, dtype=torch.float32))
 
 
+def class_draws(card):
+    """Cells of each class drawn per training epoch, from the card: each source's draws spread over its classes as its
+    crops are (the training split keeps each class's share)."""
+    draws = {c: 0.0 for c in CLASSES}
+    for source, n in card["training"]["drawsPerEpoch"].items():
+        data = card["training"]["data"][source]
+        for c, count in data["perClass"].items():
+            draws[c] += n * count / data["crops"]
+    return draws
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--card", required=True)
@@ -49,6 +60,9 @@ def main():
     ap.add_argument("--review-accuracy", type=float, default=0.98)
     ap.add_argument("--evidence-quantile", type=float, default=0.02)
     ap.add_argument("--distance-quantile", type=float, default=0.05)
+    ap.add_argument("--other-share", type=float, default=None,
+                    help="also give the card the prior correction of the other kinds (train.logit_offsets) for this expected "
+                         "share of each in a smear, from its training draws per class; 0: remove it; default: keep the card's")
     ap.add_argument("--write", action="store_true", help="write the policy and the refitted review rule into the card")
     args = ap.parse_args()
     card = json.load(open(args.card))
@@ -58,20 +72,26 @@ def main():
     names = list(cells)
     plain = {n: cells[n][4] for n in names}
     tta = {n: cells[n][5] for n in names}
-    sure = train.choose_sure_confidence(plain, tta)
+    offsets = card.get("logitOffsets")
+    if args.other_share is not None:
+        offsets = train.logit_offsets(class_draws(card), args.other_share) if args.other_share > 0 else None
+    sure = train.choose_sure_confidence(plain, tta, offsets)
     if sure is None:
         sys.exit("sure_policy: no value keeps every validation cell's class; the model stays at 8 views")
-    served, dist, single = {}, {}, {}
+    served, dist, single, five, tta_served = {}, {}, {}, {}, {}
     for n in names:
-        m = train.sure_mask(plain[n], sure)
+        m = train.sure_mask(plain[n], sure, offsets)
         single[n] = m.numpy()
-        served[n] = torch.where(m[:, None], plain[n], tta[n])
+        served[n], raw = train.corrected(torch.where(m[:, None], plain[n], tta[n]), offsets)
+        tta_served[n], _ = train.corrected(tta[n], offsets)
+        five[n] = raw < len(train.DIFFERENTIAL)
         dist[n] = np.where(single[n], cells[n][2], cells[n][3])
     labels = np.concatenate([cells[n][0] for n in names])
     sources = np.concatenate([[n] * len(cells[n][0]) for n in names])
     logits = torch.cat([served[n] for n in names])
     distance = np.concatenate([dist[n] for n in names])
-    familiar = np.concatenate([cells[n][1] <= 1 for n in names])
+    # eligible for acceptance: a familiar stain, and not an other kind without the prior correction (possible-other-cell)
+    familiar = np.concatenate([(cells[n][1] <= 1) & five[n] for n in names])
     max_distance = max(float(np.quantile(dist[n], 1 - args.distance_quantile)) for n in names)
     temperature = train.fit_temperature(logits, labels)
     evidence = torch.logsumexp(logits, 1).numpy()
@@ -82,8 +102,9 @@ def main():
                                       labels[sources == n], threshold, min_evidence, max_distance) for n in names}
     before = {n: card["validationReview"].get(n) for n in names}
     share = {n: round(float(single[n].mean()), 4) for n in names}
-    same = {n: bool((served[n].argmax(1) == tta[n].argmax(1)).all()) for n in names}
-    print(json.dumps({"sureConfidence": sure, "singleViewShare": share, "classesAsDihedral8": same,
+    same = {n: bool((served[n].argmax(1) == tta_served[n].argmax(1)).all()) for n in names}
+    accuracy = {n: round(float((served[n].argmax(1).numpy() == cells[n][0]).mean()), 4) for n in names}
+    print(json.dumps({"sureConfidence": sure, "singleViewShare": share, "classesAsDihedral8": same, "logitOffsets": offsets, "accuracy": accuracy,
                       "softmaxTemperature": round(temperature, 4), "reviewThreshold": round(threshold, 4), "perSourceCuts": cuts,
                       "minEvidence": round(min_evidence, 4), "maxDistance": round(max_distance, 4),
                       "validationReview": review, "validationReviewBefore": before}, indent=2))
@@ -95,10 +116,24 @@ def main():
         card["minEvidence"] = round(min_evidence, 4)
         card["maxDistance"] = round(max_distance, 4)
         card["validationReview"] = review
-        card["reviewPolicy"] += (f" A cell keeps its single view when that view's softmax top probability is at least sureConfidence "
-                                 f"{sure} (the lowest at which every validation cell so kept has the class the 8 views give it), and gets "
-                                 f"the 8-view mean otherwise; temperature and thresholds fitted on that (sure_policy.py, on the C# "
-                                 f"classifier's outputs for the validation cells as leuko analyze segments them).")
+        if offsets:
+            card["logitOffsets"] = offsets
+        else:
+            card.pop("logitOffsets", None)
+        # The policy's prose: the rule as train.py wrote it, then what this refit chose and measured (replacing any earlier refit's).
+        rule = card["reviewPolicy"].split(" The threshold is the largest")[0]
+        if offsets and "prior correction" not in rule:
+            rule = rule.rstrip(".") + (", or would not be without the prior correction of the other kinds (logitOffsets: ln(share "
+                                       "expected in a smear / training share) added to each other kind's logit; possible-other-cell).")
+        card["reviewPolicy"] = (
+            f"{rule} The threshold is the largest of the per-source thresholds at which accepted validation cells are "
+            f"{args.review_accuracy:.0%} correct: "
+            + "; ".join(f"{n} {r['coverage']:.1%} accepted, {r['acceptedAccuracy']:.2%} of them correct" for n, r in review.items()
+                        if r["acceptedAccuracy"] is not None)
+            + f". A cell keeps its single view when that view's softmax top probability is at least sureConfidence {sure} (the "
+              f"lowest at which every validation cell so kept has the class the 8 views give it), and gets the 8-view mean "
+              f"otherwise; temperature and thresholds fitted on that (sure_policy.py, on the C# classifier's outputs for the "
+              f"validation cells as leuko analyze segments them).")
         with open(args.card, "w") as f:
             json.dump(card, f, indent=2)
     return 0

@@ -223,31 +223,55 @@ def predict_tta(model, images, mean, std, device, batch=128):
 SURE_GRID = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999]
 
 
-def sure_mask(plain_logits, sure_confidence):
-    """Cells whose single (unrotated) view has a softmax top probability (temperature 1) of at least sure_confidence."""
+def logit_offsets(class_draws, other_share):
+    """The prior correction of the other kinds (Saerens et al. 2002): for each class, ln(share expected in a smear /
+    share of the training draws) for an other kind, 0 for the five. Training over-represents the other kinds (PBC's are
+    selected cells, a fifth to a half of a source where a smear has about 1% of each), so without it a cell of a
+    microscope not trained on that looks like none of the five well goes to an other kind (leave Kaggle out: 2,056 of
+    2,472 lymphocytes became erythroblasts). The five are left as trained: their balance keeps rare, diagnostic classes
+    (basophils, monocytes) found. None when other_share is None or no other kind was trained."""
+    total = float(sum(class_draws.values()))
+    if other_share is None or total <= 0 or not any(class_draws.get(c, 0) > 0 for c in OTHER):
+        return None
+    return [round(float(np.log(other_share / (class_draws[c] / total))), 4) if c in OTHER and class_draws.get(c, 0) > 0 else 0.0
+            for c in CLASSES]
+
+
+def corrected(logits, offsets):
+    """(logits with the prior correction, each cell's class without it): as LeukocyteClassifier.Classify."""
+    raw = logits.argmax(1).numpy()
+    return (logits + torch.tensor(offsets, dtype=logits.dtype) if offsets else logits), raw
+
+
+def sure_mask(plain_logits, sure_confidence, offsets=None):
+    """Cells whose single (unrotated) view has a softmax top probability (temperature 1, after the prior correction
+    `offsets`) of at least sure_confidence."""
     if sure_confidence is None:
         return torch.zeros(len(plain_logits), dtype=torch.bool)
-    return F.softmax(plain_logits.float(), 1).max(1).values >= sure_confidence
+    return F.softmax(corrected(plain_logits.float(), offsets)[0], 1).max(1).values >= sure_confidence
 
 
-def choose_sure_confidence(plain, tta):
+def choose_sure_confidence(plain, tta, offsets=None):
     """The lowest SURE_GRID value at which, on every validation source, each cell the single view is sure of gets the
-    class the 8 views give it (so the policy answers as dihedral8 did on validation, at a fraction of the cost); None
-    when no value does."""
+    class the 8 views give it, both with the prior correction `offsets` (so the policy answers as dihedral8 did on
+    validation, at a fraction of the cost); None when no value does."""
+    def cls(logits):
+        return corrected(logits, offsets)[0].argmax(1)
     for t in SURE_GRID:
-        if all(bool((plain[n].argmax(1)[m] == tta[n].argmax(1)[m]).all()) for n in plain for m in [sure_mask(plain[n], t)]):
+        if all(bool((cls(plain[n])[m] == cls(tta[n])[m]).all()) for n in plain for m in [sure_mask(plain[n], t, offsets)]):
             return t
     return None
 
 
-def serve_logits(wrapped, images, mean, std, device, tta, sure_confidence):
-    """(logits, distance, single-view mask) as the C# classifier serves them: with test-time augmentation, the mean
-    over the 8 symmetries except for the cells the single view is sure of (sure_confidence), which keep it."""
+def serve_logits(wrapped, images, mean, std, device, tta, sure_confidence, offsets=None):
+    """(logits, distance, single-view mask) as the C# classifier's Infer serves them: with test-time augmentation, the
+    mean over the 8 symmetries except for the cells the single view is sure of (sure_confidence, with the prior
+    correction `offsets`), which keep it. The logits are without the correction (`corrected` adds it)."""
     plain, plain_distance = predict_distance(wrapped, images, mean, std, device, False)
     if not tta:
         return plain, plain_distance, torch.ones(len(plain), dtype=torch.bool)
     logits, distance = predict_distance(wrapped, images, mean, std, device, True)
-    sure = sure_mask(plain, sure_confidence)
+    sure = sure_mask(plain, sure_confidence, offsets)
     return torch.where(sure[:, None], plain, logits), np.where(sure.numpy(), plain_distance, distance), sure
 
 
@@ -440,6 +464,9 @@ def main():
     ap.add_argument("--stain-quantile", type=float, default=0.99,
                     help="a crop is of a familiar stain when its stain distance to a training source is within this quantile "
                          "of that source's training crops (stain.py)")
+    ap.add_argument("--other-share", type=float, default=0.01,
+                    help="each other kind's expected share of the cells of a smear, for the prior correction of its logit "
+                         "(logit_offsets; written into the card as logitOffsets); 0 or less: no correction")
     ap.add_argument("--seed", type=int, default=20240501)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -570,23 +597,37 @@ def main():
         return (min(acc), float(np.mean(acc)))
     use_tta = selection(tta) > selection(plain)
     log(f"validation without test-time augmentation {selection(plain)}, with {selection(tta)}: {'dihedral8' if use_tta else 'none'}")
-    sure_confidence = choose_sure_confidence(plain, tta) if use_tta else None
+    # The prior correction of the other kinds (logit_offsets), from this training's draws per class; a cell it moves
+    # out of an other kind is flagged (possible-other-cell), so it is excluded from acceptance as an unfamiliar stain is.
+    class_draws = {c: 0.0 for c in CLASSES}
+    for n in train_names:
+        counts = np.bincount(train_labels[n], minlength=len(CLASSES))
+        for c in range(len(CLASSES)):
+            class_draws[CLASSES[c]] += draws[n] * counts[c] / max(1, len(train_labels[n]))
+    offsets = logit_offsets(class_draws, args.other_share if args.other_share > 0 else None)
+    log(f"prior correction of the other kinds (a {args.other_share} share each in a smear): {offsets}")
+    sure_confidence = choose_sure_confidence(plain, tta, offsets) if use_tta else None
     if use_tta:
         log(f"a single view is kept where its softmax top probability is at least {sure_confidence}: "
-            + ", ".join(f"{n} {float(sure_mask(plain[n], sure_confidence).float().mean()):.1%} of validation cells" for n in train_names))
+            + ", ".join(f"{n} {float(sure_mask(plain[n], sure_confidence, offsets).float().mean()):.1%} of validation cells" for n in train_names))
     # Feature-space distance to the training cells: fitted on (unaugmented) training crops, at most 3,000 per source.
     fit_idx = {n: np_rng.choice(len(train_imgs[n]), min(3000, len(train_imgs[n])), replace=False) for n in train_names}
     whiten, centres = fit_distance(model, np.concatenate([train_imgs[n][fit_idx[n]] for n in train_names]),
                                    np.concatenate([train_labels[n][fit_idx[n]] for n in train_names]), mean, std, device)
     wrapped = WithDistance(model, whiten.to(device), centres.to(device))
-    val_served = {n: serve_logits(wrapped, val[n][0], mean, std, device, use_tta, sure_confidence) for n in train_names}
+    val_served = {n: serve_logits(wrapped, val[n][0], mean, std, device, use_tta, sure_confidence, offsets) for n in train_names}
     val_distance = {n: val_served[n][1] for n in train_names}
     max_distance = max(float(np.quantile(val_distance[n], 1 - args.distance_quantile)) for n in train_names)
     log(f"feature distance: 95th percentiles " + ", ".join(f"{n} {np.quantile(val_distance[n], 0.95):.3f}" for n in train_names)
         + f"; flagged beyond {max_distance:.3f}")
+    val_eligible = {}
+    for n in train_names:
+        logits_n, raw_n = corrected(val_served[n][0], offsets)
+        val_served[n] = (logits_n, val_served[n][1], val_served[n][2])
+        val_eligible[n] = val_familiar[n] & (raw_n < len(DIFFERENTIAL))
     val_logits = {n: val_served[n][0] for n in train_names}
     all_distance = np.concatenate([val_distance[n] for n in train_names])
-    all_familiar = np.concatenate([val_familiar[n] for n in train_names])
+    all_familiar = np.concatenate([val_eligible[n] for n in train_names])
     all_logits = torch.cat([val_logits[n] for n in train_names])
     all_labels = np.concatenate([val[n][1] for n in train_names])
     all_sources = np.concatenate([[n] * len(val[n][1]) for n in train_names])
@@ -605,18 +646,21 @@ def main():
 
     if args.hold_out:
         imgs, labels, _, names = sources[args.hold_out]
-        logits, dist, held_sure = serve_logits(wrapped, imgs, mean, std, device, use_tta, sure_confidence)
+        logits, dist, held_sure = serve_logits(wrapped, imgs, mean, std, device, use_tta, sure_confidence, offsets)
+        raw_logits = logits
+        logits, held_raw = corrected(logits, offsets)
         ev = torch.logsumexp(logits, 1).numpy()
         held_probs = F.softmax(logits / temperature, 1)
         held_stain = stain.distance(stain.fingerprints(imgs), stain_domain)
-        familiar = held_stain <= 1
-        everywhere = np.ones(len(labels), dtype=bool)
+        five = held_raw < len(DIFFERENTIAL)  # the class without the prior correction: an other kind is flagged
+        familiar = (held_stain <= 1) & five
+        everywhere = five
         present = sorted(set(labels.tolist()))
         trained = sorted(set(np.concatenate(list(train_labels.values())).tolist()))
         report = {
             "heldOut": args.hold_out, "trainedOn": train_names, "colourNormalisation": args.colour_normalisation, "resolutionJitter": args.resolution_jitter, "chosenEpoch": best_epoch, "testTimeAugmentation": "dihedral8" if use_tta else "none",
             "sureConfidence": sure_confidence, "heldOutSingleView": round(float(held_sure.float().mean()), 4),
-            "heldOutAll": metrics(logits, labels),
+            "logitOffsets": offsets, "heldOutAll": metrics(logits, labels), "heldOutAllUncorrected": metrics(raw_logits, labels),
             # cells of a class no training source has cannot be right; the figure a laboratory can compare is on the classes trained
             "heldOutTrainedClasses": metrics(logits[np.isin(labels, trained)], labels[np.isin(labels, trained)]),
             "heldOutReview": review_figures(held_probs, ev, dist, familiar, labels, threshold, min_evidence, max_distance),
@@ -625,7 +669,7 @@ def main():
             "heldOutReviewWithoutStain": review_figures(held_probs, ev, dist, everywhere, labels, threshold, min_evidence, max_distance),
             "heldOutReviewWithoutDistance": review_figures(held_probs, ev, np.zeros_like(dist), everywhere, labels, threshold, min_evidence, max_distance),
             "heldOutFlaggedAsAtypical": round(float((~typical(ev, dist, min_evidence, max_distance)).mean()), 4),
-            "heldOutUnfamiliarStain": round(float((~familiar).mean()), 4),
+            "heldOutUnfamiliarStain": round(float((held_stain > 1).mean()), 4),
             "classesPresent": [CLASSES[c] for c in present], "classesTrained": [CLASSES[c] for c in trained],
             "validation": validation, "validationReview": review, "seconds": round(time.time() - started), "history": history,
         }
@@ -634,10 +678,18 @@ def main():
             json.dump(report, f, indent=2)
         # Every left-out cell, so that a review rule can be studied without training again.
         top, pred = held_probs.max(1)
+        # The served logits (before the temperature) and the single view's, per class, so that a decision rule (a
+        # class prior, the single-view policy) can be studied on a microscope not trained on.
+        held_plain = predict(model, imgs, mean, std, device)
         with open(os.path.join(args.out, f"loso-{args.hold_out}.cells.tsv"), "w") as f:
-            f.write("crop\tlabel\tpredicted\tconfidence\tevidence\tdistance\tstainDistance\n")
+            f.write("crop\tlabel\tpredicted\tconfidence\tevidence\tdistance\tstainDistance\tsingleView\t"
+                    + "\t".join(f"logit:{c}" for c in CLASSES) + "\t" + "\t".join(f"single:{c}" for c in CLASSES) + "\n")
             for i in range(len(labels)):
-                f.write(f"{names[i]}\t{CLASSES[labels[i]]}\t{CLASSES[int(pred[i])]}\t{float(top[i]):.5f}\t{ev[i]:.4f}\t{dist[i]:.4f}\t{held_stain[i]:.4f}\n")
+                f.write(f"{names[i]}\t{CLASSES[labels[i]]}\t{CLASSES[int(pred[i])]}\t{float(top[i]):.5f}\t{ev[i]:.4f}\t{dist[i]:.4f}\t{held_stain[i]:.4f}\t{int(held_sure[i])}\t"
+                        + "\t".join(f"{float(v):.4f}" for v in raw_logits[i]) + "\t" + "\t".join(f"{float(v):.4f}" for v in held_plain[i]) + "\n")
+        torch.save({"state": model.state_dict(), "mean": mean, "std": std, "temperature": temperature, "threshold": threshold,
+                    "minEvidence": min_evidence, "maxDistance": max_distance, "sureConfidence": sure_confidence, "logitOffsets": offsets},
+                   os.path.join(args.out, f"loso-{args.hold_out}.pt"))
         log(f"held out {args.hold_out}: accuracy {report['heldOutAll']['accuracy']:.4f} (trained classes "
             f"{report['heldOutTrainedClasses']['accuracy']:.4f}), review {report['heldOutReview']}; wrote {path}")
         return 0
@@ -711,6 +763,7 @@ def main():
         "testTimeAugmentation": "dihedral8" if use_tta else "none",
         **({"sureConfidence": sure_confidence,
             "singleViewShare": {n: round(float(val_served[n][2].float().mean()), 4) for n in train_names}} if use_tta else {}),
+        **({"logitOffsets": offsets} if offsets else {}),
         "flopsPerView": flops(onnx_path),
         "reviewThreshold": round(threshold, 4),
         "minEvidence": round(min_evidence, 4),
@@ -722,7 +775,8 @@ def main():
                          f"(all but {args.distance_quantile:.0%} of each training source's validation cells are nearer), "
                          f"when its stain distance (stainDomain: the crop's colour fingerprint against each training source's) is above 1 "
                          f"(all but {1 - args.stain_quantile:.0%} of each source's training crops are within), "
-                         f"or when the class is not one of the five of the differential. The threshold is the largest of the per-source "
+                         f"or when the class is not one of the five of the differential, or would not be without the prior correction "
+                         f"of the other kinds (logitOffsets: ln({args.other_share:g} / training share) added to each other kind's logit). The threshold is the largest of the per-source "
                          f"thresholds at which accepted validation cells are {args.review_accuracy:.0%} correct: "
                          + "; ".join(f"{n} {r['coverage']:.1%} accepted, {r['acceptedAccuracy']:.2%} of them correct" for n, r in review.items()
                                      if r["acceptedAccuracy"] is not None)),

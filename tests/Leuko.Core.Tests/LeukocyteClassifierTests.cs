@@ -156,7 +156,14 @@ public sealed class LeukocyteClassifierTests : IDisposable
             int classes = dihedral.Card.Classes.Count, unsure = 0;
             for (int i = 0; i < crops.Count; i++)
             {
-                bool isSure = LeukocyteClassifier.Softmax(plain.AsSpan(i * classes, classes), 1).Max() >= sure;
+                // Sure after the card's prior correction of the other kinds, as the classifier serves the cell.
+                var row = plain.AsSpan(i * classes, classes).ToArray();
+                for (int c = 0; c < classes && adaptive.Card.LogitOffsets is { } offsets; c++)
+                {
+                    row[c] += (float)offsets[c];
+                }
+
+                bool isSure = LeukocyteClassifier.Softmax(row, 1).Max() >= sure;
                 unsure += isSure ? 0 : 1;
                 var expected = isSure ? plain : eight;
                 Assert.Equal(expected.AsSpan(i * classes, classes).ToArray(), served.AsSpan(i * classes, classes).ToArray());
@@ -323,6 +330,50 @@ public sealed class LeukocyteClassifierTests : IDisposable
             card["maxDistance"] = 1e9;
         }));
         Assert.Null(near.Classify(crop).ReviewReason);
+    }
+
+    [Fact]
+    public void The_prior_correction_moves_a_cell_out_of_an_other_kind_and_flags_it()
+    {
+        // The crop's class without any correction, then that class made an other kind with a large negative offset.
+        using var crop = new Mat(100, 100, MatType.CV_8UC3, new Scalar(200, 120, 140));
+        CellClassification plain;
+        using (var uncorrected = LeukocyteClassifier.Load(ModelWithCard(card => { card.Remove("logitOffsets"); card["reviewThreshold"] = 0.0; })))
+        {
+            plain = uncorrected.Classify(crop);
+        }
+
+        int k = plain.Probabilities.Count, index = -1;
+        using var corrected = LeukocyteClassifier.Load(ModelWithCard(card =>
+        {
+            var classes = card["classes"]!.AsArray().Select(c => (string)c!).ToList();
+            index = classes.IndexOf(plain.Label);
+            card["otherClasses"] = new JsonArray(JsonValue.Create(plain.Label));
+            card["logitOffsets"] = new JsonArray(Enumerable.Range(0, k).Select(c => (JsonNode)JsonValue.Create(c == index ? -50.0 : 0.0)!).ToArray());
+            card["reviewThreshold"] = 0.0;
+        }));
+
+        var result = corrected.Classify(crop);
+
+        Assert.NotEqual(plain.Label, result.Label);
+        Assert.Equal(ReviewReasons.PossibleOtherCell, result.ReviewReason);
+        Assert.True(result.Probabilities[index] < 1e-6, "the corrected probabilities are reported");
+
+        // A zero offset everywhere changes nothing.
+        using var zero = LeukocyteClassifier.Load(ModelWithCard(card =>
+        {
+            card.Remove("logitOffsets");
+            card["logitOffsets"] = new JsonArray(Enumerable.Range(0, k).Select(_ => (JsonNode)JsonValue.Create(0.0)!).ToArray());
+            card["reviewThreshold"] = 0.0;
+        }));
+        Assert.Equal(plain.Probabilities, zero.Classify(crop).Probabilities);
+    }
+
+    [Fact]
+    public void Logit_offsets_of_the_wrong_length_are_refused_at_load()
+    {
+        var e = Assert.Throws<ModelLoadException>(() => LeukocyteClassifier.Load(ModelWithCard(card => card["logitOffsets"] = new JsonArray(JsonValue.Create(-1.0)))));
+        Assert.Contains("logitOffsets", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -33,9 +33,10 @@ public sealed class SampleCellTests
         Assert.True(cell.Label == expected || cell.NeedsReview, $"{expected}/{file}: accepted as {cell.Label} ({cell.Confidence:0.00})");
         if (Classifier.Value.Card.Others.Contains(expected))
         {
-            // A cell that is none of the five is reported as its kind and never accepted unseen.
+            // A cell that is none of the five is never accepted unseen: reported as its kind, or as one of the five that
+            // the model without its prior correction would have called an other kind.
             Assert.True(cell.NeedsReview);
-            Assert.Equal(ReviewReasons.OtherCell, cell.ReviewReason);
+            Assert.Contains(cell.ReviewReason, new[] { ReviewReasons.OtherCell, ReviewReasons.PossibleOtherCell });
         }
     }
 

@@ -163,6 +163,11 @@ public sealed class LeukocyteClassifier : IDisposable
             problems.Add("its sureConfidence must be a probability, and is used only with dihedral8 test-time augmentation");
         }
 
+        if (card.LogitOffsets is { } offsets && (offsets.Count != card.Classes?.Count || offsets.Any(o => !double.IsFinite(o))))
+        {
+            problems.Add($"its logitOffsets must be {card.Classes?.Count} finite numbers, one per class");
+        }
+
         if (card.ReviewThreshold is < 0 or > 1)
         {
             problems.Add("its review threshold must be a probability");
@@ -214,11 +219,12 @@ public sealed class LeukocyteClassifier : IDisposable
         int classes = Card.Classes.Count;
         for (int i = 0; i < crops.Count; i++)
         {
-            var row = logits.AsSpan(i * classes, classes);
+            var uncorrected = Card.Classes[ArgMax(logits.AsSpan(i * classes, classes))];
+            var row = Corrected(logits.AsSpan(i * classes, classes));
             var probabilities = Softmax(row, Card.Output.SoftmaxTemperature);
             int top = Array.IndexOf(probabilities, probabilities.Max());
             var label = Card.Classes[top];
-            results[i] = new CellClassification(label, probabilities, ReviewReason(label, probabilities[top], Evidence(row), distance?[i], stain?[i]));
+            results[i] = new CellClassification(label, probabilities, ReviewReason(label, uncorrected, probabilities[top], Evidence(row), distance?[i], stain?[i]));
         }
 
         return results;
@@ -226,17 +232,50 @@ public sealed class LeukocyteClassifier : IDisposable
 
     /// <summary>
     /// Why a person must look at a cell, by the card's review policy, or null when the model's answer can be accepted:
-    /// a kind outside the differential, a stain and camera unlike any the model was trained on (stain distance over 1,
+    /// a kind outside the differential (or one the model would give without its prior correction), a stain and camera unlike any the model was trained on (stain distance over 1,
     /// <see cref="StainDomain"/>), a calibrated confidence under the threshold, or a cell unlike the training data
     /// (less evidence than <see cref="ModelCard.MinEvidence"/>, or farther from the training classes in feature space
     /// than <see cref="ModelCard.MaxDistance"/>).
     /// </summary>
-    private string? ReviewReason(string label, float confidence, double evidence, float? distance, double? stain) =>
+    private string? ReviewReason(string label, string uncorrected, float confidence, double evidence, float? distance, double? stain) =>
         Card.Others.Contains(label) ? ReviewReasons.OtherCell
+        : Card.Others.Contains(uncorrected) ? ReviewReasons.PossibleOtherCell
         : stain > 1 ? ReviewReasons.UnfamiliarStain
         : confidence < Card.ReviewThreshold ? ReviewReasons.LowConfidence
         : evidence < Card.MinEvidence || distance > Card.MaxDistance ? ReviewReasons.Atypical
         : null;
+
+    /// <summary>A cell's logits with the card's prior correction (<see cref="ModelCard.LogitOffsets"/>) added, in a new array when there is one.</summary>
+    private ReadOnlySpan<float> Corrected(ReadOnlySpan<float> logits)
+    {
+        if (Card.LogitOffsets is not { } offsets)
+        {
+            return logits;
+        }
+
+        var row = new float[logits.Length];
+        for (int c = 0; c < row.Length; c++)
+        {
+            row[c] = logits[c] + (float)offsets[c];
+        }
+
+        return row;
+    }
+
+    /// <summary>The first index of the largest value.</summary>
+    private static int ArgMax(ReadOnlySpan<float> values)
+    {
+        int best = 0;
+        for (int i = 1; i < values.Length; i++)
+        {
+            if (values[i] > values[best])
+            {
+                best = i;
+            }
+        }
+
+        return best;
+    }
 
     /// <summary>The model's evidence for a cell: log-sum-exp of its logits (the negative free energy of Liu et al. 2020), low for inputs unlike any training class.</summary>
     public static double Evidence(ReadOnlySpan<float> logits)
@@ -341,9 +380,9 @@ public sealed class LeukocyteClassifier : IDisposable
     /// <summary>
     /// The logits (and distances) the card's test-time augmentation serves for a preprocessed batch: one view; the mean
     /// over the 8 symmetries (<see cref="DihedralMean"/>); or, with <see cref="ModelCard.SureConfidence"/>, one view for
-    /// the cells whose single view has a softmax top probability (temperature 1) of at least that, the 8 for the others:
-    /// the training script chose it so that on every validation source each cell kept at one view has the class the 8
-    /// give it.
+    /// the cells whose single view has a softmax top probability (temperature 1, after the card's prior correction) of at
+    /// least that, the 8 for the others: the training script chose it so that on every validation source each cell kept
+    /// at one view has the class the 8 give it. The logits returned are the model's, without the prior correction.
     /// </summary>
     public (float[] Logits, float[]? Distance) Infer(float[] input, int batch)
     {
@@ -359,7 +398,7 @@ public sealed class LeukocyteClassifier : IDisposable
 
         var (logits, distance) = Run(input, batch);
         int classes = Card.Classes.Count, cell = input.Length / batch;
-        var unsure = Enumerable.Range(0, batch).Where(i => Softmax(logits.AsSpan(i * classes, classes), 1).Max() < sure).ToArray();
+        var unsure = Enumerable.Range(0, batch).Where(i => Softmax(Corrected(logits.AsSpan(i * classes, classes)), 1).Max() < sure).ToArray();
         if (unsure.Length == 0)
         {
             return (logits, distance);

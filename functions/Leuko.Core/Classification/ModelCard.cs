@@ -23,7 +23,8 @@ public sealed record ModelCard(
     double? MaxDistance = null,
     long? FlopsPerView = null,
     StainDomain? StainDomain = null,
-    double? SureConfidence = null)
+    double? SureConfidence = null,
+    IReadOnlyList<double>? LogitOffsets = null)
 {
     /// <summary>Whether the model has a second output, each cell's feature-space distance to the training cells.</summary>
     public bool HasDistance => Output.Distance is { Length: > 0 };
@@ -36,6 +37,13 @@ public sealed record ModelCard(
 
     /// <summary>Cells the laboratory reports apart from the differential ("other cells seen"): never accepted without review.</summary>
     public IReadOnlyList<string> Others => OtherClasses ?? [];
+
+    /// <summary>
+    /// A prior correction added to each class's logit (in <see cref="Classes"/> order) before the softmax:
+    /// ln(share expected in a smear / share in training) for the other kinds, which training over-represents (they are
+    /// selected cells of a dataset, rare in a smear), 0 for the five. Null: none.
+    /// </summary>
+    public bool HasLogitOffsets => LogitOffsets is { Count: > 0 };
 
     /// <summary>The card's value of <see cref="TestTimeAugmentation"/> for averaging over the 8 symmetries of the square.</summary>
     public const string Dihedral8 = "dihedral8";

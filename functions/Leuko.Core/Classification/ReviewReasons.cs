@@ -7,6 +7,12 @@ public static class ReviewReasons
     public const string OtherCell = "other-cell";
 
     /// <summary>
+    /// Given one of the five, but the model without its prior correction (the card's <c>logitOffsets</c>: the other kinds
+    /// are rare in a smear) would call it an other kind: a person decides which it is.
+    /// </summary>
+    public const string PossibleOtherCell = "possible-other-cell";
+
+    /// <summary>
     /// The crop's stain and camera are unlike every microscope the model was trained on (its colour fingerprint lies outside
     /// each training source's, <see cref="StainDomain"/>): the model's confidence means nothing there.
     /// </summary>
