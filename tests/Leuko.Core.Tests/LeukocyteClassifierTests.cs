@@ -370,6 +370,15 @@ public sealed class LeukocyteClassifierTests : IDisposable
     }
 
     [Fact]
+    public void A_card_given_for_the_model_is_refused_with_the_path_of_the_model()
+    {
+        var onnx = ModelWithCard(_ => { });
+        var e = Assert.Throws<ModelLoadException>(() => LeukocyteClassifier.Load(Path.ChangeExtension(onnx, ".json")));
+        Assert.Contains("is a model card", e.Message, StringComparison.Ordinal);
+        Assert.Contains(onnx, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Logit_offsets_of_the_wrong_length_are_refused_at_load()
     {
         var e = Assert.Throws<ModelLoadException>(() => LeukocyteClassifier.Load(ModelWithCard(card => card["logitOffsets"] = new JsonArray(JsonValue.Create(-1.0)))));

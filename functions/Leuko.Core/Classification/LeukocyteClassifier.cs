@@ -61,6 +61,12 @@ public sealed class LeukocyteClassifier : IDisposable
         }
 
         var cardPath = Path.ChangeExtension(modelPath, ".json");
+        if (string.Equals(Path.GetExtension(modelPath), ".json", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new ModelLoadException(
+                $"'{modelPath}' is a model card: give the ONNX model beside it ('{Path.ChangeExtension(modelPath, ".onnx")}'), whose card is read with it");
+        }
+
         if (!File.Exists(cardPath))
         {
             throw new ModelLoadException($"model card not found: '{cardPath}' (it must lie beside the model)");
