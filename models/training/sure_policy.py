@@ -118,8 +118,11 @@ def main():
         card["validationReview"] = review
         if offsets:
             card["logitOffsets"] = offsets
+            if args.other_share is not None:
+                card["otherShare"] = args.other_share
         else:
             card.pop("logitOffsets", None)
+            card.pop("otherShare", None)
         # The policy's prose: the rule as train.py wrote it, then what this refit chose and measured (replacing any earlier refit's).
         rule = card["reviewPolicy"].split(" The threshold is the largest")[0]
         if offsets and "prior correction" not in rule:
