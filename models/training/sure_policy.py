@@ -92,10 +92,10 @@ def main():
     distance = np.concatenate([dist[n] for n in names])
     # eligible for acceptance: a familiar stain, and not an other kind without the prior correction (possible-other-cell)
     familiar = np.concatenate([(cells[n][1] <= 1) & five[n] for n in names])
-    max_distance = max(float(np.quantile(dist[n], 1 - args.distance_quantile)) for n in names)
-    temperature = train.fit_temperature(logits, labels)
+    max_distance = round(max(float(np.quantile(dist[n], 1 - args.distance_quantile)) for n in names), 6)
+    temperature = round(train.fit_temperature(logits, labels), 4)  # as the card stores it, so C# computes the same probabilities
     evidence = torch.logsumexp(logits, 1).numpy()
-    min_evidence = float(np.quantile(evidence, args.evidence_quantile))
+    min_evidence = round(float(np.quantile(evidence, args.evidence_quantile)), 6)
     probs = F.softmax(logits / temperature, dim=1)
     threshold, cuts = train.review_rule(probs, evidence, distance, familiar, labels, sources, args.review_accuracy, min_evidence, max_distance)
     review = {n: train.review_figures(probs[sources == n], evidence[sources == n], distance[sources == n], familiar[sources == n],
@@ -105,16 +105,16 @@ def main():
     same = {n: bool((served[n].argmax(1) == tta_served[n].argmax(1)).all()) for n in names}
     accuracy = {n: round(float((served[n].argmax(1).numpy() == cells[n][0]).mean()), 4) for n in names}
     print(json.dumps({"sureConfidence": sure, "singleViewShare": share, "classesAsDihedral8": same, "logitOffsets": offsets, "accuracy": accuracy,
-                      "softmaxTemperature": round(temperature, 4), "reviewThreshold": round(threshold, 4), "perSourceCuts": cuts,
-                      "minEvidence": round(min_evidence, 4), "maxDistance": round(max_distance, 4),
+                      "softmaxTemperature": temperature, "reviewThreshold": threshold, "perSourceCuts": cuts,
+                      "minEvidence": min_evidence, "maxDistance": max_distance,
                       "validationReview": review, "validationReviewBefore": before}, indent=2))
     if args.write:
         card["sureConfidence"] = sure
         card["singleViewShare"] = share
-        card["output"]["softmaxTemperature"] = round(temperature, 4)
-        card["reviewThreshold"] = round(threshold, 4)
-        card["minEvidence"] = round(min_evidence, 4)
-        card["maxDistance"] = round(max_distance, 4)
+        card["output"]["softmaxTemperature"] = temperature
+        card["reviewThreshold"] = threshold
+        card["minEvidence"] = min_evidence
+        card["maxDistance"] = max_distance
         card["validationReview"] = review
         if offsets:
             card["logitOffsets"] = offsets

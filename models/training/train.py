@@ -46,16 +46,27 @@ RGB_FROM_HED = RGB_FROM_HED / RGB_FROM_HED.norm(dim=1, keepdim=True)
 HED_FROM_RGB = torch.linalg.inv(RGB_FROM_HED)
 
 
+STAIN_VECTOR_JITTER = 0.0
+
+
 def stain_jitter(x, gen, sigma=0.25, bias=0.05):
     """Stain augmentation that follows the physics of absorption (Tellez et al. 2018): each pixel's optical density is
     split into haematoxylin-, eosin- and residual-like stain amounts, each scaled by U(1-sigma, 1+sigma) and shifted by
-    U(-bias, bias) per image, and recomposed. A stronger or weaker stain, another dye lot or another lamp."""
+    U(-bias, bias) per image, and recomposed. A stronger or weaker stain, another dye lot or another lamp. With
+    STAIN_VECTOR_JITTER v > 0 the amounts are recomposed with each crop's own stain colours: every channel of every stain
+    vector scaled by U(1-v, 1+v) and the vector renormalised, so each dye's hue moves on its own (another Romanowsky
+    stain: Wright, Giemsa, May-Grünwald-Giemsa), not only its strength."""
     n = x.shape[0]
     od = -torch.log(x.clamp(min=1 / 255.0))
     stains = torch.einsum("nchw,cd->ndhw", od, HED_FROM_RGB.to(x.device))
     alpha = (1 + (torch.rand(n, 3, 1, 1, generator=gen) * 2 - 1) * sigma).to(x.device)
     beta = ((torch.rand(n, 3, 1, 1, generator=gen) * 2 - 1) * bias).to(x.device)
-    od = torch.einsum("ndhw,dc->nchw", stains * alpha + beta, RGB_FROM_HED.to(x.device))
+    if STAIN_VECTOR_JITTER > 0:
+        vectors = RGB_FROM_HED[None] * (1 + (torch.rand(n, 3, 3, generator=gen) * 2 - 1) * STAIN_VECTOR_JITTER)
+        vectors = (vectors / vectors.norm(dim=2, keepdim=True)).to(x.device)
+        od = torch.einsum("ndhw,ndc->nchw", stains * alpha + beta, vectors)
+    else:
+        od = torch.einsum("ndhw,dc->nchw", stains * alpha + beta, RGB_FROM_HED.to(x.device))
     return torch.exp(-od.clamp(min=0)).clamp(0, 1)
 
 
@@ -422,7 +433,10 @@ def review_rule(probs, evidence, distance, familiar, labels, sources, target, mi
             acc = eligible[m] & (top[m] >= cut)
             if acc.any() and (pred[m][acc] == labels[m][acc]).mean() >= target:
                 best = float(cut)
-        cuts[src] = best
+        # Halfway down to the next lower probability, not at the cut cell's own: the card's rounding and C#'s float
+        # arithmetic then keep that cell on the same side (at its own value, rounding up lost it: 97.96% accepted correct).
+        lower = top[m][top[m] < best]
+        cuts[src] = round((best + float(lower.max())) / 2, 6) if best < 1.0 and lower.size else best
     return max(cuts.values()), cuts
 
 
@@ -475,12 +489,15 @@ def main():
                          "validated and exported; 0 turns it off")
     ap.add_argument("--colour-normalisation", choices=["none", COLOUR_METHOD], default="none",
                     help="map every crop's lamp and stain onto one reference before the model (colour_normalise)")
+    ap.add_argument("--stain-vector-jitter", type=float, default=0.0,
+                    help="each stain vector's channels scaled by U(1-v, 1+v) per crop in augmentation (stain_jitter); 0: off")
     ap.add_argument("--resolution-jitter", type=float, default=1.0,
                     help="most a crop is downsampled by in augmentation (resolution_jitter); 1: off")
     args = ap.parse_args()
-    global COLOUR, RESOLUTION_JITTER
+    global COLOUR, RESOLUTION_JITTER, STAIN_VECTOR_JITTER
     COLOUR = args.colour_normalisation != "none"
     RESOLUTION_JITTER = args.resolution_jitter
+    STAIN_VECTOR_JITTER = args.stain_vector_jitter
 
     started = time.time()
     random.seed(args.seed)
@@ -617,7 +634,7 @@ def main():
     wrapped = WithDistance(model, whiten.to(device), centres.to(device))
     val_served = {n: serve_logits(wrapped, val[n][0], mean, std, device, use_tta, sure_confidence, offsets) for n in train_names}
     val_distance = {n: val_served[n][1] for n in train_names}
-    max_distance = max(float(np.quantile(val_distance[n], 1 - args.distance_quantile)) for n in train_names)
+    max_distance = round(max(float(np.quantile(val_distance[n], 1 - args.distance_quantile)) for n in train_names), 6)
     log(f"feature distance: 95th percentiles " + ", ".join(f"{n} {np.quantile(val_distance[n], 0.95):.3f}" for n in train_names)
         + f"; flagged beyond {max_distance:.3f}")
     val_eligible = {}
@@ -631,9 +648,9 @@ def main():
     all_logits = torch.cat([val_logits[n] for n in train_names])
     all_labels = np.concatenate([val[n][1] for n in train_names])
     all_sources = np.concatenate([[n] * len(val[n][1]) for n in train_names])
-    temperature = fit_temperature(all_logits, all_labels)
+    temperature = round(fit_temperature(all_logits, all_labels), 4)  # as the card stores it, so C# computes the same probabilities
     evidence = torch.logsumexp(all_logits, 1).numpy()
-    min_evidence = float(np.quantile(evidence, args.evidence_quantile))
+    min_evidence = round(float(np.quantile(evidence, args.evidence_quantile)), 6)
     probs = F.softmax(all_logits / temperature, dim=1)
     threshold, cuts = review_rule(probs, evidence, all_distance, all_familiar, all_labels, all_sources, args.review_accuracy, min_evidence, max_distance)
     review = {}
@@ -658,7 +675,7 @@ def main():
         present = sorted(set(labels.tolist()))
         trained = sorted(set(np.concatenate(list(train_labels.values())).tolist()))
         report = {
-            "heldOut": args.hold_out, "trainedOn": train_names, "colourNormalisation": args.colour_normalisation, "resolutionJitter": args.resolution_jitter, "chosenEpoch": best_epoch, "testTimeAugmentation": "dihedral8" if use_tta else "none",
+            "heldOut": args.hold_out, "trainedOn": train_names, "colourNormalisation": args.colour_normalisation, "resolutionJitter": args.resolution_jitter, "stainVectorJitter": args.stain_vector_jitter, "chosenEpoch": best_epoch, "testTimeAugmentation": "dihedral8" if use_tta else "none",
             "sureConfidence": sure_confidence, "heldOutSingleView": round(float(held_sure.float().mean()), 4),
             "logitOffsets": offsets, "heldOutAll": metrics(logits, labels), "heldOutAllUncorrected": metrics(raw_logits, labels),
             # cells of a class no training source has cannot be right; the figure a laboratory can compare is on the classes trained
@@ -759,15 +776,15 @@ def main():
                   "windowMicrons": args.window,
                   **({"colourNormalisation": {"method": COLOUR_METHOD, **COLOUR_REFERENCE}} if COLOUR else {}),
                   "resize": f"the segmenter's fixed physical window (SegmentationOptions.CropWindow, {args.window:g} µm) around the cell, resized with Crops.Resize (area when shrinking, bilinear when enlarging)"},
-        "output": {"name": "logits", "softmaxTemperature": round(temperature, 4), "distance": "distance"},
+        "output": {"name": "logits", "softmaxTemperature": temperature, "distance": "distance"},
         "testTimeAugmentation": "dihedral8" if use_tta else "none",
         **({"sureConfidence": sure_confidence,
             "singleViewShare": {n: round(float(val_served[n][2].float().mean()), 4) for n in train_names}} if use_tta else {}),
-        **({"logitOffsets": offsets} if offsets else {}),
+        **({"logitOffsets": offsets, "otherShare": args.other_share} if offsets else {}),
         "flopsPerView": flops(onnx_path),
-        "reviewThreshold": round(threshold, 4),
-        "minEvidence": round(min_evidence, 4),
-        "maxDistance": round(max_distance, 4),
+        "reviewThreshold": threshold,
+        "minEvidence": min_evidence,
+        "maxDistance": max_distance,
         "stainDomain": {**stain_domain, "validationUnfamiliar": {n: round(float(1 - val_familiar[n].mean()), 4) for n in train_names}},
         "reviewPolicy": (f"needsReview when the calibrated top probability is below reviewThreshold, when the cell's evidence "
                          f"(logsumexp of the logits) is below minEvidence (the {args.evidence_quantile:.0%} least typical validation cells), "
