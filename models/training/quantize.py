@@ -114,7 +114,7 @@ def run_graph(model, inits, x, keep=()):
         elif op == "Relu":
             y = F.relu(i[0])
         elif op == "MaxPool":
-            if any(a.get("pads", [0]) ) or a.get("ceil_mode", 0):
+            if any(a.get("pads", [0])) or a.get("ceil_mode", 0):
                 raise ValueError("padded or ceil-mode MaxPool is not supported")
             y = F.max_pool2d(i[0], tuple(a["kernel_shape"]), tuple(a["strides"]))
         elif op == "GlobalAveragePool":
