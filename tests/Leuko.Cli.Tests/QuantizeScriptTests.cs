@@ -98,6 +98,7 @@ public sealed class QuantizeScriptTests : IDisposable
     private static async Task<(int Exit, string Stdout, string Stderr)> RunAsync(string workingDirectory, params string[] arguments)
     {
         var start = new ProcessStartInfo(PythonFactAttribute.Python) { WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true };
+        start.Environment["PYTHONDONTWRITEBYTECODE"] = "1"; // no __pycache__ left in the repository's models/training
         foreach (var a in arguments)
         {
             start.ArgumentList.Add(a);
