@@ -102,7 +102,7 @@ public class ExportReviewsTests
     /// <summary>Runs <c>dataset.load_source('lab', [DIR], None)</c> in models/training and returns its labels.</summary>
     private static async Task<int[]> LoadSourceAsync(string folder)
     {
-        var training = RepositoryFolder(Path.Combine("models", "training"));
+        var training = RepositoryFolder.Find(Path.Combine("models", "training"));
         var start = new ProcessStartInfo(PythonFactAttribute.Python)
         {
             WorkingDirectory = training,
@@ -121,17 +121,4 @@ public class ExportReviewsTests
     }
 
     private static string Quoted(string path) => "'" + path.Replace("\\", "\\\\").Replace("'", "\\'") + "'";
-
-    private static string RepositoryFolder(string relative)
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (Directory.Exists(Path.Combine(dir.FullName, relative)))
-            {
-                return Path.Combine(dir.FullName, relative);
-            }
-        }
-
-        throw new DirectoryNotFoundException($"no {relative} above {AppContext.BaseDirectory}");
-    }
 }
