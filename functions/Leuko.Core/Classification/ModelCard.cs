@@ -7,6 +7,11 @@ namespace Leuko.Core.Classification;
 /// The JSON written beside each ONNX model by models/training/train.py: everything inference needs to feed the model
 /// and read its answer. Preprocessing is read from here, never repeated as constants.
 /// </summary>
+/// <param name="LogitOffsets">
+/// A prior correction added to each class's logit (in <see cref="Classes"/> order) before the softmax: ln(share
+/// expected in a smear / share in training) for the other kinds, which training over-represents (they are selected
+/// cells of a dataset, rare in a smear), 0 for the five. Null: none.
+/// </param>
 public sealed record ModelCard(
     string Name,
     string Version,
@@ -37,13 +42,6 @@ public sealed record ModelCard(
 
     /// <summary>Cells the laboratory reports apart from the differential ("other cells seen"): never accepted without review.</summary>
     public IReadOnlyList<string> Others => OtherClasses ?? [];
-
-    /// <summary>
-    /// A prior correction added to each class's logit (in <see cref="Classes"/> order) before the softmax:
-    /// ln(share expected in a smear / share in training) for the other kinds, which training over-represents (they are
-    /// selected cells of a dataset, rare in a smear), 0 for the five. Null: none.
-    /// </summary>
-    public bool HasLogitOffsets => LogitOffsets is { Count: > 0 };
 
     /// <summary>The card's value of <see cref="TestTimeAugmentation"/> for averaging over the 8 symmetries of the square.</summary>
     public const string Dihedral8 = "dihedral8";
