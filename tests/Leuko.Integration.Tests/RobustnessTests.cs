@@ -292,12 +292,21 @@ public class RobustnessTests
             new BatchRow(batchId, "archives/stuck.zip", BatchRow.Expanding, null, 0, 0, 0, DateTimeOffset.UtcNow), CancellationToken.None));
         var events = new RecordingEvents();
 
-        // Within the bound nothing is touched; past it, each is failed once, however often the sweeper runs.
-        await new PipelineSweeper(pipeline.Results, TimeSpan.FromHours(1), events).SweepOnceAsync(CancellationToken.None);
+        // Within the bound nothing is touched.
+        var sweeper = new PipelineSweeper(pipeline.Results, TimeSpan.FromHours(1), events);
+        await sweeper.SweepOnceAsync(CancellationToken.None);
         Assert.Equal(ImageRow.Classifying, (await pipeline.Results.GetImageAsync(image.ImageId, CancellationToken.None))!.Status);
-        var later = new PipelineSweeper(pipeline.Results, TimeSpan.FromHours(1), events, new LaterClock(TimeSpan.FromHours(2)));
-        await later.SweepOnceAsync(CancellationToken.None);
-        await later.SweepOnceAsync(CancellationToken.None);
+        Assert.Equal(BatchRow.Expanding, (await pipeline.Results.GetBatchAsync(batchId, CancellationToken.None))!.Status);
+
+        // Past it (the two rows last updated two hours ago: not a clock run ahead, which would sweep every other test's
+        // rows in the shared Azurite too), each is failed once, however often the sweeper runs.
+        var twoHoursAgo = DateTimeOffset.UtcNow - TimeSpan.FromHours(2);
+        var stuckImage = (await pipeline.Results.GetImageAsync(image.ImageId, CancellationToken.None))!;
+        Assert.True(await pipeline.Results.TryWriteImageAsync(stuckImage with { Updated = twoHoursAgo }, CancellationToken.None));
+        var stuckBatch = (await pipeline.Results.GetBatchAsync(batchId, CancellationToken.None))!;
+        Assert.True(await pipeline.Results.TryWriteBatchAsync(stuckBatch with { Updated = twoHoursAgo }, CancellationToken.None));
+        await sweeper.SweepOnceAsync(CancellationToken.None);
+        await sweeper.SweepOnceAsync(CancellationToken.None);
 
         var row = (await pipeline.Results.GetImageAsync(image.ImageId, CancellationToken.None))!;
         Assert.Equal(ImageStatus.Failed, row.Status);

@@ -31,12 +31,6 @@ internal sealed class RecordingEvents : IPipelineEvents
     public IReadOnlyList<(string Type, string Id, string? Error)> Of(string id) => Events.Where(e => e.Id == id).ToList();
 }
 
-/// <summary>A clock ahead of the real one by <paramref name="ahead"/>: what a sweeper sees that long from now.</summary>
-internal sealed class LaterClock(TimeSpan ahead) : TimeProvider
-{
-    public override DateTimeOffset GetUtcNow() => base.GetUtcNow() + ahead;
-}
-
 /// <summary>
 /// The real store, except that the first read of one image returns <paramref name="stale"/>: a writer that read the
 /// row just before another finished it (the interleaving of a replayed blob event with classification).
