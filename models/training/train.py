@@ -137,6 +137,7 @@ def augment(x, gen):
 # None, or the reference white and the reference dark optical density every crop is mapped to.
 COLOUR = None
 COLOUR_METHOD = "white-dark-od"
+COLOUR_METHODS = [COLOUR_METHOD, "white-od-gain"]  # white-od-gain: one gain for the three channels (keeps the stains' hue)
 COLOUR_REFERENCE = {"white": [0.9, 0.9, 0.9], "darkOpticalDensity": [1.0, 1.6, 0.5], "minGain": 1 / 3, "maxGain": 3.0,
                     "minLuminance": 24, "minPixels": 100}
 
@@ -170,7 +171,10 @@ def colour_normalise(x, ref=COLOUR_REFERENCE):
     ranked_od = torch.gather(od, 2, order[:, None, :].expand(n, 3, hw))
     dark_od = (ranked_od * dark[:, None, :]).sum(2) / dark.sum(1).clamp(min=1)[:, None]
     ref_dark = torch.tensor(ref["darkOpticalDensity"], device=x.device)
-    gain = (ref_dark[None, :] / dark_od.clamp(min=1e-6)).clamp(ref["minGain"], ref["maxGain"])
+    if ref.get("sharedGain"):
+        gain = (ref_dark.sum() / dark_od.sum(1, keepdim=True).clamp(min=1e-6)).clamp(ref["minGain"], ref["maxGain"]).expand(n, 3)
+    else:
+        gain = (ref_dark[None, :] / dark_od.clamp(min=1e-6)).clamp(ref["minGain"], ref["maxGain"])
     out = torch.tensor(ref["white"], device=x.device)[None, :, None] * torch.exp(-od * gain[:, :, None])
     keep = (k < ref["minPixels"])[:, None, None]
     return torch.where(keep, flat, out).reshape(n, 3, h, w)
@@ -487,15 +491,18 @@ def main():
     ap.add_argument("--ema", type=float, default=0.995,
                     help="decay of the exponential moving average of the weights (and batch-norm statistics) that is "
                          "validated and exported; 0 turns it off")
-    ap.add_argument("--colour-normalisation", choices=["none", COLOUR_METHOD], default="none",
+    ap.add_argument("--colour-normalisation", choices=["none", *COLOUR_METHODS], default="none",
                     help="map every crop's lamp and stain onto one reference before the model (colour_normalise)")
     ap.add_argument("--stain-vector-jitter", type=float, default=0.0,
                     help="each stain vector's channels scaled by U(1-v, 1+v) per crop in augmentation (stain_jitter); 0: off")
     ap.add_argument("--resolution-jitter", type=float, default=1.0,
                     help="most a crop is downsampled by in augmentation (resolution_jitter); 1: off")
     args = ap.parse_args()
-    global COLOUR, RESOLUTION_JITTER, STAIN_VECTOR_JITTER
+    global COLOUR, COLOUR_METHOD, RESOLUTION_JITTER, STAIN_VECTOR_JITTER
     COLOUR = args.colour_normalisation != "none"
+    if args.colour_normalisation == "white-od-gain":
+        COLOUR_METHOD = args.colour_normalisation
+        COLOUR_REFERENCE["sharedGain"] = True
     RESOLUTION_JITTER = args.resolution_jitter
     STAIN_VECTOR_JITTER = args.stain_vector_jitter
 

@@ -9,7 +9,8 @@
 # Settings by environment: DATA (../shared/data), SIZE (64), EPOCHS (20), LOSO_EPOCHS (10: the leave-one-source-out runs
 # of the shipped card were this length, to fit the study in one sitting on 2 CPU cores), WORK (out/training),
 # PYTHON (/usr/bin/python3), OUT (models), CROPS (1: cut the crops; 0: reuse WORK's), LOSO (1: run step 3),
-# COLOUR (none; white-dark-od: every crop's lamp and stain mapped onto one reference before the model, models/README.md).
+# COLOUR (none; white-dark-od: every crop's lamp and stain mapped onto one reference before the model, models/README.md;
+# white-od-gain: the same with one gain for the three channels, Python only, tried and not kept).
 # Cost: see models/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
