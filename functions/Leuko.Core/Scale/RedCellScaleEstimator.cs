@@ -156,7 +156,9 @@ public sealed class RedCellScaleEstimator(ScaleOptions? options = null)
     /// <summary>Radius of the circle through three points, and the sign of their turn (the cross product).</summary>
     private static (double Radius, double Turn) Circumradius(Point a, Point b, Point c)
     {
-        double ab = a.DistanceTo(b), bc = b.DistanceTo(c), ca = c.DistanceTo(a);
+        // Squared distances of integer points are exact in double, so these are the distances Point.DistanceTo gives,
+        // without its Math.Pow (glibc's pow: 5-6% of a whole leuko analyze run's CPU, measured with perf).
+        double ab = Math.Sqrt(Squared(a, b)), bc = Math.Sqrt(Squared(b, c)), ca = Math.Sqrt(Squared(c, a));
         double cross = ((b.X - a.X) * (double)(c.Y - a.Y)) - ((b.Y - a.Y) * (double)(c.X - a.X));
         return cross == 0 ? (double.PositiveInfinity, 0) : (ab * bc * ca / (2 * Math.Abs(cross)), cross);
     }
