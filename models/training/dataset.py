@@ -45,3 +45,24 @@ def load_source(name, crops_dirs, groups_path):
                 names.append(name + ":" + source)
     log(f"{name}: {len(images)} crops, {len(set(group_ids))} source photographs")
     return np.stack(images), np.array(labels), group_ids, names
+
+
+def load_fields(crops_dirs):
+    """The field colours of each crop of `load_source` (same order): fields.tsv, as `leuko segment --dataset` writes it
+    beside dataset.tsv (Leuko.Core.Segmentation.FieldColours): per crop the background's and the red cells' median
+    B, G, R and their pixel counts, as float (N, 8): whiteB, whiteG, whiteR, whitePixels, redB, redG, redR, redPixels."""
+    rows = []
+    for crops_dir in crops_dirs:
+        fields = {}
+        with open(os.path.join(crops_dir, "fields.tsv")) as f:
+            next(f)
+            for line in f:
+                cols = line.rstrip("\n").split("\t")
+                fields[cols[0]] = [float(v) for v in cols[1:9]]
+        with open(os.path.join(crops_dir, "dataset.tsv")) as f:
+            next(f)
+            for line in f:
+                crop, _, label = line.rstrip("\n").split("\t")[:3]
+                if label.upper() in CLASSES:
+                    rows.append(fields[crop])
+    return np.array(rows, dtype=np.float64)

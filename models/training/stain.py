@@ -31,6 +31,33 @@ import numpy as np
 FEATURES = "lab-bright20-dark10-median"
 SHRINKAGE = 0.05
 
+# The field check: the same Gaussians over each image's field colours (fields.tsv beside the crops, written by
+# `leuko segment --dataset`: the per-channel medians of its glass and of its red cells, C# FieldColours), six CIELAB
+# figures, the microscope's signature whatever cell the crop shows. A field with fewer than FIELD_MIN_PIXELS of either
+# is not measured (NaN: never flagged by this check).
+FIELD_FEATURES = "field-lab-white-red"
+FIELD_MIN_PIXELS = 200
+
+
+def field_fingerprints(fields):
+    """(N, 8) fields.tsv rows (whiteB, whiteG, whiteR, whitePixels, redB, redG, redR, redPixels) as (N, 6) CIELAB
+    (OpenCV's 8-bit conversion of the rounded medians, as C# FieldColours.Fingerprint): background L*, a*, b*, then the
+    red cells'; NaN rows where either has too few pixels."""
+    bgr = np.clip(np.rint(np.concatenate([fields[:, 0:3], fields[:, 4:7]], 1)), 0, 255).astype(np.uint8).reshape(1, -1, 3)
+    lab = cv2.cvtColor(bgr, cv2.COLOR_BGR2LAB).reshape(len(fields), 6).astype(np.float64)
+    ok = (fields[:, 3] >= FIELD_MIN_PIXELS) & (fields[:, 7] >= FIELD_MIN_PIXELS)
+    lab[~ok] = np.nan
+    return lab
+
+
+def field_distance(fps, domain):
+    """`distance` for field fingerprints: 0 (familiar) where a field was not measured."""
+    ok = ~np.isnan(fps).any(1)
+    out = np.zeros(len(fps))
+    if ok.any():
+        out[ok] = distance(fps[ok], domain)
+    return out
+
 
 def fingerprints(images_rgb):
     """Fingerprints of uint8 RGB crops (N, S, S, 3): an (N, 9) float64 array."""
@@ -45,10 +72,12 @@ def fingerprints(images_rgb):
     return out
 
 
-def fit_domain(train_fps, quantile):
-    """One Gaussian per source from its training fingerprints, and its bound: {"features", "quantile", "sources": [...]}."""
+def fit_domain(train_fps, quantile, features=FEATURES):
+    """One Gaussian per source from its training fingerprints, and its bound: {"features", "quantile", "sources": [...]}.
+    Rows with NaN (fields not measured) are left out."""
     sources = []
     for name, f in train_fps.items():
+        f = f[~np.isnan(f).any(1)]
         mean = f.mean(0)
         cov = np.cov(f.T)
         cov = (1 - SHRINKAGE) * cov + SHRINKAGE * np.eye(len(mean)) * np.trace(cov) / len(mean)
@@ -56,7 +85,7 @@ def fit_domain(train_fps, quantile):
         bound = float(np.quantile(_mahalanobis(f, mean, precision), quantile))
         sources.append({"name": name, "crops": int(len(f)), "mean": [round(float(v), 6) for v in mean],
                         "precision": [round(float(v), 9) for v in precision.flatten()], "bound": round(bound, 6)})
-    return {"features": FEATURES, "quantile": quantile, "sources": sources}
+    return {"features": features, "quantile": quantile, "sources": sources}
 
 
 def _mahalanobis(f, mean, precision):
@@ -84,6 +113,8 @@ def main():
     ap.add_argument("--val-fraction", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=20240501)
     ap.add_argument("--quantile", type=float, default=0.99)
+    ap.add_argument("--field-quantile", type=float, default=0.995,
+                    help="the field check's bound: this quantile of each source's training fields (fieldStainDomain)")
     args = ap.parse_args()
     dirs = {k: v.split(",") for k, v in train.parse_pairs(args.source, "--source").items()}
     groups = train.parse_pairs(args.groups, "--groups")
@@ -97,18 +128,39 @@ def main():
     domain["leaveOneSourceOutFamiliar"] = {
         h: round(float((distance(fps[h], fit_domain({n: fps[n][split[n][0]] for n in sources if n != h}, args.quantile)) <= 1).mean()), 4)
         for h in sources}
+    raw_fields = {n: train.load_fields(d) for n, d in dirs.items()}
+    ffps = {n: field_fingerprints(f) for n, f in raw_fields.items()}
+    field = fit_domain({n: ffps[n][split[n][0]] for n in sources}, args.field_quantile, FIELD_FEATURES)
+    field["validationUnfamiliar"] = {n: round(float((field_distance(ffps[n][split[n][1]], field) > 1).mean()), 4) for n in sources}
+    field["leaveOneSourceOutFamiliar"] = {
+        h: round(float((field_distance(ffps[h], fit_domain({n: ffps[n][split[n][0]] for n in sources if n != h}, args.field_quantile, FIELD_FEATURES)) <= 1).mean()), 4)
+        for h in sources}
+    # both checks, as the classifier applies them (a cell is flagged when its crop or its field is unfamiliar)
+    both = {}
+    for h in sources:
+        crop_dom = fit_domain({n: fps[n][split[n][0]] for n in sources if n != h}, args.quantile)
+        field_dom = fit_domain({n: ffps[n][split[n][0]] for n in sources if n != h}, args.field_quantile, FIELD_FEATURES)
+        both[h] = round(float(((distance(fps[h], crop_dom) <= 1) & (field_distance(ffps[h], field_dom) <= 1)).mean()), 4)
+    field["leaveOneSourceOutFamiliarWithCropCheck"] = both
+    field["validationUnfamiliarWithCropCheck"] = {n: round(float(((distance(fps[n][split[n][1]], domain) > 1)
+                                                                 | (field_distance(ffps[n][split[n][1]], field) > 1)).mean()), 4) for n in sources}
     with open(args.card) as f:
         card = json.load(f)
     card["stainDomain"] = domain
+    card["fieldStainDomain"] = field
     with open(args.card, "w") as f:
         json.dump(card, f, indent=2)
     with open(args.parity) as f:
         parity = json.load(f)
     parity["stain"] = parity_vectors(sources, split, domain)
+    parity["field"] = field_parity_vectors(raw_fields, split, field)
     with open(args.parity, "w") as f:
         json.dump(parity, f)
     print(f"stain domain: validation unfamiliar {domain['validationUnfamiliar']}; "
           f"left-out sources familiar {domain['leaveOneSourceOutFamiliar']}")
+    print(f"field stain domain: validation unfamiliar {field['validationUnfamiliar']} (with the crop check "
+          f"{field['validationUnfamiliarWithCropCheck']}); left-out sources familiar {field['leaveOneSourceOutFamiliar']} "
+          f"(with the crop check {both})")
     return 0
 
 
@@ -118,6 +170,18 @@ def parity_vectors(sources, split, domain, per_source=3):
     fps = fingerprints(crops)
     return {"shape": list(crops.shape), "rgb": crops.flatten().tolist(), "fingerprints": fps.round(6).tolist(),
             "distance": distance(fps, domain).round(6).tolist()}
+
+
+def field_parity_vectors(raw_fields, split, domain, per_source=3):
+    """A few validation fields of each source (their fields.tsv rows) with their fingerprints and distances, and one
+    field with too few red-cell pixels to be measured, for the C# parity test."""
+    rows = np.concatenate([f[np.where(split[n][1])[0][:per_source]] for n, f in raw_fields.items()])
+    unmeasured = rows[:1].copy()
+    unmeasured[0, 7] = FIELD_MIN_PIXELS - 1
+    rows = np.concatenate([rows, unmeasured])
+    fps = field_fingerprints(rows)
+    return {"fields": rows.tolist(), "fingerprints": [None if np.isnan(r).any() else r.tolist() for r in fps],
+            "distance": field_distance(fps, domain).round(6).tolist()}
 
 
 if __name__ == "__main__":

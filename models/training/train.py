@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import stain
-from dataset import CLASSES, DIFFERENTIAL, OTHER, load_source, log
+from dataset import CLASSES, DIFFERENTIAL, OTHER, load_fields, load_source, log
 from flops import flops
 from model import LeukocyteCnn, layer_counts
 
@@ -140,6 +140,42 @@ COLOUR_METHOD = "white-dark-od"
 COLOUR_METHODS = [COLOUR_METHOD, "white-od-gain"]  # white-od-gain: one gain for the three channels (keeps the stains' hue)
 COLOUR_REFERENCE = {"white": [0.9, 0.9, 0.9], "darkOpticalDensity": [1.0, 1.6, 0.5], "minGain": 1 / 3, "maxGain": 3.0,
                     "minLuminance": 24, "minPixels": 100}
+
+
+# Field normalisation (--field-normalisation red-cell-od): each crop mapped by its own field's references, measured by
+# the C# segmenter over the whole image (fields.tsv, Leuko.Core.Segmentation.FieldColours), not by the crop's own
+# pixels, so that what tells the classes apart (how dark a nucleus is, the hue of granules) is kept: per channel the
+# field's background is the white (the lamp and the camera's white balance), and one optical-density gain for the
+# three channels brings the field's red cells' summed optical density to the reference (how thickly the smear took the
+# stain). out = white_ref * exp(-gain * od), od = -ln(I / white), at least 0. A field with too little background is
+# left as it is; one with too few red cells gets gain 1.
+FIELD_REFERENCE = {"white": 230.0, "minWhitePixels": 500, "minRedPixels": 200, "minRedOpticalDensity": 0.05,
+                   "minGain": 1 / 3, "maxGain": 3.0}
+
+
+def field_red_od(fields):
+    """Summed optical density of each field's red cells against its background (0 where either is missing)."""
+    white, red = fields[:, [2, 1, 0]], fields[:, [6, 5, 4]]
+    od = np.clip(-np.log(np.maximum(red, 1) / np.maximum(white, 1)), 0, None).sum(1)
+    ok = (fields[:, 3] >= FIELD_REFERENCE["minWhitePixels"]) & (fields[:, 7] >= FIELD_REFERENCE["minRedPixels"])
+    return np.where(ok, od, 0.0)
+
+
+def field_normalise(imgs, fields, red_od_ref, ref=FIELD_REFERENCE):
+    """uint8 RGB crops (N,H,W,3) mapped by their fields' references (see FIELD_REFERENCE), as uint8."""
+    out = np.empty_like(imgs)
+    white_all = np.maximum(fields[:, [2, 1, 0]], 1)
+    red_od = field_red_od(fields)
+    gain_all = np.where(red_od >= ref["minRedOpticalDensity"],
+                        np.clip(red_od_ref / np.maximum(red_od, 1e-6), ref["minGain"], ref["maxGain"]), 1.0)
+    for i in range(0, len(imgs), 1024):
+        x = imgs[i : i + 1024].astype(np.float64)
+        white = white_all[i : i + 1024, None, None, :]
+        od = np.clip(-np.log(np.maximum(x, 1) / white), 0, None)
+        y = np.clip(np.rint(ref["white"] * np.exp(-gain_all[i : i + 1024, None, None, None] * od)), 0, 255).astype(np.uint8)
+        keep = (fields[i : i + 1024, 3] < ref["minWhitePixels"])[:, None, None, None]
+        out[i : i + 1024] = np.where(keep, imgs[i : i + 1024], y)
+    return out
 
 
 def colour_normalise(x, ref=COLOUR_REFERENCE):
@@ -482,6 +518,9 @@ def main():
     ap.add_argument("--stain-quantile", type=float, default=0.99,
                     help="a crop is of a familiar stain when its stain distance to a training source is within this quantile "
                          "of that source's training crops (stain.py)")
+    ap.add_argument("--field-quantile", type=float, default=0.995,
+                    help="a field is of a familiar microscope when its field distance to a training source is within this "
+                         "quantile of that source's training fields (stain.py's field check)")
     ap.add_argument("--other-share", type=float, default=0.01,
                     help="each other kind's expected share of the cells of a smear, for the prior correction of its logit "
                          "(logit_offsets; written into the card as logitOffsets); 0 or less: no correction")
@@ -493,6 +532,8 @@ def main():
                          "validated and exported; 0 turns it off")
     ap.add_argument("--colour-normalisation", choices=["none", *COLOUR_METHODS], default="none",
                     help="map every crop's lamp and stain onto one reference before the model (colour_normalise)")
+    ap.add_argument("--field-normalisation", choices=["none", "red-cell-od"], default="none",
+                    help="map every crop by its own field's background and red cells (field_normalise; needs fields.tsv)")
     ap.add_argument("--stain-vector-jitter", type=float, default=0.0,
                     help="each stain vector's channels scaled by U(1-v, 1+v) per crop in augmentation (stain_jitter); 0: off")
     ap.add_argument("--resolution-jitter", type=float, default=1.0,
@@ -520,6 +561,22 @@ def main():
     if args.hold_out and args.hold_out not in dirs:
         sys.exit(f"train: --hold-out {args.hold_out} is not a --source")
     sources = {n: load_source(n, d, groups.get(n)) for n, d in dirs.items()}
+    field_reference = None
+    # each crop's field colours (fields.tsv, C# FieldColours): for the field check and --field-normalisation
+    fields = {n: load_fields(d) for n, d in dirs.items()} if all(os.path.exists(os.path.join(p, "fields.tsv")) for d in dirs.values() for p in d) else None
+    if fields is None:
+        log("no fields.tsv beside every source's crops (crops cut by an older leuko segment --dataset): no field check")
+    if args.field_normalisation != "none":
+        assert fields is not None, "--field-normalisation needs fields.tsv beside the crops"
+        # the reference red-cell density: the median over the training sources of each one's median (never the held-out source's)
+        field_reference = {**FIELD_REFERENCE, "method": args.field_normalisation, "redOpticalDensity": round(float(np.median(
+            [np.median(field_red_od(f)[field_red_od(f) > 0]) for n, f in fields.items() if n != args.hold_out])), 4)}
+        for n in sources:
+            red_od = field_red_od(fields[n])
+            log(f"{n}: field white median {np.median(fields[n][:, :3], 0).tolist()} (BGR), red-cell OD median "
+                f"{np.median(red_od[red_od > 0]):.3f}, {np.mean(red_od < FIELD_REFERENCE['minRedOpticalDensity']):.1%} without red cells")
+            sources[n] = (field_normalise(sources[n][0], fields[n], field_reference["redOpticalDensity"]), *sources[n][1:])
+        log(f"field normalisation: {field_reference}")
     size = next(iter(sources.values()))[0].shape[1]
     assert all(s[0].shape[1:] == (size, size, 3) for s in sources.values()), "all crops must have one size"
 
@@ -541,7 +598,16 @@ def main():
     # The stain and camera of each training source (stain.py): cells of another are flagged whatever the CNN says.
     stain_domain = stain.fit_domain({n: stain.fingerprints(train_imgs[n]) for n in train_names}, args.stain_quantile)
     val_familiar = {n: stain.distance(stain.fingerprints(val[n][0]), stain_domain) <= 1 for n in train_names}
-    log("stain domain: validation unfamiliar " + ", ".join(f"{n} {1 - val_familiar[n].mean():.4f}" for n in train_names))
+    val_crop_familiar = val_familiar
+    # The field check: the same for each image's glass and red cells (stain.py's field_fingerprints), flagged as either is.
+    field_domain = None
+    if fields is not None:
+        field_fps = {n: stain.field_fingerprints(fields[n]) for n in sources}
+        field_domain = stain.fit_domain({n: field_fps[n][split[n][0]] for n in train_names}, args.field_quantile, stain.FIELD_FEATURES)
+        val_field_familiar = {n: stain.field_distance(field_fps[n][split[n][1]], field_domain) <= 1 for n in train_names}
+        log("field stain domain: validation unfamiliar " + ", ".join(f"{n} {1 - val_field_familiar[n].mean():.4f}" for n in train_names))
+        val_familiar = {n: val_familiar[n] & val_field_familiar[n] for n in train_names}
+    log("stain domain: validation unfamiliar " + ", ".join(f"{n} {1 - val_crop_familiar[n].mean():.4f}" for n in train_names))
     if COLOUR:
         sample = np.random.default_rng(args.seed).choice(len(all_train), min(5000, len(all_train)), replace=False)
         pixels = to_input(all_train[sample], None, None, "cpu")[0].permute(0, 2, 3, 1).reshape(-1, 3).double()
@@ -625,9 +691,9 @@ def main():
     # out of an other kind is flagged (possible-other-cell), so it is excluded from acceptance as an unfamiliar stain is.
     class_draws = {c: 0.0 for c in CLASSES}
     for n in train_names:
-        counts = np.bincount(train_labels[n], minlength=len(CLASSES))
+        per_class = np.bincount(train_labels[n], minlength=len(CLASSES))  # not `counts`: the layer counts go into the card
         for c in range(len(CLASSES)):
-            class_draws[CLASSES[c]] += draws[n] * counts[c] / max(1, len(train_labels[n]))
+            class_draws[CLASSES[c]] += draws[n] * per_class[c] / max(1, len(train_labels[n]))
     offsets = logit_offsets(class_draws, args.other_share if args.other_share > 0 else None)
     log(f"prior correction of the other kinds (a {args.other_share} share each in a smear): {offsets}")
     sure_confidence = choose_sure_confidence(plain, tta, offsets) if use_tta else None
@@ -676,13 +742,16 @@ def main():
         ev = torch.logsumexp(logits, 1).numpy()
         held_probs = F.softmax(logits / temperature, 1)
         held_stain = stain.distance(stain.fingerprints(imgs), stain_domain)
+        held_crop_stain = held_stain
+        if field_domain is not None:
+            held_stain = np.maximum(held_stain, stain.field_distance(field_fps[args.hold_out], field_domain))
         five = held_raw < len(DIFFERENTIAL)  # the class without the prior correction: an other kind is flagged
         familiar = (held_stain <= 1) & five
         everywhere = five
         present = sorted(set(labels.tolist()))
         trained = sorted(set(np.concatenate(list(train_labels.values())).tolist()))
         report = {
-            "heldOut": args.hold_out, "trainedOn": train_names, "colourNormalisation": args.colour_normalisation, "resolutionJitter": args.resolution_jitter, "stainVectorJitter": args.stain_vector_jitter, "chosenEpoch": best_epoch, "testTimeAugmentation": "dihedral8" if use_tta else "none",
+            "heldOut": args.hold_out, "trainedOn": train_names, "colourNormalisation": args.colour_normalisation, "fieldNormalisation": field_reference, "resolutionJitter": args.resolution_jitter, "stainVectorJitter": args.stain_vector_jitter, "chosenEpoch": best_epoch, "testTimeAugmentation": "dihedral8" if use_tta else "none",
             "sureConfidence": sure_confidence, "heldOutSingleView": round(float(held_sure.float().mean()), 4),
             "logitOffsets": offsets, "heldOutAll": metrics(logits, labels), "heldOutAllUncorrected": metrics(raw_logits, labels),
             # cells of a class no training source has cannot be right; the figure a laboratory can compare is on the classes trained
@@ -694,6 +763,7 @@ def main():
             "heldOutReviewWithoutDistance": review_figures(held_probs, ev, np.zeros_like(dist), everywhere, labels, threshold, min_evidence, max_distance),
             "heldOutFlaggedAsAtypical": round(float((~typical(ev, dist, min_evidence, max_distance)).mean()), 4),
             "heldOutUnfamiliarStain": round(float((held_stain > 1).mean()), 4),
+            "heldOutUnfamiliarCropStain": round(float((held_crop_stain > 1).mean()), 4),
             "classesPresent": [CLASSES[c] for c in present], "classesTrained": [CLASSES[c] for c in trained],
             "validation": validation, "validationReview": review, "seconds": round(time.time() - started), "history": history,
         }
@@ -746,6 +816,9 @@ def main():
               "distance": pdist.tolist(), "stain": stain.parity_vectors(
                   {n: (val[n][0],) for n in train_names}, {n: (None, np.ones(len(val[n][1]), dtype=bool)) for n in train_names},
                   stain_domain)}
+    if field_domain is not None:
+        parity["field"] = stain.field_parity_vectors({n: fields[n][split[n][1]] for n in train_names},
+                                                     {n: (None, np.ones(split[n][1].sum(), dtype=bool)) for n in train_names}, field_domain)
     if COLOUR:
         parity["colour"] = colour_parity(np.array(parity["stain"]["rgb"], dtype=np.uint8).reshape(parity["stain"]["shape"]), gen)
     with open(os.path.join(args.out, args.name + ".parity.json"), "w") as f:
@@ -792,7 +865,9 @@ def main():
         "reviewThreshold": threshold,
         "minEvidence": min_evidence,
         "maxDistance": max_distance,
-        "stainDomain": {**stain_domain, "validationUnfamiliar": {n: round(float(1 - val_familiar[n].mean()), 4) for n in train_names}},
+        "stainDomain": {**stain_domain, "validationUnfamiliar": {n: round(float(1 - val_crop_familiar[n].mean()), 4) for n in train_names}},
+        **({"fieldStainDomain": {**field_domain, "validationUnfamiliar": {n: round(float(1 - val_field_familiar[n].mean()), 4) for n in train_names}}}
+           if field_domain is not None else {}),
         "reviewPolicy": (f"needsReview when the calibrated top probability is below reviewThreshold, when the cell's evidence "
                          f"(logsumexp of the logits) is below minEvidence (the {args.evidence_quantile:.0%} least typical validation cells), "
                          f"when its feature-space distance to the training classes (output 'distance') is above maxDistance "

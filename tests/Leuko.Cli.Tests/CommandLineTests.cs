@@ -229,6 +229,16 @@ public sealed class CommandLineTests
         }
 
         Assert.Single(File.ReadAllLines(Path.Combine(dir.Path, "unsegmented.tsv"))); // header only
+
+        // the field colours stain.py fits the field check on: one row per crop, glass brighter than red cells in every channel
+        var fields = File.ReadAllLines(Path.Combine(dir.Path, "fields.tsv"));
+        Assert.Equal("crop\twhiteB\twhiteG\twhiteR\twhitePixels\tredB\tredG\tredR\tredPixels", fields[0]);
+        Assert.Equal(index.Skip(1).Select(l => l.Split('\t')[0]), fields.Skip(1).Select(l => l.Split('\t')[0]));
+        foreach (var row in fields.Skip(1).Select(l => l.Split('\t').Skip(1).Select(v => double.Parse(v, System.Globalization.CultureInfo.InvariantCulture)).ToArray()))
+        {
+            Assert.True(row[3] > 0 && row[7] > 0, string.Join(' ', row));
+            Assert.True(row[0] > row[4] && row[1] > row[5] && row[2] > row[6], string.Join(' ', row));
+        }
     }
 
     [Fact]

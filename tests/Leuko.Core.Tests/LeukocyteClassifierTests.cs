@@ -91,6 +91,76 @@ public sealed class LeukocyteClassifierTests : IDisposable
     }
 
     [Fact]
+    public void The_field_fingerprint_and_distance_match_the_training_scripts()
+    {
+        using var classifier = LeukocyteClassifier.Load(ModelPath);
+        Assert.NotNull(classifier.Card.FieldStainDomain);
+        using var parity = JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "models", "leukocyte-cnn.parity.json")));
+        var field = parity.RootElement.GetProperty("field");
+        var rows = field.GetProperty("fields").EnumerateArray().Select(r => r.EnumerateArray().Select(e => e.GetDouble()).ToArray()).ToArray();
+        var fingerprints = field.GetProperty("fingerprints").EnumerateArray().ToArray();
+        var distances = field.GetProperty("distance").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        Assert.True(rows.Length >= 4);
+        int unmeasured = 0;
+        for (int i = 0; i < rows.Length; i++)
+        {
+            var r = rows[i];
+            var colours = new Segmentation.FieldColours([r[0], r[1], r[2]], (int)r[3], [r[4], r[5], r[6]], (int)r[7]);
+            var actual = colours.Fingerprint();
+            if (fingerprints[i].ValueKind == JsonValueKind.Null)
+            {
+                Assert.Null(actual);
+                Assert.Null(classifier.FieldStainDistance(colours));
+                unmeasured++;
+                continue;
+            }
+
+            Assert.Equal(fingerprints[i].EnumerateArray().Select(e => e.GetDouble()), actual!); // OpenCV's 8-bit Lab in both: exact
+            Assert.Equal(distances[i], classifier.FieldStainDistance(colours)!.Value, 4);
+        }
+
+        Assert.Equal(1, unmeasured);
+    }
+
+    [Fact]
+    public void A_cell_of_a_field_unlike_every_training_microscope_is_flagged_whatever_its_crop()
+    {
+        using var classifier = LeukocyteClassifier.Load(ModelPath);
+        using var parity = JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "models", "leukocyte-cnn.parity.json")));
+        var first = parity.RootElement.GetProperty("field").GetProperty("fields")[0].EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        var familiar = new Segmentation.FieldColours([first[0], first[1], first[2]], (int)first[3], [first[4], first[5], first[6]], (int)first[7]);
+        // The same field under a lamp of another colour: glass and red cells bluer, as no training microscope shows them.
+        var bluish = familiar with { WhiteBgr = [255, first[1] * 0.8, first[2] * 0.7], RedBgr = [first[4], first[5] * 0.7, first[6] * 0.6] };
+        Assert.True(classifier.FieldStainDistance(familiar) <= 1);
+        Assert.True(classifier.FieldStainDistance(bluish) > 1);
+
+        var (crops, _, distances) = StainParity();
+        try
+        {
+            var familiarCrops = crops.Where((_, i) => distances[i] <= 1).ToList();
+            Assert.NotEmpty(familiarCrops);
+            var plain = classifier.Classify(familiarCrops);
+            var inFamiliarField = classifier.Classify(familiarCrops, familiarCrops.Select(_ => (Segmentation.FieldColours?)familiar).ToList());
+            var inStrangeField = classifier.Classify(familiarCrops, familiarCrops.Select(_ => (Segmentation.FieldColours?)bluish).ToList());
+            Assert.Equal(plain.Select(c => c.ReviewReason), inFamiliarField.Select(c => c.ReviewReason));
+            Assert.Equal(plain.Select(c => c.Label), inStrangeField.Select(c => c.Label));
+            for (int i = 0; i < plain.Count; i++)
+            {
+                // an other kind keeps its reason (it comes first); every other cell is flagged for the field
+                Assert.Equal(
+                    plain[i].ReviewReason is ReviewReasons.OtherCell or ReviewReasons.PossibleOtherCell ? plain[i].ReviewReason : ReviewReasons.UnfamiliarStain,
+                    inStrangeField[i].ReviewReason);
+            }
+
+            Assert.Contains(plain, c => !c.NeedsReview); // the test shows a cell the field check flags that would be accepted
+        }
+        finally
+        {
+            Array.ForEach(crops, c => c.Dispose());
+        }
+    }
+
+    [Fact]
     public void The_colour_normalisation_and_the_model_input_match_the_training_script()
     {
         using var classifier = LeukocyteClassifier.Load(ModelPath);

@@ -30,6 +30,32 @@ public sealed class CellBatcherTests : IDisposable
         _classifier.Dispose();
     }
 
+    [Fact]
+    public async Task Each_callers_field_reaches_the_classifier_with_its_own_crops_and_survives_the_message()
+    {
+        using var image = ImageDecoder.DecodeFile(Directory.EnumerateFiles(Path.Combine(AppContext.BaseDirectory, "samples"), "*.jpg", SearchOption.AllDirectories).Order(StringComparer.Ordinal).First());
+        using var result = new LeukocyteSegmenter().Segment(image);
+        var familiar = result.Field;
+        Assert.True(_classifier.FieldStainDistance(familiar) <= 1);
+        // the same field under a bluer lamp, as no training microscope shows it
+        var strange = familiar with { WhiteBgr = [255, familiar.WhiteBgr[1] * 0.8, familiar.WhiteBgr[2] * 0.7], RedBgr = [familiar.RedBgr[0], familiar.RedBgr[1] * 0.7, familiar.RedBgr[2] * 0.6] };
+        Assert.True(_classifier.FieldStainDistance(strange) > 1);
+
+        // the field travels in the classification message (JSON) as segmentation measured it
+        var manifest = new CropManifest("i", "s", "u", null, "e", 1, 1, 0, []) { Field = strange };
+        var json = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new ClassificationMessage("i", "m") { Contents = manifest }, PipelineJson.Options);
+        var read = System.Text.Json.JsonSerializer.Deserialize<ClassificationMessage>(json, PipelineJson.Options)!.Contents!.Field!;
+        Assert.Equal(strange.WhiteBgr, read.WhiteBgr);
+        Assert.Equal(strange.RedBgr, read.RedBgr);
+        Assert.Equal((strange.WhitePixels, strange.RedPixels), (read.WhitePixels, read.RedPixels));
+
+        var crops = _crops.Take(6).ToList();
+        var batcher = new CellBatcher(_classifier, runners: 1);
+        var both = await Task.WhenAll(batcher.ClassifyAsync(crops[..3], familiar), batcher.ClassifyAsync(crops[3..], read));
+        Assert.Equal(_classifier.Classify(crops[..3], [familiar, familiar, familiar]).Select(c => c.ReviewReason), both[0].Cells.Select(c => c.ReviewReason));
+        Assert.All(both[1].Cells, c => Assert.True(c.ReviewReason is ReviewReasons.UnfamiliarStain or ReviewReasons.OtherCell or ReviewReasons.PossibleOtherCell, c.ReviewReason));
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(2)]

@@ -39,7 +39,7 @@ internal static class DatasetCrops
         }
 
         var segmenter = new LeukocyteSegmenter(SegmentationOptions.LabelledFrame);
-        var rows = new (string? Crop, int Cells, ImageScale? Scale, string? Problem)[files.Count];
+        var rows = new (string? Crop, int Cells, ImageScale? Scale, string? Problem, FieldColours? Colours)[files.Count];
         var progress = new Progress("segment dataset", files.Count, stderr);
         Parallel.For(0, files.Count, new ParallelOptions { CancellationToken = cancellationToken }, i =>
         {
@@ -50,7 +50,9 @@ internal static class DatasetCrops
         Directory.CreateDirectory(output.FullName);
         using (var index = new StreamWriter(Path.Combine(output.FullName, "dataset.tsv")))
         using (var unsegmented = new StreamWriter(Path.Combine(output.FullName, "unsegmented.tsv")))
+        using (var fields = new StreamWriter(Path.Combine(output.FullName, "fields.tsv")))
         {
+            fields.WriteLine("crop\twhiteB\twhiteG\twhiteR\twhitePixels\tredB\tredG\tredR\tredPixels");
             index.WriteLine("crop\tsource\tclass\tleukocytes\tmicronsPerPixel\tscaleSource");
             unsegmented.WriteLine("source\treason");
             for (int i = 0; i < files.Count; i++)
@@ -59,6 +61,9 @@ internal static class DatasetCrops
                 if (rows[i].Crop is { } crop)
                 {
                     index.WriteLine(FormattableString.Invariant($"{crop}\t{files[i].Name}\t{label}\t{rows[i].Cells}\t{rows[i].Scale!.MicronsPerPixel:0.####}\t{rows[i].Scale!.SourceName}"));
+                    var c = rows[i].Colours!;
+                    fields.WriteLine(FormattableString.Invariant(
+                        $"{crop}\t{c.WhiteBgr[0]}\t{c.WhiteBgr[1]}\t{c.WhiteBgr[2]}\t{c.WhitePixels}\t{c.RedBgr[0]}\t{c.RedBgr[1]}\t{c.RedBgr[2]}\t{c.RedPixels}"));
                 }
                 else
                 {
@@ -80,7 +85,7 @@ internal static class DatasetCrops
         return slash > 0 ? relativePath[..slash] : string.Empty;
     }
 
-    private static (string? Crop, int Cells, ImageScale? Scale, string? Problem) CropOne(LeukocyteSegmenter segmenter, InputFile file, string output, int? size, ImageScale? scale)
+    private static (string? Crop, int Cells, ImageScale? Scale, string? Problem, FieldColours? Colours) CropOne(LeukocyteSegmenter segmenter, InputFile file, string output, int? size, ImageScale? scale)
     {
         try
         {
@@ -88,16 +93,16 @@ internal static class DatasetCrops
             using var result = segmenter.Segment(image, scale);
             if (Target(result) is not { } target)
             {
-                return (null, 0, result.Scale, "no leukocyte found");
+                return (null, 0, result.Scale, "no leukocyte found", null);
             }
 
             var crop = Path.ChangeExtension(file.Name, ".png");
             SegmentCommand.WriteCrop(output, crop, target.Crop, size);
-            return (crop, result.Leukocytes.Count, result.Scale, null);
+            return (crop, result.Leukocytes.Count, result.Scale, null, result.Field);
         }
         catch (Exception e) when (e is InvalidImageException or IOException or UnauthorizedAccessException)
         {
-            return (null, 0, null, e.Message);
+            return (null, 0, null, e.Message, null);
         }
         catch (OpenCvSharp.OpenCVException e)
         {

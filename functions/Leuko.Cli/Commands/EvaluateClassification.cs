@@ -48,10 +48,16 @@ internal static class EvaluateClassification
     }
 
     /// <summary>One line per cell of the raw outputs <c>--cells</c> asks for (floats round-trip exactly).</summary>
-    private static void WriteCells(StreamWriter writer, LeukocyteClassifier classifier, List<Mat> crops, List<(string Path, int Truth)> samples)
+    private static void WriteCells(StreamWriter writer, LeukocyteClassifier classifier, List<Mat> crops, List<FieldColours?> fields, List<(string Path, int Truth)> samples)
     {
         var stain = new double[crops.Count];
         var input = classifier.Preprocess(crops, classifier.Card.StainDomain is null ? null : stain);
+        bool anyStain = classifier.Card.StainDomain is not null || classifier.Card.FieldStainDomain is not null;
+        for (int i = 0; i < crops.Count; i++)
+        {
+            stain[i] = Math.Max(stain[i], classifier.FieldStainDistance(fields[i]) ?? 0); // as Classify flags it: crop or field
+        }
+
         var (plain, plainDistance) = classifier.Run(input, crops.Count);
         var (dihedral, dihedralDistance) = classifier.DihedralMean(input, crops.Count);
         int k = classifier.Card.Classes.Count;
@@ -61,7 +67,7 @@ internal static class EvaluateClassification
         for (int i = 0; i < crops.Count; i++)
         {
             writer.WriteLine(string.Join('\t', samples[i].Path.Replace('\t', ' '), classifier.Card.Classes[samples[i].Truth],
-                classifier.Card.StainDomain is null ? "" : stain[i].ToString("R", inv), D(plainDistance, i), D(dihedralDistance, i), Row(plain, i), Row(dihedral, i)));
+                anyStain ? stain[i].ToString("R", inv) : "", D(plainDistance, i), D(dihedralDistance, i), Row(plain, i), Row(dihedral, i)));
         }
     }
 
@@ -135,6 +141,7 @@ internal static class EvaluateClassification
         foreach (var chunk in samples.Chunk(Chunk))
         {
             var crops = new Mat?[chunk.Length];
+            var fields = new FieldColours?[chunk.Length];
             Parallel.For(0, chunk.Length, new ParallelOptions { CancellationToken = cancellationToken }, i =>
             {
                 try
@@ -142,6 +149,7 @@ internal static class EvaluateClassification
                     using var image = ImageDecoder.DecodeFile(chunk[i].Path);
                     using var result = segmenter.Segment(image, scale);
                     crops[i] = DatasetCrops.Target(result)?.Crop.Clone();
+                    fields[i] = result.Field;
                 }
                 catch (InvalidImageException e)
                 {
@@ -152,10 +160,10 @@ internal static class EvaluateClassification
             });
 
             var found = crops.Select((c, i) => (Crop: c, Index: i)).Where(t => t.Crop is not null).ToList();
-            var predictions = classifier.Classify(found.Select(t => t.Crop!).ToList());
+            var predictions = classifier.Classify(found.Select(t => t.Crop!).ToList(), found.Select(t => fields[t.Index]).ToList());
             if (cellsOut is not null && found.Count > 0)
             {
-                WriteCells(cellsOut, classifier, found.Select(t => t.Crop!).ToList(), found.Select(t => chunk[t.Index]).ToList());
+                WriteCells(cellsOut, classifier, found.Select(t => t.Crop!).ToList(), found.Select(t => fields[t.Index]).ToList(), found.Select(t => chunk[t.Index]).ToList());
             }
 
             var predicted = new int?[chunk.Length];

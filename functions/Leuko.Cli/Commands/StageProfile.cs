@@ -70,7 +70,7 @@ internal sealed class StageProfile
                     return Cv2.ImDecode(encoded, ImreadModes.Color);
                 }).ToList();
                 double t5 = ThreadCpuClock.Milliseconds();
-                var classified = crops.Count > 0 ? classifier.Classify(crops) : [];
+                var classified = crops.Count > 0 ? classifier.Classify(crops, Enumerable.Repeat<FieldColours?>(result.Field, crops.Count).ToList()) : [];
                 double t6 = ThreadCpuClock.Milliseconds();
                 var cells = result.Leukocytes.Select((l, k) => new CellResult(
                     k, new Box(l.Box.X, l.Box.Y, l.Box.Width, l.Box.Height), classified[k].Label, classified[k].Confidence,

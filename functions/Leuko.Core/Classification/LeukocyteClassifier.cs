@@ -159,9 +159,14 @@ public sealed class LeukocyteClassifier : IDisposable
             problems.Add("a colour-normalised input must be RGB at scale 1/255");
         }
 
-        if (card.StainDomain?.Problem() is { } stainProblem)
+        if (card.StainDomain?.Problem("stain domain", StainFingerprint.Features, StainFingerprint.Length) is { } stainProblem)
         {
             problems.Add(stainProblem);
+        }
+
+        if (card.FieldStainDomain?.Problem("field stain domain", FieldColours.Features, FieldColours.Length) is { } fieldProblem)
+        {
+            problems.Add(fieldProblem);
         }
 
         if (card.SureConfidence is double sure && (!card.UsesDihedralAveraging || sure is <= 0 or > 1))
@@ -209,8 +214,13 @@ public sealed class LeukocyteClassifier : IDisposable
         }
     }
 
-    /// <summary>Classifies square cell crops (8-bit BGR, any size) in one batch.</summary>
-    public IReadOnlyList<CellClassification> Classify(IReadOnlyList<Mat> crops)
+    /// <summary>
+    /// Classifies square cell crops (8-bit BGR, any size) in one batch. <paramref name="fields"/>, where given, holds
+    /// the colours of each crop's field (<see cref="SegmentationResult.Field"/>; null for a crop whose field is not
+    /// known): a cell of a field unlike every training microscope's (<see cref="ModelCard.FieldStainDomain"/>) is
+    /// flagged as its crop would be.
+    /// </summary>
+    public IReadOnlyList<CellClassification> Classify(IReadOnlyList<Mat> crops, IReadOnlyList<FieldColours?>? fields = null)
     {
         ArgumentNullException.ThrowIfNull(crops);
         if (crops.Count == 0)
@@ -218,8 +228,21 @@ public sealed class LeukocyteClassifier : IDisposable
             return [];
         }
 
-        var stain = Card.StainDomain is not null ? new double[crops.Count] : null;
-        var input = Preprocess(crops, stain);
+        if (fields is not null && fields.Count != crops.Count)
+        {
+            throw new ArgumentException("needs one field (or null) per crop", nameof(fields));
+        }
+
+        var stain = Card.StainDomain is not null || Card.FieldStainDomain is not null ? new double[crops.Count] : null;
+        var input = Preprocess(crops, Card.StainDomain is not null ? stain : null);
+        if (stain is not null)
+        {
+            for (int i = 0; i < crops.Count; i++)
+            {
+                stain[i] = Math.Max(stain[i], FieldStainDistance(fields?[i]) ?? 0);
+            }
+        }
+
         var (logits, distance) = Infer(input, crops.Count);
         var results = new CellClassification[crops.Count];
         int classes = Card.Classes.Count;
@@ -303,6 +326,14 @@ public sealed class LeukocyteClassifier : IDisposable
 
     /// <summary>Classifies one crop.</summary>
     public CellClassification Classify(Mat crop) => Classify([crop])[0];
+
+    /// <summary>
+    /// A field's stain distance to the training microscopes' fields (<see cref="ModelCard.FieldStainDomain"/>): over 1,
+    /// unlike all of them. Null where the card has no field domain or the field has too few background or red-cell
+    /// pixels to measure (<see cref="FieldColours.Fingerprint"/>).
+    /// </summary>
+    public double? FieldStainDistance(FieldColours? field) =>
+        Card.FieldStainDomain is { } domain && field?.Fingerprint() is { } fingerprint ? domain.Distance(fingerprint) : null;
 
     /// <summary>
     /// The model's input for a batch of crops: each resized as training data was (<see cref="Crops.Resize"/>),

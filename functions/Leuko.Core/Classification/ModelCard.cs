@@ -12,6 +12,11 @@ namespace Leuko.Core.Classification;
 /// expected in a smear / share in training) for the other kinds, which training over-represents (they are selected
 /// cells of a dataset, rare in a smear), 0 for the five. Null: none.
 /// </param>
+/// <param name="FieldStainDomain">
+/// The training microscopes' field colours (<see cref="Segmentation.FieldColours.Fingerprint"/>: the background's and the red
+/// cells' CIELAB), in the form of <see cref="StainDomain"/>: a cell of a field unlike every training source's is flagged
+/// as of an unfamiliar stain, whatever its crop looks like. Null: no field check.
+/// </param>
 public sealed record ModelCard(
     string Name,
     string Version,
@@ -29,7 +34,8 @@ public sealed record ModelCard(
     long? FlopsPerView = null,
     StainDomain? StainDomain = null,
     double? SureConfidence = null,
-    IReadOnlyList<double>? LogitOffsets = null)
+    IReadOnlyList<double>? LogitOffsets = null,
+    StainDomain? FieldStainDomain = null)
 {
     /// <summary>Whether the model has a second output, each cell's feature-space distance to the training cells.</summary>
     public bool HasDistance => Output.Distance is { Length: > 0 };

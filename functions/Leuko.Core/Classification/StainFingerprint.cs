@@ -95,18 +95,18 @@ public sealed record StainDomain(string Features, double Quantile, IReadOnlyList
     }
 
     /// <summary>Why this domain cannot be used, or null when it can.</summary>
-    internal string? Problem()
+    internal string? Problem(string what, string features, int length)
     {
-        if (!string.Equals(Features, StainFingerprint.Features, StringComparison.Ordinal))
+        if (!string.Equals(Features, features, StringComparison.Ordinal))
         {
-            return $"its stain domain is of features '{Features}', and this build computes '{StainFingerprint.Features}'";
+            return $"its {what} is of features '{Features}', and this build computes '{features}'";
         }
 
         return Sources is not { Count: > 0 }
-                || Sources.Any(s => s.Mean is not { Count: StainFingerprint.Length }
-                                    || s.Precision is not { Count: StainFingerprint.Length * StainFingerprint.Length }
+                || Sources.Any(s => s.Mean is not { Count: var k } || k != length
+                                    || s.Precision is not { Count: var p } || p != length * length
                                     || !(s.Bound > 0))
-            ? $"its stain domain needs, per source, {StainFingerprint.Length} means, a {StainFingerprint.Length}x{StainFingerprint.Length} precision matrix and a positive bound"
+            ? $"its {what} needs, per source, {length} means, a {length}x{length} precision matrix and a positive bound"
             : null;
     }
 }

@@ -34,6 +34,12 @@ public sealed class RedCellScaleEstimator(ScaleOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(bgr);
         using var masks = RedCellMasks.Of(bgr);
+        return Estimate(bgr, masks);
+    }
+
+    /// <summary>The scale of <paramref name="bgr"/> from its masks, made once for the scale and the field's colours.</summary>
+    internal ImageScale Estimate(Mat bgr, RedCellMasks masks)
+    {
         var diameters = RedCellDiameters(masks, bgr.Size());
         // The outline estimate costs more than the rest together; it is measured only where it is needed.
         var packedScale = new Lazy<double?>(() => PackedRadius(masks) is { } radius ? Plausible(Options.RedCellDiameterMicrons / (2 * radius)) : null);

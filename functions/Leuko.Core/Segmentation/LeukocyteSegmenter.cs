@@ -30,7 +30,14 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
             throw new ArgumentException("expected a non-empty 8-bit, 3-channel BGR image", nameof(bgr));
         }
 
-        var imageScale = given ?? new RedCellScaleEstimator(Options.Scale).Estimate(bgr);
+        FieldColours field;
+        ImageScale imageScale;
+        using (var redCells = RedCellMasks.Of(bgr)) // the scale's and the field colours' masks, made once
+        {
+            imageScale = given ?? new RedCellScaleEstimator(Options.Scale).Estimate(bgr, redCells);
+            field = FieldColours.Of(bgr, redCells);
+        }
+
         double scale = imageScale.PixelsPerMicron; // pixels per µm: multiplies every length of the options
         using var smooth = new Mat();
         Cv2.GaussianBlur(bgr, smooth, new Size(0, 0), Options.SmoothingSigma * scale);
@@ -80,7 +87,7 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
         var erythrocytes = ErythrocyteMask(stained, leukocyteMask, scale);
         Cv2.Subtract(background, erythrocytes, background); // binary masks: a AND NOT b
         leukocytes.Sort((a, b) => b.Area.CompareTo(a.Area));
-        return new SegmentationResult(leukocytes, imageScale, background, erythrocytes, leukocyteMask);
+        return new SegmentationResult(leukocytes, imageScale, background, erythrocytes, leukocyteMask, field);
     }
 
     /// <summary>

@@ -8,8 +8,11 @@ namespace Leuko.Core.Segmentation;
 /// of the method (255 = inside). Owns its images: dispose it.
 /// </summary>
 public sealed class SegmentationResult(
-    IReadOnlyList<Leukocyte> leukocytes, ImageScale scale, Mat backgroundMask, Mat erythrocyteMask, Mat leukocyteMask) : IDisposable
+    IReadOnlyList<Leukocyte> leukocytes, ImageScale scale, Mat backgroundMask, Mat erythrocyteMask, Mat leukocyteMask, FieldColours field) : IDisposable
 {
+    /// <summary>The colours of the field's glass and red cells: the microscope's signature (<see cref="FieldColours"/>).</summary>
+    public FieldColours Field { get; } = field;
+
     public IReadOnlyList<Leukocyte> Leukocytes { get; } = leukocytes;
 
     /// <summary>The physical scale the image was segmented at, and how it was obtained.</summary>

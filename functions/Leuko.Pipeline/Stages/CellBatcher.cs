@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Leuko.Core.Classification;
+using Leuko.Core.Segmentation;
 using OpenCvSharp;
 
 namespace Leuko.Pipeline.Stages;
@@ -26,16 +27,17 @@ public sealed class CellBatcher(LeukocyteClassifier classifier, int runners = 1,
 
     /// <summary>
     /// Classifies <paramref name="crops"/> together with whatever else is waiting. The crops must stay undisposed until
-    /// the task completes (it is not cancellable once queued: a model call lasts well under a second).
+    /// the task completes (it is not cancellable once queued: a model call lasts well under a second). <paramref name="field"/>:
+    /// the colours of the crops' field (one image's), for the classifier's check of the microscope.
     /// </summary>
-    public Task<BatchedClassification> ClassifyAsync(IReadOnlyList<Mat> crops)
+    public Task<BatchedClassification> ClassifyAsync(IReadOnlyList<Mat> crops, FieldColours? field = null)
     {
         if (crops.Count == 0)
         {
             return Task.FromResult(new BatchedClassification([], 0));
         }
 
-        var request = new Request(crops, new TaskCompletionSource<BatchedClassification>(TaskCreationOptions.RunContinuationsAsynchronously));
+        var request = new Request(crops, field, new TaskCompletionSource<BatchedClassification>(TaskCreationOptions.RunContinuationsAsynchronously));
         bool start;
         lock (_gate)
         {
@@ -82,7 +84,7 @@ public sealed class CellBatcher(LeukocyteClassifier classifier, int runners = 1,
             {
                 var all = batch.SelectMany(r => r.Crops).ToList();
                 long start = Stopwatch.GetTimestamp();
-                var classified = classifier.Classify(all);
+                var classified = classifier.Classify(all, batch.SelectMany(r => Enumerable.Repeat(r.Field, r.Crops.Count)).ToList());
                 double perCrop = Stopwatch.GetElapsedTime(start).TotalMilliseconds / all.Count;
                 int offset = 0;
                 foreach (var request in batch)
@@ -100,7 +102,7 @@ public sealed class CellBatcher(LeukocyteClassifier classifier, int runners = 1,
                     try
                     {
                         long start = Stopwatch.GetTimestamp();
-                        var cells = classifier.Classify(request.Crops);
+                        var cells = classifier.Classify(request.Crops, Enumerable.Repeat(request.Field, request.Crops.Count).ToList());
                         request.Done.TrySetResult(new BatchedClassification(cells, Stopwatch.GetElapsedTime(start).TotalMilliseconds));
                     }
                     catch (Exception e)
@@ -116,5 +118,5 @@ public sealed class CellBatcher(LeukocyteClassifier classifier, int runners = 1,
         }
     }
 
-    private sealed record Request(IReadOnlyList<Mat> Crops, TaskCompletionSource<BatchedClassification> Done);
+    private sealed record Request(IReadOnlyList<Mat> Crops, FieldColours? Field, TaskCompletionSource<BatchedClassification> Done);
 }

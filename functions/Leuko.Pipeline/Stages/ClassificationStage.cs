@@ -140,7 +140,7 @@ public sealed class ClassificationStage(
                 crops.Add(crop);
             }
 
-            var (classified, classifyMs) = await _batcher.ClassifyAsync(crops);
+            var (classified, classifyMs) = await _batcher.ClassifyAsync(crops, manifest.Field);
             var names = classifier.Card.Classes;
             var cells = manifest.Cells.Select((entry, i) =>
             {

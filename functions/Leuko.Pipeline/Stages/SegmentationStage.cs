@@ -155,7 +155,7 @@ public sealed class SegmentationStage(
                 entries.Add(new CropEntry(i, new Box(cell.Box.X, cell.Box.Y, cell.Box.Width, cell.Box.Height), cell.Area, Contours.Format(cell.Contour), $"{Containers.Crops}/{crop}"));
             }
 
-            var manifest = new CropManifest(imageId, source, uploadName, batchId, blob.ETag, image.Width, image.Height, Math.Round(segmentMs, 1), entries, scaleRecord, orientation);
+            var manifest = new CropManifest(imageId, source, uploadName, batchId, blob.ETag, image.Width, image.Height, Math.Round(segmentMs, 1), entries, scaleRecord, orientation) { Field = segmentation.Field };
             var manifestName = PipelineIds.Manifest(imageId, blob.ETag);
             var manifestJson = JsonSerializer.SerializeToUtf8Bytes(manifest, PipelineJson.Options);
             bool inline = manifestJson.Length <= maxInlineManifestBytes;

@@ -1,3 +1,4 @@
+using Leuko.Core.Segmentation;
 using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
@@ -67,7 +68,11 @@ public sealed record CropManifest(
     double SegmentMs,
     IReadOnlyList<CropEntry> Cells,
     ScaleRecord? Scale = null,
-    int? Orientation = null);
+    int? Orientation = null)
+{
+    /// <summary>The colours of the field's glass and red cells, for the classifier's check of the microscope (null: not measured).</summary>
+    public FieldColours? Field { get; init; }
+}
 
 /// <summary>One segmented cell: where it is and where its crop is (<c>crops/IMAGEID/VERSION/INDEX.png</c>, lossless).</summary>
 public sealed record CropEntry(int Index, Box Box, int Area, string Contour, string Crop);
