@@ -31,6 +31,37 @@ public sealed class LeukocyteSegmenterTests
     }
 
     [Fact]
+    public void The_field_colours_are_the_glass_and_the_red_cells_at_any_magnification_and_however_obtained()
+    {
+        foreach (double scale in new[] { 0.5, 1, 2 })
+        {
+            using var field = TypicalField(scale);
+            using var result = _segmenter.Segment(field.Image);
+            var colours = result.Field;
+            // the glass is the plasma's colour, the red cells' median inside their rim colour (the pale centre is bluer and lighter)
+            Assert.Equal(new[] { SyntheticSmear.Plasma.Val0, SyntheticSmear.Plasma.Val1, SyntheticSmear.Plasma.Val2 }, colours.WhiteBgr);
+            Assert.Equal(new[] { SyntheticSmear.RedCell.Val0, SyntheticSmear.RedCell.Val1, SyntheticSmear.RedCell.Val2 }, colours.RedBgr);
+            Assert.NotNull(colours.Fingerprint());
+            // measured alone, from the scale estimate, or handed to the segmenter: the same figures
+            var alone = FieldColours.Of(field.Image);
+            var (estimated, measured) = new Scale.RedCellScaleEstimator().EstimateWithField(field.Image);
+            Assert.Equal(alone.WhiteBgr, colours.WhiteBgr);
+            Assert.Equal(alone.RedBgr, colours.RedBgr);
+            Assert.Equal((alone.WhitePixels, alone.RedPixels), (colours.WhitePixels, colours.RedPixels));
+            Assert.Equal(alone.RedBgr, measured.RedBgr);
+            using var given = _segmenter.Segment(field.Image, estimated, measured);
+            Assert.Same(measured, given.Field);
+            Assert.Equal(result.Leukocytes.Count, given.Leukocytes.Count);
+        }
+
+        // a field without red cells is not measured: no fingerprint, and the classifier's field check does not apply
+        using var bare = new SyntheticSmear(1).RoundCellAt(330, 250);
+        using var none = _segmenter.Segment(bare.Image);
+        Assert.True(none.Field.RedPixels < FieldColours.MinPixels);
+        Assert.Null(none.Field.Fingerprint());
+    }
+
+    [Fact]
     public void Finds_the_leukocyte_with_its_cytoplasm_and_ignores_the_platelet()
     {
         using var field = TypicalField(1);

@@ -60,9 +60,9 @@ internal sealed class StageProfile
             using (image)
             {
                 double t2 = ThreadCpuClock.Milliseconds();
-                var scale = estimator.Estimate(image);
+                var (scale, field) = estimator.EstimateWithField(image);
                 double t3 = ThreadCpuClock.Milliseconds();
-                using var result = segmenter.Segment(image, scale);
+                using var result = segmenter.Segment(image, scale, field);
                 double t4 = ThreadCpuClock.Milliseconds();
                 var crops = result.Leukocytes.Select(l =>
                 {

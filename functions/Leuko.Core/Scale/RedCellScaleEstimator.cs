@@ -1,3 +1,4 @@
+using Leuko.Core.Segmentation;
 using OpenCvSharp;
 
 namespace Leuko.Core.Scale;
@@ -35,6 +36,17 @@ public sealed class RedCellScaleEstimator(ScaleOptions? options = null)
         ArgumentNullException.ThrowIfNull(bgr);
         using var masks = RedCellMasks.Of(bgr);
         return Estimate(bgr, masks);
+    }
+
+    /// <summary>
+    /// The scale of <paramref name="bgr"/> and the colours of its glass and red cells (<see cref="FieldColours"/>), from
+    /// one set of masks: what <see cref="LeukocyteSegmenter.Segment"/> does when given neither.
+    /// </summary>
+    public (ImageScale Scale, FieldColours Field) EstimateWithField(Mat bgr)
+    {
+        ArgumentNullException.ThrowIfNull(bgr);
+        using var masks = RedCellMasks.Of(bgr);
+        return (Estimate(bgr, masks), FieldColours.Of(bgr, masks));
     }
 
     /// <summary>The scale of <paramref name="bgr"/> from its masks, made once for the scale and the field's colours.</summary>

@@ -21,8 +21,12 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
 
     public SegmentationOptions Options { get; } = options ?? SegmentationOptions.Default;
 
-    /// <summary>Segments <paramref name="bgr"/> at the <paramref name="given"/> scale, or at the scale estimated from its red cells when null.</summary>
-    public SegmentationResult Segment(Mat bgr, ImageScale? given = null)
+    /// <summary>
+    /// Segments <paramref name="bgr"/> at the <paramref name="given"/> scale, or at the scale estimated from its red cells
+    /// when null. <paramref name="field"/>: the image's <see cref="FieldColours"/> where the caller has them
+    /// (<see cref="RedCellScaleEstimator.EstimateWithField"/>), else they are measured here, from the masks of the scale estimate.
+    /// </summary>
+    public SegmentationResult Segment(Mat bgr, ImageScale? given = null, FieldColours? field = null)
     {
         ArgumentNullException.ThrowIfNull(bgr);
         if (bgr.Empty() || bgr.Type() != MatType.CV_8UC3)
@@ -30,12 +34,16 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
             throw new ArgumentException("expected a non-empty 8-bit, 3-channel BGR image", nameof(bgr));
         }
 
-        FieldColours field;
         ImageScale imageScale;
-        using (var redCells = RedCellMasks.Of(bgr)) // the scale's and the field colours' masks, made once
+        if (given is not null && field is not null)
         {
+            imageScale = given;
+        }
+        else
+        {
+            using var redCells = RedCellMasks.Of(bgr); // the scale's and the field colours' masks, made once
             imageScale = given ?? new RedCellScaleEstimator(Options.Scale).Estimate(bgr, redCells);
-            field = FieldColours.Of(bgr, redCells);
+            field ??= FieldColours.Of(bgr, redCells);
         }
 
         double scale = imageScale.PixelsPerMicron; // pixels per µm: multiplies every length of the options
