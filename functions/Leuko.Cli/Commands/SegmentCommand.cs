@@ -24,7 +24,7 @@ internal static class SegmentCommand
         var dataset = new Option<DirectoryInfo>("--dataset")
         {
             Description = "A class-per-folder dataset (e.g. EOSINOPHIL/, LYMPHOCYTE/, ...): write one crop per image, of its target cell " +
-                "(the largest leukocyte), in the same folder structure, with dataset.tsv and unsegmented.tsv.",
+                "(the largest leukocyte), in the same folder structure, with dataset.tsv, fields.tsv (each image's glass and red-cell colours) and unsegmented.tsv.",
         };
         var size = new Option<int?>("--size") { Description = "Resize crops to SIZE x SIZE pixels, as the classifier does (default: native resolution)." };
         size.Validators.Add(r =>

@@ -14,7 +14,8 @@ public static class ReviewReasons
 
     /// <summary>
     /// The crop's stain and camera are unlike every microscope the model was trained on (its colour fingerprint lies outside
-    /// each training source's, <see cref="StainDomain"/>): the model's confidence means nothing there.
+    /// each training source's, <see cref="StainDomain"/>, or its field's glass and red cells do, <see cref="ModelCard.FieldStainDomain"/>):
+    /// the model's confidence means nothing there.
     /// </summary>
     public const string UnfamiliarStain = "unfamiliar-stain";
 
