@@ -51,12 +51,7 @@ internal static class EvaluateClassification
     private static void WriteCells(StreamWriter writer, LeukocyteClassifier classifier, List<Mat> crops, List<FieldColours?> fields, List<(string Path, int Truth)> samples)
     {
         var stain = new double[crops.Count];
-        var input = classifier.Preprocess(crops, classifier.Card.StainDomain is null ? null : stain);
-        bool anyStain = classifier.Card.StainDomain is not null || classifier.Card.FieldStainDomain is not null;
-        for (int i = 0; i < crops.Count; i++)
-        {
-            stain[i] = Math.Max(stain[i], classifier.FieldStainDistance(fields[i]) ?? 0); // as Classify flags it: crop or field
-        }
+        var input = classifier.Preprocess(crops, classifier.HasStainCheck ? stain : null, fields); // as Classify flags it: crop or field
 
         var (plain, plainDistance) = classifier.Run(input, crops.Count);
         var (dihedral, dihedralDistance) = classifier.DihedralMean(input, crops.Count);
@@ -67,7 +62,7 @@ internal static class EvaluateClassification
         for (int i = 0; i < crops.Count; i++)
         {
             writer.WriteLine(string.Join('\t', samples[i].Path.Replace('\t', ' '), classifier.Card.Classes[samples[i].Truth],
-                anyStain ? stain[i].ToString("R", inv) : "", D(plainDistance, i), D(dihedralDistance, i), Row(plain, i), Row(dihedral, i)));
+                classifier.HasStainCheck ? stain[i].ToString("R", inv) : "", D(plainDistance, i), D(dihedralDistance, i), Row(plain, i), Row(dihedral, i)));
         }
     }
 

@@ -233,15 +233,8 @@ public sealed class LeukocyteClassifier : IDisposable
             throw new ArgumentException("needs one field (or null) per crop", nameof(fields));
         }
 
-        var stain = Card.StainDomain is not null || Card.FieldStainDomain is not null ? new double[crops.Count] : null;
-        var input = Preprocess(crops, Card.StainDomain is not null ? stain : null);
-        if (stain is not null)
-        {
-            for (int i = 0; i < crops.Count; i++)
-            {
-                stain[i] = Math.Max(stain[i], FieldStainDistance(fields?[i]) ?? 0);
-            }
-        }
+        var stain = HasStainCheck ? new double[crops.Count] : null;
+        var input = Preprocess(crops, stain, fields);
 
         var (logits, distance) = Infer(input, crops.Count);
         var results = new CellClassification[crops.Count];
@@ -327,6 +320,9 @@ public sealed class LeukocyteClassifier : IDisposable
     /// <summary>Classifies one crop.</summary>
     public CellClassification Classify(Mat crop) => Classify([crop])[0];
 
+    /// <summary>Whether the card checks a cell's stain, by its crop (<see cref="ModelCard.StainDomain"/>) or its field (<see cref="ModelCard.FieldStainDomain"/>).</summary>
+    public bool HasStainCheck => Card.StainDomain is not null || Card.FieldStainDomain is not null;
+
     /// <summary>
     /// A field's stain distance to the training microscopes' fields (<see cref="ModelCard.FieldStainDomain"/>): over 1,
     /// unlike all of them. Null where the card has no field domain or the field has too few background or red-cell
@@ -339,10 +335,11 @@ public sealed class LeukocyteClassifier : IDisposable
     /// The model's input for a batch of crops: each resized as training data was (<see cref="Crops.Resize"/>),
     /// colour-normalised where the card says so (<see cref="ColourNormalisation"/>), put in the card's colour order,
     /// scaled and normalised per channel, NCHW. Where <paramref name="stainDistances"/> is
-    /// given, each resized crop's stain distance (<see cref="StainFingerprint"/>, <see cref="ModelCard.StainDomain"/>) is
-    /// written into it.
+    /// given, each cell's stain distance is written into it, as the review flag reads it: the larger of its resized
+    /// crop's (<see cref="StainFingerprint"/>, <see cref="ModelCard.StainDomain"/>) and its field's
+    /// (<paramref name="fields"/>, <see cref="FieldStainDistance"/>), 0 for a check the card or the cell lacks.
     /// </summary>
-    public float[] Preprocess(IReadOnlyList<Mat> crops, double[]? stainDistances = null)
+    public float[] Preprocess(IReadOnlyList<Mat> crops, double[]? stainDistances = null, IReadOnlyList<FieldColours?>? fields = null)
     {
         int size = Card.Input.Width;
         int plane = size * size;
@@ -358,7 +355,8 @@ public sealed class LeukocyteClassifier : IDisposable
             using var resized = Crops.Resize(crop, size);
             if (stainDistances is not null)
             {
-                stainDistances[n] = Card.StainDomain!.Distance(StainFingerprint.Of(resized));
+                stainDistances[n] = Math.Max(
+                    Card.StainDomain?.Distance(StainFingerprint.Of(resized)) ?? 0, FieldStainDistance(fields?[n]) ?? 0);
             }
 
             resized.GetArray(out Vec3b[] pixels);
