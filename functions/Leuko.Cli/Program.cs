@@ -1,3 +1,4 @@
 using Leuko.Cli;
 
+NativeHeap.KeepFreedMemoryForReuse();
 return await LeukoCommand.InvokeAsync(args);

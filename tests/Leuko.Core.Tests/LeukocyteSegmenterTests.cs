@@ -18,16 +18,41 @@ public sealed class LeukocyteSegmenterTests
     public void The_three_masks_separate_background_red_cells_and_the_leukocyte()
     {
         using var field = TypicalField(1);
-        using var result = _segmenter.Segment(field.Image);
+        using var result = _segmenter.Segment(field.Image, masks: true);
 
-        Assert.Equal(255, result.BackgroundMask.At<byte>(20, 400));      // plasma
+        Assert.Equal(255, result.BackgroundMask!.At<byte>(20, 400));     // plasma
         Assert.Equal(0, result.BackgroundMask.At<byte>(90, 110));        // red cell rim (row, col)
-        Assert.Equal(255, result.ErythrocyteMask.At<byte>(90, 110));
+        Assert.Equal(255, result.ErythrocyteMask!.At<byte>(90, 110));
         Assert.Equal(0, result.ErythrocyteMask.At<byte>(250, 330));      // the leukocyte is not a red cell
         Assert.Equal(255, result.LeukocyteMask.At<byte>(250, 330));      // nucleus centre
         Assert.Equal(255, result.LeukocyteMask.At<byte>(250, 330 + 52)); // cytoplasm rim
         Assert.Equal(0, result.LeukocyteMask.At<byte>(90, 560));         // platelet
         Assert.Equal(0, result.LeukocyteMask.At<byte>(90, 110));
+    }
+
+    [Fact]
+    public void Without_the_masks_the_cells_are_the_same_and_the_masks_are_not_made()
+    {
+        using var field = TypicalField(1);
+        using var with = _segmenter.Segment(field.Image, masks: true);
+        using var without = _segmenter.Segment(field.Image);
+
+        Assert.Null(without.BackgroundMask);
+        Assert.Null(without.ErythrocyteMask);
+        Assert.NotEmpty(with.Leukocytes);
+        Assert.Equal(with.Leukocytes.Count, without.Leukocytes.Count);
+        for (int i = 0; i < with.Leukocytes.Count; i++)
+        {
+            Assert.Equal(with.Leukocytes[i].Box, without.Leukocytes[i].Box);
+            Assert.Equal(with.Leukocytes[i].Contour, without.Leukocytes[i].Contour);
+            using var difference = new Mat();
+            Cv2.Absdiff(with.Leukocytes[i].Crop, without.Leukocytes[i].Crop, difference);
+            Assert.Equal(0, Cv2.CountNonZero(difference.Reshape(1)));
+        }
+
+        using var maskDifference = new Mat();
+        Cv2.BitwiseXor(with.LeukocyteMask, without.LeukocyteMask, maskDifference);
+        Assert.Equal(0, Cv2.CountNonZero(maskDifference));
     }
 
     [Fact]

@@ -110,7 +110,7 @@ internal static class SegmentCommand
         try
         {
             using var image = ImageDecoder.DecodeFile(file.Path);
-            using var result = segmenter.Segment(image, scale);
+            using var result = segmenter.Segment(image, scale, masks: writeMasks);
             var stem = Path.ChangeExtension(file.Name, null);
             var cells = new List<CellRecord>();
             for (int i = 0; i < result.Leukocytes.Count; i++)
@@ -133,8 +133,8 @@ internal static class SegmentCommand
                     ["leukocyte"] = $"masks/{stem}_leukocyte.png",
                     ["overlay"] = $"masks/{stem}_overlay.png",
                 };
-                Write(output, maskNames["background"], result.BackgroundMask);
-                Write(output, maskNames["erythrocyte"], result.ErythrocyteMask);
+                Write(output, maskNames["background"], result.BackgroundMask!);
+                Write(output, maskNames["erythrocyte"], result.ErythrocyteMask!);
                 Write(output, maskNames["leukocyte"], result.LeukocyteMask);
                 using var overlay = Overlay(image, result);
                 Write(output, maskNames["overlay"], overlay);

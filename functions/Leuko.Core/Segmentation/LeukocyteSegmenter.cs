@@ -25,8 +25,11 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
     /// Segments <paramref name="bgr"/> at the <paramref name="given"/> scale, or at the scale estimated from its red cells
     /// when null. <paramref name="field"/>: the image's <see cref="FieldColours"/> where the caller has them
     /// (<see cref="RedCellScaleEstimator.EstimateWithField"/>), else they are measured here, from the masks of the scale estimate.
+    /// <paramref name="masks"/>: also make the background and erythrocyte masks of the method (<c>leuko segment --masks</c>);
+    /// the cells do not depend on them, so without it they are not made (null), which saves a morphological opening and
+    /// a contour pass over the whole image.
     /// </summary>
-    public SegmentationResult Segment(Mat bgr, ImageScale? given = null, FieldColours? field = null)
+    public SegmentationResult Segment(Mat bgr, ImageScale? given = null, FieldColours? field = null, bool masks = false)
     {
         ArgumentNullException.ThrowIfNull(bgr);
         if (bgr.Empty() || bgr.Type() != MatType.CV_8UC3)
@@ -92,9 +95,15 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
             }
         }
 
+        leukocytes.Sort((a, b) => b.Area.CompareTo(a.Area));
+        if (!masks)
+        {
+            background.Dispose();
+            return new SegmentationResult(leukocytes, imageScale, null, null, leukocyteMask, field);
+        }
+
         var erythrocytes = ErythrocyteMask(stained, leukocyteMask, scale);
         Cv2.Subtract(background, erythrocytes, background); // binary masks: a AND NOT b
-        leukocytes.Sort((a, b) => b.Area.CompareTo(a.Area));
         return new SegmentationResult(leukocytes, imageScale, background, erythrocytes, leukocyteMask, field);
     }
 
