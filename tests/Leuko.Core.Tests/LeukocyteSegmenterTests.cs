@@ -130,6 +130,31 @@ public sealed class LeukocyteSegmenterTests
     }
 
     [Fact]
+    public void A_nucleus_in_two_pieces_makes_one_cell()
+    {
+        using var field = new SyntheticSmear(1).RedCellAt(90, 90).RedCellAt(560, 400).BrokenNucleusCellAt(320, 240);
+        using var split = new LeukocyteSegmenter(new SegmentationOptions { LobeMergeOverlap = 1 }).Segment(field.Image);
+        using var result = _segmenter.Segment(field.Image);
+
+        Assert.Equal(2, split.Leukocytes.Count); // the two pieces are two components of the nucleus mask
+        var cell = Assert.Single(result.Leukocytes);
+        Assert.InRange(cell.Centroid.X, 300, 330);
+        Assert.InRange(cell.Centroid.Y, 230, 250);
+        Assert.Equal(split.Leukocytes.Sum(c => c.NucleusArea), cell.NucleusArea);
+    }
+
+    [Fact]
+    public void Two_leukocytes_side_by_side_stay_two()
+    {
+        // Nuclei 20 px apart (beyond the lobe closing), their grown regions meeting in a thin lens.
+        using var field = new SyntheticSmear(1).RedCellAt(90, 90).RedCellAt(560, 400).RoundCellAt(265, 240).RoundCellAt(375, 240);
+        using var result = _segmenter.Segment(field.Image);
+
+        Assert.Equal(2, result.Leukocytes.Count);
+        Assert.All(result.Leukocytes, c => Assert.InRange(c.Box.Width, 96, 130));
+    }
+
+    [Fact]
     public void A_field_of_red_cells_and_platelets_has_no_leukocyte()
     {
         using var field = new SyntheticSmear(1).RedCellAt(90, 90).RedCellAt(300, 300).PlateletAt(500, 100).PlateletAt(520, 130);

@@ -55,6 +55,18 @@ internal sealed class SyntheticSmear : IDisposable
         return this;
     }
 
+    /// <summary>
+    /// A cell whose nucleus lies in two pieces too far apart for the lobe closing (a gap of 21 reference px): a
+    /// horseshoe open to the right, and a round piece inside its bend (each larger than a platelet).
+    /// </summary>
+    public SyntheticSmear BrokenNucleusCellAt(int x, int y)
+    {
+        Image.Circle(At(x, y), Len(95), Cytoplasm, -1, LineTypes.AntiAlias);
+        Image.Ellipse(At(x, y), new Size(Len(65), Len(65)), 0, 45, 315, Nucleus, Len(20), LineTypes.AntiAlias);
+        Image.Circle(At(x, y), Len(34), Nucleus, -1, LineTypes.AntiAlias);
+        return this;
+    }
+
     /// <summary>A platelet: a purple body of 2.5 µm (about 32 reference px across).</summary>
     public SyntheticSmear PlateletAt(int x, int y)
     {

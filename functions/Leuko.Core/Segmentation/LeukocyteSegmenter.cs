@@ -69,6 +69,7 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
         int count = Cv2.ConnectedComponentsWithStats(nucleus, labels, stats, centroids, PixelConnectivity.Connectivity8);
         double minArea = Options.MinNucleusArea * scale * scale;
         double minBorderArea = Options.MinBorderNucleusArea * scale * scale;
+        var nuclei = new List<(int Label, Rect Box, int Area)>();
         for (int label = 1; label < count; label++)
         {
             int area = stats.At<int>(label, (int)ConnectedComponentsTypes.Area);
@@ -88,10 +89,14 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
                 continue; // too little of the cell is in the field to be recognised
             }
 
-            if (CellRegion(labels, label, box, area, leukocyteMask) is { } cell)
+            nuclei.Add((label, box, area));
+        }
+
+        foreach (var region in CellRegions(labels, nuclei))
+        {
+            using (region)
             {
-                leukocytes.Add(new Leukocyte(
-                    cell.Box, cell.Area, area, cell.Centroid, cell.Contour, SquareCrop(bgr, cell.Box, scale, backgroundColour)));
+                leukocytes.Add(region.ToLeukocyte(leukocyteMask, SquareCrop(bgr, region.Box, scale, backgroundColour)));
             }
         }
 
@@ -184,55 +189,65 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
     }
 
     /// <summary>
-    /// The whole cell around one nucleus: the nucleus's convex hull (which also spans the cytoplasm between
-    /// lobes) grown by the cytoplasm margin. The margin is geometric because the pale cytoplasm of neutrophils and
-    /// monocytes has the colour of plasma in these fields (measured on BCCD: CIELAB a*, b* and HSV S within one
-    /// standard deviation of the background), so no colour threshold finds its edge.
-    /// Draws the region into <paramref name="leukocyteMask"/>.
+    /// The cells around the nuclei found: one per nucleus, except where the regions of two overlap by more than
+    /// <see cref="SegmentationOptions.LobeMergeOverlap"/> of the smaller: then they are pieces of one nucleus (lobes the
+    /// closing did not join, a nucleus broken by a smear artefact) and make one cell, the region around all of them.
     /// </summary>
-    private (Rect Box, int Area, Point2d Centroid, Point[] Contour)? CellRegion(
-        Mat labels, int label, Rect nucleusBox, int nucleusArea, Mat leukocyteMask)
+    private List<CellRegion> CellRegions(Mat labels, List<(int Label, Rect Box, int Area)> nuclei)
     {
-        int margin = (int)Math.Ceiling(Options.CytoplasmMargin * Math.Sqrt(nucleusArea / Math.PI));
-        var roi = Inflate(nucleusBox, margin + 1, labels.Size());
-
-        using var nucleus = new Mat();
-        using (var labelsRoi = new Mat(labels, roi))
+        var regions = new List<CellRegion>();
+        foreach (var n in nuclei)
         {
-            Cv2.Compare(labelsRoi, Scalar.All(label), nucleus, CmpTypes.EQ);
+            if (CellRegion.Around(labels, [n.Label], n.Box, n.Area, Options.CytoplasmMargin) is { } region)
+            {
+                regions.Add(region);
+            }
         }
 
-        Cv2.FindContours(nucleus, out Point[][] nucleusContours, out _, RetrievalModes.External, ContourApproximationModes.ApproxSimple);
-        var hull = Cv2.ConvexHull(nucleusContours.SelectMany(c => c));
-        using var grown = new Mat(roi.Size, MatType.CV_8UC1, Scalar.All(0));
-        Cv2.FillConvexPoly(grown, hull, Scalar.All(255));
-        if (margin > 0)
+        var group = Enumerable.Range(0, regions.Count).ToArray();
+        int Root(int i) => group[i] == i ? i : group[i] = Root(group[i]);
+        bool merged = false;
+        for (int i = 0; i < regions.Count; i++)
         {
-            using var disk = Disk(margin);
-            Cv2.Dilate(grown, grown, disk);
+            for (int j = i + 1; j < regions.Count; j++)
+            {
+                if (Root(i) != Root(j) && regions[i].Overlap(regions[j]) > Options.LobeMergeOverlap)
+                {
+                    group[Root(j)] = Root(i);
+                    merged = true;
+                }
+            }
         }
 
-        Cv2.FindContours(grown, out Point[][] contours, out _, RetrievalModes.External, ContourApproximationModes.ApproxNone);
-        if (contours.Length == 0)
+        if (!merged)
         {
-            return null;
+            return regions;
         }
 
-        // The hull is connected, so the region around it is the largest outer contour.
-        var contour = contours.MaxBy(c => Cv2.ContourArea(c))!;
-        using var region = new Mat(roi.Size, MatType.CV_8UC1, Scalar.All(0));
-        Cv2.DrawContours(region, [contour], 0, Scalar.All(255), thickness: -1);
-        using (var maskRoi = new Mat(leukocyteMask, roi))
+        var cells = new List<CellRegion>();
+        foreach (var members in Enumerable.Range(0, regions.Count).GroupBy(Root))
         {
-            Cv2.BitwiseOr(maskRoi, region, maskRoi);
+            if (members.Count() == 1)
+            {
+                cells.Add(regions[members.Key]);
+                continue;
+            }
+
+            var parts = members.Select(i => regions[i]).ToList();
+            var box = parts.Select(r => r.NucleusBox).Aggregate((x, y) => x | y);
+            var whole = CellRegion.Around(labels, parts.SelectMany(r => r.Labels).ToArray(), box, parts.Sum(r => r.NucleusArea), Options.CytoplasmMargin);
+            foreach (var part in parts)
+            {
+                part.Dispose();
+            }
+
+            if (whole is not null)
+            {
+                cells.Add(whole);
+            }
         }
 
-        var moments = Cv2.Moments(region, binaryImage: true);
-        var offset = roi.TopLeft;
-        var shifted = contour.Select(p => p + offset).ToArray();
-        var box = Cv2.BoundingRect(shifted);
-        var centroid = new Point2d(moments.M10 / moments.M00 + offset.X, moments.M01 / moments.M00 + offset.Y);
-        return (box, Cv2.CountNonZero(region), centroid, shifted);
+        return cells;
     }
 
     /// <summary>
@@ -258,14 +273,7 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
         return crop;
     }
 
-    private static Rect Inflate(Rect r, int by, Size bounds)
-    {
-        int x0 = Math.Max(0, r.X - by), y0 = Math.Max(0, r.Y - by);
-        int x1 = Math.Min(bounds.Width, r.Right + by), y1 = Math.Min(bounds.Height, r.Bottom + by);
-        return new Rect(x0, y0, x1 - x0, y1 - y0);
-    }
-
-    private static Mat Disk(double radius)
+    internal static Mat Disk(double radius)
     {
         int r = Math.Max(1, (int)Math.Round(radius));
         return Cv2.GetStructuringElement(MorphShapes.Ellipse, new Size((2 * r) + 1, (2 * r) + 1));

@@ -67,6 +67,14 @@ public sealed record SegmentationOptions
     /// </summary>
     public double CytoplasmMargin { get; init; } = 0.25;
 
+    /// <summary>
+    /// Two nuclei whose cell regions overlap by more than this share of the smaller are pieces of one nucleus (lobes
+    /// further apart than the closing joins, a nucleus broken up in smearing) and make one cell: two leukocytes side by
+    /// side share at most the rim where their cytoplasm margins meet. Measured on BCCD: the three pairs of neighbouring
+    /// cells whose regions overlap at all share 0.7-3.3%, the one cell found in two pieces 18.7%.
+    /// </summary>
+    public double LobeMergeOverlap { get; init; } = 0.1;
+
     /// <summary>Radius of a red cell (µm; 7.5 µm across): a hole in the erythrocyte mask smaller than half its disc is central pallor.</summary>
     public double RedCellRadius { get; init; } = 3.75;
 
