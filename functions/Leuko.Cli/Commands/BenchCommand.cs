@@ -162,9 +162,8 @@ internal static class BenchCommand
             return;
         }
 
-        long viewsBefore = classifier.ViewsRun;
         var p = StageProfile.Run(files, classifier, new LeukocyteSegmenter(), limit);
-        long views = classifier.ViewsRun - viewsBefore;
+        long views = p.Views;
         string Ms(double total) => (total / Math.Max(p.Images, 1)).ToString("0.00");
         stdout.WriteLine(
             $"  CPU ms per image by stage, one thread, {p.Images} images ({p.Cells} cells): read {Ms(p.Read)}, decode {Ms(p.Decode)}, " +

@@ -33,6 +33,9 @@ internal sealed class StageProfile
     /// <summary>Drawing the outlines and writing the annotated JPEG, with the second decoding of the image it does.</summary>
     public double Annotate { get; private set; }
 
+    /// <summary>The model's views run for the profiled images' cells (the warm-up image's not counted).</summary>
+    public long Views { get; private set; }
+
     public double Total => Read + Decode + Scale + Segment + HandOff + Classify + Annotate;
 
     /// <summary>Profiles up to <paramref name="limit"/> of <paramref name="files"/>, after one image of warm-up.</summary>
@@ -70,6 +73,7 @@ internal sealed class StageProfile
                     return Cv2.ImDecode(encoded, ImreadModes.Color);
                 }).ToList();
                 double t5 = ThreadCpuClock.Milliseconds();
+                long viewsBefore = classifier.ViewsRun;
                 var classified = crops.Count > 0 ? classifier.Classify(crops, Enumerable.Repeat<FieldColours?>(result.Field, crops.Count).ToList()) : [];
                 double t6 = ThreadCpuClock.Milliseconds();
                 var cells = result.Leukocytes.Select((l, k) => new CellResult(
@@ -96,6 +100,7 @@ internal sealed class StageProfile
                 profile.Segment += t4 - t3;
                 profile.HandOff += t5 - t4;
                 profile.Classify += t6 - t5;
+                profile.Views += classifier.ViewsRun - viewsBefore;
                 profile.Annotate += t7 - t6;
             }
         }
