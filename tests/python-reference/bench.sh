@@ -34,6 +34,5 @@ for r in $(seq 1 "$rounds"); do
   run "$r" leuko-default "$leuko" analyze "$input"
   run "$r" python /usr/bin/python3 "$here/leuko_reference.py" "$input"
   run "$r" leuko-p1 "$leuko" analyze "$input" --parallel 1
-  if [ -n "${NO_ERY:-}" ]; then run "$r" python-no-ery /usr/bin/python3 "$here/leuko_reference.py" "$input" --no-erythrocyte-mask; fi
 done
 cat "$tsv"

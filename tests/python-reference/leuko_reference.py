@@ -50,6 +50,7 @@ LOBE_JOIN_RADIUS = 0.64
 MIN_NUCLEUS_AREA = 19
 MIN_BORDER_NUCLEUS_AREA = 35
 CYTOPLASM_MARGIN = 0.25
+LOBE_MERGE_OVERLAP = 0.1  # SegmentationOptions.LobeMergeOverlap
 RED_CELL_RADIUS = 3.75
 CROP_WINDOW = 18
 BLUE_RED_CELLS = 5
@@ -347,7 +348,7 @@ def field_fingerprint(field):
 # ----------------------------------------------------------------------------------------------------------------
 # Segmentation (LeukocyteSegmenter)
 # ----------------------------------------------------------------------------------------------------------------
-def segment(bgr, erythrocytes=True):
+def segment(bgr, erythrocytes=False):
     red, cut, blue_yellow_1 = red_cell_masks(bgr)
     mpp, source, red_cells = estimate_scale(bgr, red, cut, blue_yellow_1)
     field = field_colours(bgr, red, cut)
@@ -381,19 +382,25 @@ def segment(bgr, erythrocytes=True):
     min_area = MIN_NUCLEUS_AREA * scale * scale
     min_border_area = MIN_BORDER_NUCLEUS_AREA * scale * scale
     side = max(8, int(round(CROP_WINDOW * scale)))
-    cells = []
+    regions = []
     for label in range(1, count):
         x, y, w, h, area = (int(v) for v in stats[label])
         if area < min_area:
             continue
         if (x == 0 or y == 0 or x + w >= width or y + h >= height) and area < min_border_area:
             continue
-        region = cell_region(labels, label, (x, y, w, h), area, leukocyte_mask)
-        if region is None:
-            continue
-        box, cell_area, contour = region
-        cells.append({"box": box, "area": cell_area, "nucleusArea": area, "contour": contour,
-                      "crop": square_crop(bgr, box, side, background_colour)})
+        region = cell_region(labels, [label], (x, y, w, h), area)
+        if region is not None:
+            regions.append(region)
+
+    regions = merge_pieces(labels, regions)
+    cells = []
+    for region in regions:
+        x0, y0, x1, y1 = region["roi"]
+        roi = leukocyte_mask[y0:y1, x0:x1]
+        np.bitwise_or(roi, region["mask"], out=roi)
+        cells.append({"box": region["box"], "area": region["area"], "nucleusArea": region["nucleusArea"],
+                      "contour": region["contour"], "crop": square_crop(bgr, region["box"], side, background_colour)})
 
     if erythrocytes:
         # The method's erythrocyte mask (the segmenter computes it; analyze's outputs do not use it).
@@ -413,14 +420,14 @@ def segment(bgr, erythrocytes=True):
     return cells, (mpp, source, red_cells), field
 
 
-def cell_region(labels, label, nucleus_box, nucleus_area, leukocyte_mask):
+def cell_region(labels, members, nucleus_box, nucleus_area):
     x, y, w, h = nucleus_box
     margin = int(math.ceil(CYTOPLASM_MARGIN * math.sqrt(nucleus_area / math.pi)))
     by = margin + 1
     height, width = labels.shape
     x0, y0 = max(0, x - by), max(0, y - by)
     x1, y1 = min(width, x + w + by), min(height, y + h + by)
-    nucleus = (labels[y0:y1, x0:x1] == label).astype(np.uint8) * 255
+    nucleus = np.isin(labels[y0:y1, x0:x1], members).astype(np.uint8) * 255
     contours, _ = cv2.findContours(nucleus, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     hull = cv2.convexHull(np.concatenate(contours))
     grown = np.zeros((y1 - y0, x1 - x0), np.uint8)
@@ -434,10 +441,56 @@ def cell_region(labels, label, nucleus_box, nucleus_area, leukocyte_mask):
     contour = contours[int(np.argmax(areas))]
     region = np.zeros_like(grown)
     cv2.drawContours(region, [contour], 0, 255, -1)
-    roi = leukocyte_mask[y0:y1, x0:x1]
-    np.bitwise_or(roi, region, out=roi)
     shifted = contour + np.array([x0, y0], np.int32)
-    return tuple(int(v) for v in cv2.boundingRect(shifted)), int(cv2.countNonZero(region)), shifted
+    return {"labels": list(members), "nucleusBox": nucleus_box, "nucleusArea": nucleus_area, "roi": (x0, y0, x1, y1),
+            "mask": region, "box": tuple(int(v) for v in cv2.boundingRect(shifted)),
+            "area": int(cv2.countNonZero(region)), "contour": shifted}
+
+
+def overlap(a, b):
+    """The share of the smaller region that the other covers (C# CellRegion.Overlap)."""
+    ax0, ay0, ax1, ay1 = a["roi"]
+    bx0, by0, bx1, by1 = b["roi"]
+    x0, y0, x1, y1 = max(ax0, bx0), max(ay0, by0), min(ax1, bx1), min(ay1, by1)
+    if x1 <= x0 or y1 <= y0:
+        return 0.0
+    both = cv2.bitwise_and(a["mask"][y0 - ay0:y1 - ay0, x0 - ax0:x1 - ax0], b["mask"][y0 - by0:y1 - by0, x0 - bx0:x1 - bx0])
+    return cv2.countNonZero(both) / max(1, min(a["area"], b["area"]))
+
+
+def merge_pieces(labels, regions):
+    """Nuclei whose regions overlap by more than LOBE_MERGE_OVERLAP of the smaller make one cell (C# CellRegions)."""
+    group = list(range(len(regions)))
+
+    def root(i):
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    merged = False
+    for i in range(len(regions)):
+        for j in range(i + 1, len(regions)):
+            if root(i) != root(j) and overlap(regions[i], regions[j]) > LOBE_MERGE_OVERLAP:
+                group[root(j)] = root(i)
+                merged = True
+    if not merged:
+        return regions
+    members = {}
+    for i in range(len(regions)):
+        members.setdefault(root(i), []).append(i)
+    cells = []
+    for key, parts in members.items():  # in order of first appearance, as C#'s GroupBy
+        if len(parts) == 1:
+            cells.append(regions[parts[0]])
+            continue
+        boxes = [regions[i]["nucleusBox"] for i in parts]
+        x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
+        whole = cell_region(labels, [l for i in parts for l in regions[i]["labels"]], (x0, y0, x1 - x0, y1 - y0),
+                            sum(regions[i]["nucleusArea"] for i in parts))
+        if whole is not None:
+            cells.append(whole)
+    return cells
 
 
 def square_crop(bgr, box, side, background_colour):
@@ -738,7 +791,7 @@ def annotate(image, cells):
     return canvas
 
 
-def analyse(path, name, classifier, out_dir, erythrocytes=True):
+def analyse(path, name, classifier, out_dir, erythrocytes=False):
     card = classifier.card
     record = {"source": path, "status": "failed", "error": None, "width": None, "height": None, "annotated": None,
               "scale": None, "orientation": None, "cells": [],
@@ -801,8 +854,8 @@ def main():
     ap.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
     ap.add_argument("--out", required=True, help="folder for results.json and annotated/")
     ap.add_argument("--model", default=os.path.join(here, "..", "..", "models", "leukocyte-cnn.onnx"))
-    ap.add_argument("--no-erythrocyte-mask", action="store_true",
-                    help="skip the erythrocyte mask, which the segmenter computes and analyze's outputs never read")
+    ap.add_argument("--erythrocyte-mask", action="store_true",
+                    help="also make the erythrocyte mask, as leuko segment --masks does (analyze does not)")
     args = ap.parse_args()
     start = time.monotonic()
     classifier = Classifier(args.model)
@@ -810,7 +863,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     images = []
     for path, name in inputs(args.inputs):
-        images.append(analyse(path, name, classifier, args.out, not args.no_erythrocyte_mask))
+        images.append(analyse(path, name, classifier, args.out, args.erythrocyte_mask))
     seconds = time.monotonic() - start
     cells = [c for im in images for c in im["cells"]]
     labels = [c["class"] for c in cells]
