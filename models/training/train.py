@@ -106,12 +106,25 @@ def resolution_jitter(x, gen, most):
     return torch.where(pick, low, x)
 
 
+GRAYSCALE_SHARE = 0.0
+
+
+def grayscale_jitter(x, gen, share):
+    """A share of the crops (per batch) seen without colour: each replaced by its luminance (Rec. 709 weights) in all
+    three channels, so that the model also learns the cells' shapes and textures without their stain's hue."""
+    if share <= 0:
+        return x
+    luma = (0.2126 * x[:, 0:1] + 0.7152 * x[:, 1:2] + 0.0722 * x[:, 2:3]).expand_as(x)
+    pick = (torch.rand(x.shape[0], generator=gen) < share).to(x.device)[:, None, None, None]
+    return torch.where(pick, luma, x)
+
+
 def augment(x, gen):
     """The paper's augmentations on a float batch in [0,1] (N,3,S,S): flips, 90-degree rotations, random shear,
     brightness and contrast; scale +-15% (the error of a red-cell scale estimate); then stain and camera jitter."""
     n = x.shape[0]
     dev = x.device
-    x = camera_jitter(resolution_jitter(stain_jitter(x, gen), gen, RESOLUTION_JITTER), gen)
+    x = grayscale_jitter(camera_jitter(resolution_jitter(stain_jitter(x, gen), gen, RESOLUTION_JITTER), gen), gen, GRAYSCALE_SHARE)
     k = int(torch.randint(0, 4, (1,), generator=gen))
     x = torch.rot90(x, k, dims=(2, 3))
     flip = torch.rand(n, generator=gen) < 0.5
@@ -536,16 +549,19 @@ def main():
                     help="map every crop by its own field's background and red cells (field_normalise; needs fields.tsv)")
     ap.add_argument("--stain-vector-jitter", type=float, default=0.0,
                     help="each stain vector's channels scaled by U(1-v, 1+v) per crop in augmentation (stain_jitter); 0: off")
+    ap.add_argument("--grayscale-share", type=float, default=0.0,
+                    help="share of the crops seen without colour in augmentation (grayscale_jitter); 0: off")
     ap.add_argument("--resolution-jitter", type=float, default=1.0,
                     help="most a crop is downsampled by in augmentation (resolution_jitter); 1: off")
     args = ap.parse_args()
-    global COLOUR, COLOUR_METHOD, RESOLUTION_JITTER, STAIN_VECTOR_JITTER
+    global COLOUR, COLOUR_METHOD, RESOLUTION_JITTER, STAIN_VECTOR_JITTER, GRAYSCALE_SHARE
     COLOUR = args.colour_normalisation != "none"
     if args.colour_normalisation == "white-od-gain":
         COLOUR_METHOD = args.colour_normalisation
         COLOUR_REFERENCE["sharedGain"] = True
     RESOLUTION_JITTER = args.resolution_jitter
     STAIN_VECTOR_JITTER = args.stain_vector_jitter
+    GRAYSCALE_SHARE = args.grayscale_share
 
     started = time.time()
     random.seed(args.seed)
@@ -751,7 +767,7 @@ def main():
         present = sorted(set(labels.tolist()))
         trained = sorted(set(np.concatenate(list(train_labels.values())).tolist()))
         report = {
-            "heldOut": args.hold_out, "trainedOn": train_names, "colourNormalisation": args.colour_normalisation, "fieldNormalisation": field_reference, "resolutionJitter": args.resolution_jitter, "stainVectorJitter": args.stain_vector_jitter, "chosenEpoch": best_epoch, "testTimeAugmentation": "dihedral8" if use_tta else "none",
+            "heldOut": args.hold_out, "trainedOn": train_names, "colourNormalisation": args.colour_normalisation, "fieldNormalisation": field_reference, "resolutionJitter": args.resolution_jitter, "stainVectorJitter": args.stain_vector_jitter, "grayscaleShare": args.grayscale_share, "chosenEpoch": best_epoch, "testTimeAugmentation": "dihedral8" if use_tta else "none",
             "sureConfidence": sure_confidence, "heldOutSingleView": round(float(held_sure.float().mean()), 4),
             "logitOffsets": offsets, "heldOutAll": metrics(logits, labels), "heldOutAllUncorrected": metrics(raw_logits, labels),
             # cells of a class no training source has cannot be right; the figure a laboratory can compare is on the classes trained
