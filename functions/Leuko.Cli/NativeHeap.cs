@@ -6,9 +6,9 @@ namespace Leuko.Cli;
 /// glibc's allocator hands every allocation above its mmap threshold (128 KiB at first, raised as such blocks are freed)
 /// to a fresh mapping and gives the top of its heaps back to the kernel once 128 KiB of it is free. Each image's OpenCV
 /// buffers (a 640x480 field's colour planes are 0.9 MiB each) were therefore mapped, zeroed page by page by the kernel
-/// and unmapped again: 420,000-550,000 page faults and 1.6-2.1 s of system time in a 292-field <c>leuko analyze</c>. Kept
+/// and unmapped again: 180,000-550,000 page faults and 1.3-2.1 s of system time in a 292-field <c>leuko analyze</c>. Kept
 /// within the process instead (blocks below 32 MiB from the heaps, free memory returned once 64 MiB of it lies at a heap's top),
-/// the same run has 50,000-57,000 faults and 0.6-0.8 s (README "Throughput"). Memory stays bounded: what is freed is reused
+/// the same run has 48,000-57,000 faults and 0.6-1.1 s (README "Throughput"). Memory stays bounded: what is freed is reused
 /// by the next image. Applied once at start-up; without glibc (another C library, another OS) nothing is changed.
 /// </summary>
 internal static class NativeHeap
