@@ -8,8 +8,12 @@ using Leuko.Pipeline.Storage;
 
 namespace Leuko.Pipeline;
 
-/// <summary>One image through the local pipeline: its result, each cell's outline, and stage times.</summary>
-public sealed record LocalImage(ImageResult Result, IReadOnlyList<OpenCvSharp.Point[]> Contours, double SegmentMs, double ClassifyMs);
+/// <summary>
+/// One image through the local pipeline: its result, each cell's outline, stage times, and, where the pipeline keeps
+/// decoded images (<c>keepDecoded</c>), the image as segmented (oriented), for drawing without decoding it again: the
+/// caller owns and disposes it; null when it was not kept (not asked, not decoded, or over the pipeline's budget).
+/// </summary>
+public sealed record LocalImage(ImageResult Result, IReadOnlyList<OpenCvSharp.Point[]> Contours, double SegmentMs, double ClassifyMs, OpenCvSharp.Mat? Decoded = null);
 
 /// <summary>
 /// The cloud pipeline in one process, for <c>leuko analyze</c>: the same segmentation and classification stages, with
@@ -23,6 +27,12 @@ public sealed class LocalPipeline : IAsyncDisposable
     /// <summary>Images in flight per core's worth of segmentation: the others wait for classification, and are batched.</summary>
     public const int InFlightPerWorker = 4;
 
+    /// <summary>
+    /// The most pixel memory held in decoded images waiting for classification (<c>keepDecoded</c>): 256 MiB, every
+    /// image in flight up to about 11 megapixels each on two cores; an image beyond it is decoded again to be drawn.
+    /// </summary>
+    public const long MaxDecodedBytes = 256L * 1024 * 1024;
+
     private readonly SemaphoreSlim _segmenting;
     private readonly InMemoryBlobStore _blobs = new();
     private readonly InMemoryResultStore _results = new();
@@ -30,17 +40,21 @@ public sealed class LocalPipeline : IAsyncDisposable
     private readonly SegmentationStage _segmentation;
     private readonly ClassificationStage _classification;
     private readonly ConcurrentDictionary<string, TaskCompletionSource> _classifying = new();
+    private readonly ConcurrentDictionary<string, OpenCvSharp.Mat> _decoded = new();
+    private long _decodedBytes;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _consumer;
 
     /// <param name="scale">The scale of every image (<c>--microns-per-pixel</c>); null: each image's own estimate.</param>
-    public LocalPipeline(LeukocyteSegmenter segmenter, LeukocyteClassifier classifier, int parallel, Leuko.Core.Scale.ImageScale? scale = null)
+    /// <param name="keepDecoded">Give each image back decoded (<see cref="LocalImage.Decoded"/>), for a caller that draws it.</param>
+    public LocalPipeline(LeukocyteSegmenter segmenter, LeukocyteClassifier classifier, int parallel, Leuko.Core.Scale.ImageScale? scale = null, bool keepDecoded = false)
     {
         Classes = CellClasses.Of(classifier.Card);
         InFlight = parallel * InFlightPerWorker;
         _segmenting = new SemaphoreSlim(parallel);
         _transport = new InMemoryTransport(InFlight);
-        _segmentation = new SegmentationStage(_blobs, _results, _transport, segmenter, Classes.All, CropFormat.Bmp, scale: scale);
+        _segmentation = new SegmentationStage(_blobs, _results, _transport, segmenter, Classes.All, CropFormat.Bmp, scale: scale,
+            decoded: keepDecoded ? Keep : null);
         // In one process a retry would fail the same way; one model call per worker, as the session's threads are set.
         _classification = new ClassificationStage(_blobs, _results, classifier, maxAttempts: 1, modelCalls: parallel);
         _consumer = _transport.RunAsync(HandleAsync, _stop.Token);
@@ -51,8 +65,8 @@ public sealed class LocalPipeline : IAsyncDisposable
     /// <summary>How many images may be given to <see cref="AnalyzeAsync"/> at once.</summary>
     public int InFlight { get; }
 
-    /// <summary>Blobs and rows held in memory: none once every image given to <see cref="AnalyzeAsync"/> has returned.</summary>
-    public int Held => _blobs.Count + _results.Count;
+    /// <summary>Blobs, rows and decoded images held in memory: none once every image given to <see cref="AnalyzeAsync"/> has returned.</summary>
+    public int Held => _blobs.Count + _results.Count + _decoded.Count;
 
     private async Task<MessageResult> HandleAsync(ReceivedMessage message, CancellationToken cancellationToken)
     {
@@ -64,6 +78,45 @@ public sealed class LocalPipeline : IAsyncDisposable
         }
 
         return result;
+    }
+
+    /// <summary>Keeps a copy of an image as segmented, within <see cref="MaxDecodedBytes"/>.</summary>
+    private void Keep(string imageId, OpenCvSharp.Mat image)
+    {
+        long bytes = image.Total() * image.ElemSize();
+        if (Interlocked.Add(ref _decodedBytes, bytes) > MaxDecodedBytes)
+        {
+            Interlocked.Add(ref _decodedBytes, -bytes);
+            return;
+        }
+
+        var copy = image.Clone();
+        if (_decoded.TryGetValue(imageId, out var earlier) && _decoded.TryUpdate(imageId, copy, earlier))
+        {
+            Release(earlier); // segmented again (a lost write): the last pass's pixels are the image's
+        }
+        else if (!_decoded.TryAdd(imageId, copy))
+        {
+            Release(copy);
+        }
+    }
+
+    /// <summary>The kept image of <paramref name="imageId"/>, no longer held here (the caller owns it); null if none.</summary>
+    private OpenCvSharp.Mat? TakeDecoded(string imageId)
+    {
+        if (!_decoded.TryRemove(imageId, out var image))
+        {
+            return null;
+        }
+
+        Interlocked.Add(ref _decodedBytes, -image.Total() * image.ElemSize());
+        return image;
+    }
+
+    private void Release(OpenCvSharp.Mat image)
+    {
+        Interlocked.Add(ref _decodedBytes, -image.Total() * image.ElemSize());
+        image.Dispose();
     }
 
     /// <summary>
@@ -100,10 +153,12 @@ public sealed class LocalPipeline : IAsyncDisposable
                 row.Source, row.Status, row.Error, row.Width, row.Height,
                 cells.Select(c => c.ToResult()).ToList(),
                 Classes.Count(cells.Select(c => c.Class)), Classes.CountOthers(cells.Select(c => c.Class)), row.Scale, row.Orientation);
-            return new LocalImage(result, cells.Select(c => Contours.Parse(c.Contour)).ToList(), row.SegmentMs ?? 0, row.ClassifyMs ?? 0);
+            return new LocalImage(result, cells.Select(c => Contours.Parse(c.Contour)).ToList(), row.SegmentMs ?? 0, row.ClassifyMs ?? 0,
+                row.Status == ImageStatus.Failed ? null : TakeDecoded(imageId));
         }
         finally
         {
+            TakeDecoded(imageId)?.Dispose(); // not given back (failed, or an exception)
             // Nothing of a final image stays behind: memory is flat in the number of images.
             _classifying.TryRemove(imageId, out _);
             _blobs.Delete(Containers.Uploads, name);

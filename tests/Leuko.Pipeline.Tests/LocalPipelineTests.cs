@@ -69,6 +69,30 @@ public sealed class LocalPipelineTests : IDisposable
     }
 
     [Fact]
+    public async Task TheImageGivenBackForDrawingIsTheDecodedUploadInItsViewedOrientation()
+    {
+        // leuko analyze draws on the image segmentation decoded rather than decoding it again: the same pixels as a
+        // fresh decode, EXIF orientation applied, owned by the caller; nothing of it stays in the pipeline.
+        var sideways = Exif.Jpeg(Zips.SampleBytes(), 6);
+        await using (var keeping = new LocalPipeline(new LeukocyteSegmenter(), _classifier, 1, keepDecoded: true))
+        {
+            var local = await keeping.AnalyzeAsync("sideways.jpg", "sideways.jpg", sideways, CancellationToken.None);
+            using var decoded = local.Decoded;
+            Assert.NotNull(decoded);
+            using var fresh = Leuko.Core.Imaging.ImageDecoder.Decode(sideways);
+            Assert.Equal((480, 640), (decoded.Width, decoded.Height)); // turned as viewers show it
+            Assert.Equal(0, Cv2.Norm(fresh, decoded, NormTypes.INF));
+            Assert.Equal(0, keeping.Held);
+
+            Assert.Null((await keeping.AnalyzeAsync("notes.jpg", "notes.jpg", "not an image"u8.ToArray(), CancellationToken.None)).Decoded);
+            Assert.Equal(0, keeping.Held);
+        }
+
+        await using var plain = new LocalPipeline(new LeukocyteSegmenter(), _classifier, 1);
+        Assert.Null((await plain.AnalyzeAsync("sideways.jpg", "sideways.jpg", sideways, CancellationToken.None)).Decoded);
+    }
+
+    [Fact]
     public async Task BadBytesFailWithTheReason()
     {
         await using var pipeline = new LocalPipeline(new LeukocyteSegmenter(), _classifier, 1);

@@ -10,7 +10,7 @@ namespace Leuko.Cli.Analysis;
 /// <summary>
 /// Time spent in each stage, summed over all images (seconds of work on all workers, not wall clock): reading files and
 /// inflating archive entries, decoding and segmentation, classification (preprocessing and inference), and drawing
-/// and writing the annotated image (decoding it again).
+/// and writing the annotated image (from the image as segmented, kept by the pipeline, or decoded again beyond its budget).
 /// </summary>
 internal sealed record StageSeconds(double Read, double Segment, double Classify, double Annotate);
 
@@ -76,6 +76,7 @@ internal static class AnalysisRun
                         try
                         {
                             var local = await pipeline.AnalyzeAsync(image.Name, image.Source, data, ct);
+                            using var decoded = local.Decoded;
                             Interlocked.Add(ref segmentTicks, TimeSpan.FromMilliseconds(local.SegmentMs).Ticks);
                             Interlocked.Add(ref classifyTicks, TimeSpan.FromMilliseconds(local.ClassifyMs).Ticks);
                             result = local.Result;
@@ -130,8 +131,9 @@ internal static class AnalysisRun
     /// <summary>Writes <c>annotated/NAME.jpg</c> and returns its path relative to the output folder.</summary>
     private static string WriteAnnotated(string outputDir, string name, byte[] data, LocalImage local, CellClasses classes)
     {
-        using var image = ImageDecoder.Decode(data);
-        using var drawn = Annotator.Draw(image, local.Result.Cells, local.Contours, classes.All);
+        // The image as segmented, when the pipeline kept it (LocalPipeline keepDecoded), else decoded again.
+        using var again = local.Decoded is null ? ImageDecoder.Decode(data) : null;
+        using var drawn = Annotator.Draw(local.Decoded ?? again!, local.Result.Cells, local.Contours, classes.All);
         var relative = $"annotated/{Path.ChangeExtension(name, ".jpg")}";
         var path = Path.GetFullPath(Path.Combine(outputDir, relative));
         if (!path.StartsWith(Path.GetFullPath(outputDir) + Path.DirectorySeparatorChar, StringComparison.Ordinal))

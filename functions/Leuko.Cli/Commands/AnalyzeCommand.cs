@@ -192,7 +192,7 @@ internal static class AnalyzeCommand
             });
 
             RunOutcome outcome;
-            await using (var pipeline = new LocalPipeline(new LeukocyteSegmenter(), classifier, parallel, scale))
+            await using (var pipeline = new LocalPipeline(new LeukocyteSegmenter(), classifier, parallel, scale, keepDecoded: html))
             {
                 outcome = await AnalysisRun.ExecuteAsync(plan, pipeline, outputDir, parallel, annotate: html, ordered, progress, cancellationToken);
             }

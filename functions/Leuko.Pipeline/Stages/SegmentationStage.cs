@@ -24,10 +24,13 @@ namespace Leuko.Pipeline.Stages;
 /// <param name="handOff">Where the crops written are kept for classification in this process (<see cref="CropHandOff"/>); null: nowhere.</param>
 /// <param name="scale">The scale of every image (the <c>Leuko:MicronsPerPixel</c> setting, or <c>--microns-per-pixel</c>);
 /// an upload's <see cref="Containers.MicronsPerPixelKey"/> metadata overrides it; null: estimated per image.</param>
+/// <param name="decoded">Called with each image decoded (oriented as viewers show it), keyed by its image id, for a host
+/// that draws it afterwards (<see cref="LocalPipeline"/>) without decoding it again; the image is lent: the stage
+/// disposes it once segmented, so a caller that keeps it keeps a clone.</param>
 public sealed class SegmentationStage(
     IBlobStore blobs, IResultStore results, IMessageSender sender, LeukocyteSegmenter segmenter, IReadOnlyList<string> classes,
     CropFormat cropFormat = CropFormat.Png, IPipelineEvents? events = null, TimeProvider? time = null, ImageScale? scale = null,
-    int maxInlineManifestBytes = SegmentationStage.MaxInlineManifestBytes, CropHandOff? handOff = null)
+    int maxInlineManifestBytes = SegmentationStage.MaxInlineManifestBytes, CropHandOff? handOff = null, Action<string, Mat>? decoded = null)
 {
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private readonly IPipelineEvents _events = events ?? NoPipelineEvents.Instance;
@@ -118,6 +121,7 @@ public sealed class SegmentationStage(
 
         using (image)
         {
+            decoded?.Invoke(imageId, image);
             using var segmentation = segmenter.Segment(image, given);
             double segmentMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
             var scaleRecord = ScaleRecord.Of(segmentation.Scale);
