@@ -18,6 +18,7 @@ import time
 from collections import defaultdict
 
 import numpy as np
+import scipy.stats
 import torch
 import torch.nn.functional as F
 
@@ -107,6 +108,30 @@ def resolution_jitter(x, gen, most):
 
 
 GRAYSCALE_SHARE = 0.0
+
+
+def add_mixstyle(model, gen, p, alpha=0.1, blocks=2):
+    """MixStyle (Zhou et al., "Domain generalization with MixStyle", ICLR 2021): in training, with probability p per
+    batch, the feature maps after each of the first `blocks` blocks (their max-pool) keep their content but take a mix
+    of their own and another crop's channel statistics (mean and standard deviation over the map, the "style" that
+    stain and camera set), mixed by Beta(alpha, alpha), so that the deeper layers learn to classify across styles no
+    training source has. Forward hooks, inactive in eval mode: the exported graph, its layer counts and its outputs are
+    the plain model's."""
+    pools = [m for m in model.features if isinstance(m, torch.nn.MaxPool2d)][:blocks]
+
+    def hook(module, inputs, x):
+        if not module.training or float(torch.rand(1, generator=gen)) >= p:
+            return None
+        n = x.shape[0]
+        mu = x.mean(dim=(2, 3), keepdim=True).detach()
+        sig = (x.var(dim=(2, 3), keepdim=True) + 1e-6).sqrt().detach()
+        # Beta(alpha, alpha) by its quantile function of seeded uniforms, so that a run is reproduced by its seed
+        lam = torch.from_numpy(scipy.stats.beta.ppf(torch.rand(n, generator=gen, dtype=torch.float64).numpy(), alpha, alpha))
+        lam = lam.float().to(x.device)[:, None, None, None]
+        perm = torch.randperm(n, generator=gen).to(x.device)
+        return (x - mu) / sig * (lam * sig + (1 - lam) * sig[perm]) + lam * mu + (1 - lam) * mu[perm]
+
+    return [m.register_forward_hook(hook) for m in pools]
 
 
 def grayscale_jitter(x, gen, share):
@@ -551,6 +576,8 @@ def main():
                     help="each stain vector's channels scaled by U(1-v, 1+v) per crop in augmentation (stain_jitter); 0: off")
     ap.add_argument("--grayscale-share", type=float, default=0.0,
                     help="share of the crops seen without colour in augmentation (grayscale_jitter); 0: off")
+    ap.add_argument("--mixstyle", type=float, default=0.0,
+                    help="probability per batch of MixStyle after blocks 1 and 2 in training (add_mixstyle); 0: off")
     ap.add_argument("--resolution-jitter", type=float, default=1.0,
                     help="most a crop is downsampled by in augmentation (resolution_jitter); 1: off")
     args = ap.parse_args()
@@ -636,6 +663,7 @@ def main():
 
     model = LeukocyteCnn(len(CLASSES)).to(device)
     counts = layer_counts(model)
+    mixstyle_hooks = add_mixstyle(model, torch.Generator().manual_seed(args.seed + 1), args.mixstyle) if args.mixstyle > 0 else []
     assert counts == {"conv": 11, "batchNorm": 8, "relu": 8, "dropout": 4}, counts
     draws = {n: int(len(train_imgs[n]) * weights.get(n, 1.0)) for n in train_names}
     per_epoch = sum(draws.values())
@@ -692,6 +720,8 @@ def main():
 
     score, best_epoch, state = best
     model.load_state_dict(state)
+    for h in mixstyle_hooks:
+        h.remove()
     log(f"chose epoch {best_epoch} on grouped validation: {score}")
 
     # Test-time augmentation is kept only if it helps the weakest source on grouped validation.
@@ -767,7 +797,7 @@ def main():
         present = sorted(set(labels.tolist()))
         trained = sorted(set(np.concatenate(list(train_labels.values())).tolist()))
         report = {
-            "heldOut": args.hold_out, "trainedOn": train_names, "colourNormalisation": args.colour_normalisation, "fieldNormalisation": field_reference, "resolutionJitter": args.resolution_jitter, "stainVectorJitter": args.stain_vector_jitter, "grayscaleShare": args.grayscale_share, "chosenEpoch": best_epoch, "testTimeAugmentation": "dihedral8" if use_tta else "none",
+            "heldOut": args.hold_out, "trainedOn": train_names, "colourNormalisation": args.colour_normalisation, "fieldNormalisation": field_reference, "resolutionJitter": args.resolution_jitter, "stainVectorJitter": args.stain_vector_jitter, "grayscaleShare": args.grayscale_share, "mixStyle": args.mixstyle, "chosenEpoch": best_epoch, "testTimeAugmentation": "dihedral8" if use_tta else "none",
             "sureConfidence": sure_confidence, "heldOutSingleView": round(float(held_sure.float().mean()), 4),
             "logitOffsets": offsets, "heldOutAll": metrics(logits, labels), "heldOutAllUncorrected": metrics(raw_logits, labels),
             # cells of a class no training source has cannot be right; the figure a laboratory can compare is on the classes trained
@@ -907,7 +937,8 @@ def main():
             "cropsFrom": f"leuko segment --dataset DIR --out OUT --size N (largest leukocyte of each frame, {args.window:g} µm window at the frame's estimated scale)",
             "split": f"grouped (Kaggle by source photograph, others by image), {args.val_fraction:.0%} of each class's groups for validation, seed {args.seed}",
             "augmentations": "90-degree rotations, flips, shear +-0.2 and scale +-15%, brightness +-0.15, contrast +-20%, "
-                             "haematoxylin/eosin stain jitter (x U(0.75,1.25), +-0.05 OD), white-balance cast +-10%, blur (1/3), noise (1/3)",
+                             "haematoxylin/eosin stain jitter (x U(0.75,1.25), +-0.05 OD), white-balance cast +-10%, blur (1/3), noise (1/3)"
+                             + (f"; MixStyle after blocks 1-2 (p {args.mixstyle:g})" if args.mixstyle > 0 else ""),
             "epochs": args.epochs, "chosenEpoch": best_epoch, "batch": args.batch, "learningRate": args.lr,
             "drawsPerEpoch": draws, "weightAverageDecay": args.ema, "seed": args.seed,
             "device": str(device), "torch": torch.__version__, "threads": args.threads,
