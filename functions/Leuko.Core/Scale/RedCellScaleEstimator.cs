@@ -52,9 +52,12 @@ public sealed class RedCellScaleEstimator(ScaleOptions? options = null)
     /// <summary>The scale of <paramref name="bgr"/> from its masks, made once for the scale and the field's colours.</summary>
     internal ImageScale Estimate(Mat bgr, RedCellMasks masks)
     {
-        var diameters = RedCellDiameters(masks, bgr.Size());
+        // Both estimates measure the red mask's outer outlines, against the cut mask: found and read once.
+        Cv2.FindContours(masks.Red, out Point[][] contours, out _, RetrievalModes.External, ContourApproximationModes.ApproxNone);
+        masks.Cut.GetArray(out byte[] cut); // one copy: Mat.At is a native call per pixel
+        var diameters = RedCellDiameters(contours, cut, masks, bgr.Size());
         // The outline estimate costs more than the rest together; it is measured only where it is needed.
-        var packedScale = new Lazy<double?>(() => PackedRadius(masks) is { } radius ? Plausible(Options.RedCellDiameterMicrons / (2 * radius)) : null);
+        var packedScale = new Lazy<double?>(() => PackedRadius(contours, cut, masks.Red.Size()) is { } radius ? Plausible(Options.RedCellDiameterMicrons / (2 * radius)) : null);
         if (diameters.Count >= Options.MinRedCells)
         {
             double diameter = AreaWeightedMedian(diameters);
@@ -86,11 +89,11 @@ public sealed class RedCellScaleEstimator(ScaleOptions? options = null)
     /// radius at 2k (a circular arc, not a notch or a corner) and where the arc turns like the outline as a whole
     /// (convex). The mode of those radii is the cells' radius. Null where too few arcs are measured.
     /// </summary>
-    private static double? PackedRadius(RedCellMasks masks)
+    /// <param name="contours">The red mask's outer outlines.</param>
+    /// <param name="cut">The cut mask's pixels, row by row.</param>
+    private static double? PackedRadius(Point[][] contours, byte[] cut, Size size)
     {
-        Cv2.FindContours(masks.Red, out Point[][] contours, out _, RetrievalModes.External, ContourApproximationModes.ApproxNone);
-        int width = masks.Red.Width, height = masks.Red.Height;
-        masks.Cut.GetArray(out byte[] cut); // one copy: Mat.At is a native call per pixel
+        int width = size.Width, height = size.Height;
         var positive = new List<double>();
         var negative = new List<double>();
         foreach (var contour in contours)
@@ -221,13 +224,12 @@ public sealed class RedCellScaleEstimator(ScaleOptions? options = null)
     /// pink, lilac and blue-grey stains alike); each cell's pale centre is filled; outlines touching the border, a
     /// nucleus or non-smear pixels are cut and not measured; overlapping cells fail the roundness and solidity tests.
     /// </summary>
-    private List<double> RedCellDiameters(RedCellMasks masks, Size size)
+    private List<double> RedCellDiameters(Point[][] contours, byte[] cut, RedCellMasks masks, Size size)
     {
-        var (red, cut, blueYellow) = (masks.Red, masks.Cut, masks.BlueYellow);
+        var (red, blueYellow) = (masks.Red, masks.BlueYellow);
         // Platelets are dark, round and all of one size too, but purple: a candidate markedly bluer than the red cells
         // as a whole (CIELAB b* of the red mask) is not measured.
         double redCellBlueYellow = Cv2.Mean(blueYellow, red).Val0;
-        Cv2.FindContours(red, out Point[][] contours, out _, RetrievalModes.External, ContourApproximationModes.ApproxNone);
         var diameters = new List<double>();
         var bounds = new Rect(1, 1, size.Width - 2, size.Height - 2);
         double minArea = Math.PI * Math.Pow(Options.MinDiameterPixels / 2, 2);
@@ -248,7 +250,7 @@ public sealed class RedCellScaleEstimator(ScaleOptions? options = null)
             double perimeter = Cv2.ArcLength(contour, closed: true);
             double circularity = 4 * Math.PI * area / (perimeter * perimeter);
             double solidity = area / Math.Max(1, Cv2.ContourArea(Cv2.ConvexHull(contour)));
-            if (circularity < Options.MinCircularity || solidity < Options.MinSolidity || contour.Any(p => cut.At<byte>(p.Y, p.X) != 0))
+            if (circularity < Options.MinCircularity || solidity < Options.MinSolidity || contour.Any(p => cut[(p.Y * size.Width) + p.X] != 0))
             {
                 continue;
             }
