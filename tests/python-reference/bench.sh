@@ -1,6 +1,7 @@
 #!/bin/bash
 # Interleaved timing of leuko analyze (default --parallel, and --parallel 1) against leuko_reference.py on one folder.
 # Usage (from the repository root): tests/python-reference/bench.sh [ROUNDS] [INPUT] [WORK]
+# With BEFORE=PATH-TO-ANOTHER-leuko (an earlier build) each round runs instead: before, leuko, Python, leuko, before.
 # Writes WORK/times.tsv: round, program, load average (1 min) before the run, wall s, user s, sys s, max RSS KiB.
 set -euo pipefail
 rounds=${1:-3}
@@ -31,8 +32,16 @@ run() { # round name command...
 }
 
 for r in $(seq 1 "$rounds"); do
-  run "$r" leuko-default "$leuko" analyze "$input"
-  run "$r" python /usr/bin/python3 "$here/leuko_reference.py" "$input"
-  run "$r" leuko-p1 "$leuko" analyze "$input" --parallel 1
+  if [ -n "${BEFORE:-}" ]; then
+    run "$r" before "$BEFORE" analyze "$input"
+    run "$r" leuko-default "$leuko" analyze "$input"
+    run "$r" python /usr/bin/python3 "$here/leuko_reference.py" "$input"
+    run "$r" leuko-default "$leuko" analyze "$input"
+    run "$r" before "$BEFORE" analyze "$input"
+  else
+    run "$r" leuko-default "$leuko" analyze "$input"
+    run "$r" python /usr/bin/python3 "$here/leuko_reference.py" "$input"
+    run "$r" leuko-p1 "$leuko" analyze "$input" --parallel 1
+  fi
 done
 cat "$tsv"
