@@ -22,6 +22,33 @@ public class ImageArchiveTests
     [InlineData("", false)]
     public void NamesThatCouldLeaveTheFolderAreUnsafe(string name, bool safe) => Assert.Equal(safe, ImageArchive.IsSafeName(name));
 
+    [Theory]
+    [InlineData("../field.jpg", "a '..' segment")]
+    [InlineData("/etc/field.jpg", "an absolute path or a drive")]
+    [InlineData("C:/field.jpg", "an absolute path or a drive")]
+    [InlineData("day 1\nfield.jpg", "a control character")]
+    public void AnUnsafeNameIsRefusedWithWhatMakesItUnsafe(string name, string reason)
+    {
+        var (kind, why) = ImageArchive.Judge(name, 100, 100, ArchiveLimits.Default);
+        Assert.Equal(ArchiveEntryKind.Refused, kind);
+        Assert.StartsWith("unsafe name in archive (", why);
+        Assert.Contains(reason, why);
+    }
+
+    [Theory]
+    [InlineData((ushort)12)] // BZip2
+    [InlineData((ushort)14)] // LZMA
+    [InlineData((ushort)93)] // Zstandard
+    public void AnEntryCompressedWithAMethodTheReaderLacksCannotBeReadAndIsNotCalledCorrupt(ushort method)
+    {
+        var image = Zips.SampleBytes();
+        using var archive = Open(Zips.WithFirstEntryMethod(Zips.Build(System.IO.Compression.CompressionLevel.NoCompression, ("a.jpg", image), ("b.jpg", image)), method));
+        var e = Assert.Throws<ArchiveEntryException>(() => archive.Read(archive.Entries[0]));
+        Assert.StartsWith("entry cannot be read: ", e.Message);
+        Assert.DoesNotContain("corrupt", e.Message);
+        Assert.Equal(image, archive.Read(archive.Entries[1]));
+    }
+
     [Fact]
     public void EntriesAreJudgedFromTheCentralDirectory()
     {

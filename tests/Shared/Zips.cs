@@ -76,6 +76,26 @@ public static class Zips
         return bytes;
     }
 
+    /// <summary>
+    /// Rewrites the compression method recorded for the first entry (local header and central directory header), as
+    /// an archiver using BZip2 (12), LZMA (14) or Zstandard (93) would write it.
+    /// </summary>
+    public static byte[] WithFirstEntryMethod(byte[] zip, ushort method)
+    {
+        var bytes = (byte[])zip.Clone();
+        BitConverter.GetBytes(method).CopyTo(bytes, 8); // the first local file header is at 0
+        for (int i = 0; i + 12 <= bytes.Length; i++)
+        {
+            if (BitConverter.ToUInt32(bytes, i) == 0x02014b50)
+            {
+                BitConverter.GetBytes(method).CopyTo(bytes, i + 10); // the first central directory header
+                break;
+            }
+        }
+
+        return bytes;
+    }
+
     public static string Sample(string name) => Path.Combine(AppContext.BaseDirectory, "samples", "bccd", "JPEGImages", name);
 
     public static byte[] SampleBytes(string name = "BloodImage_00000.jpg") => File.ReadAllBytes(Sample(name));

@@ -131,9 +131,9 @@ public sealed class ImageArchive : IDisposable
     /// <summary>The verdict on one entry, from its name and declared sizes.</summary>
     public static (ArchiveEntryKind Kind, string? Reason) Judge(string name, long length, long compressedLength, ArchiveLimits limits)
     {
-        if (!IsSafeName(name))
+        if (UnsafeName(name) is { } unsafeName)
         {
-            return (ArchiveEntryKind.Refused, "unsafe name in archive (absolute path, drive or '..' segment): not read");
+            return (ArchiveEntryKind.Refused, $"unsafe name in archive ({unsafeName}): not read");
         }
 
         var normalised = name.Replace('\\', '/');
@@ -173,20 +173,28 @@ public sealed class ImageArchive : IDisposable
     /// A name is safe when, as a relative path, it cannot leave the folder it would be extracted to: no root, no drive,
     /// no '..' segment, no control characters.
     /// </summary>
-    public static bool IsSafeName(string name)
+    public static bool IsSafeName(string name) => UnsafeName(name) is null;
+
+    /// <summary>What makes <paramref name="name"/> unsafe (see <see cref="IsSafeName"/>), or null when it is safe.</summary>
+    private static string? UnsafeName(string name)
     {
-        if (string.IsNullOrEmpty(name) || name.Any(char.IsControl))
+        if (string.IsNullOrEmpty(name))
         {
-            return false;
+            return "an empty name";
+        }
+
+        if (name.Any(char.IsControl))
+        {
+            return "a control character such as a line break in the name";
         }
 
         var normalised = name.Replace('\\', '/');
         if (normalised.StartsWith('/') || normalised.Contains(':'))
         {
-            return false;
+            return "an absolute path or a drive";
         }
 
-        return normalised.Split('/').All(segment => segment != "..");
+        return normalised.Split('/').Any(segment => segment == "..") ? "a '..' segment" : null;
     }
 
     /// <summary>Inflates one image entry into memory, enforcing the limits on the bytes actually produced.</summary>
@@ -200,9 +208,21 @@ public sealed class ImageArchive : IDisposable
 
         var zipEntry = _zip.Entries[entry.Index];
         long allowed = Math.Min(entry.Length, _limits.MaxEntryBytes);
+        Stream input;
         try
         {
-            using var input = zipEntry.Open();
+            input = zipEntry.Open();
+        }
+        catch (Exception e) when (e is InvalidDataException or NotSupportedException or IOException)
+        {
+            // Before any byte is inflated: a compression method the reader lacks (BZip2, LZMA, Zstandard), encryption,
+            // or a local header that does not match the central directory. Not a corrupt entry's bytes.
+            throw new ArchiveEntryException($"entry cannot be read: {e.Message}", e);
+        }
+
+        try
+        {
+            using var _ = input;
             var buffer = new byte[checked((int)allowed)];
             int read = 0;
             while (read < buffer.Length)
