@@ -11,9 +11,11 @@ internal static class InputFiles
 
     /// <summary>
     /// Folders are searched recursively for <paramref name="extensions"/> (default: image extensions); files named explicitly are always taken, so that a
-    /// wrong file is reported rather than silently skipped. Order is stable (ordinal by path); each file once.
+    /// wrong file is reported rather than silently skipped. Order is stable (ordinal by path); each file once. A folder's
+    /// other files go to <paramref name="skipped"/> with the reason, when given.
     /// </summary>
-    public static IReadOnlyList<InputFile> Expand(IEnumerable<string> paths, IReadOnlySet<string>? extensions = null)
+    public static IReadOnlyList<InputFile> Expand(IEnumerable<string> paths, IReadOnlySet<string>? extensions = null,
+        ICollection<(string Path, string Reason)>? skipped = null)
     {
         extensions ??= ImageExtensions;
         var seen = new HashSet<string>(StringComparer.Ordinal);
@@ -23,11 +25,16 @@ internal static class InputFiles
         {
             if (Directory.Exists(path))
             {
-                foreach (var file in Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories)
-                             .Where(f => extensions.Contains(System.IO.Path.GetExtension(f)))
-                             .Order(StringComparer.Ordinal))
+                foreach (var file in Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
                 {
-                    Add(file, System.IO.Path.GetRelativePath(path, file));
+                    if (extensions.Contains(System.IO.Path.GetExtension(file)))
+                    {
+                        Add(file, System.IO.Path.GetRelativePath(path, file));
+                    }
+                    else
+                    {
+                        skipped?.Add((file, WhyNotTaken(file, extensions)));
+                    }
                 }
             }
             else if (File.Exists(path))
@@ -58,5 +65,19 @@ internal static class InputFiles
 
             result.Add(new InputFile(file, unique));
         }
+    }
+
+    /// <summary>Why a folder's file is not read: it is found by its name, and a file named on the command line is read by its content.</summary>
+    private static string WhyNotTaken(string file, IReadOnlySet<string> extensions)
+    {
+        var name = System.IO.Path.GetFileName(file);
+        if (name.StartsWith("._", StringComparison.Ordinal) || name is ".DS_Store" or "Thumbs.db" or "desktop.ini")
+        {
+            return "operating-system metadata";
+        }
+
+        var extension = System.IO.Path.GetExtension(name);
+        return $"not an image by its name ({(extension.Length > 0 ? extension : "no extension")}): a folder's files are taken by their " +
+               $"extensions ({string.Join(", ", extensions.Order(StringComparer.Ordinal))}); name the file itself to have it read by its content";
     }
 }

@@ -55,6 +55,52 @@ public class AnalyzeCommandTests
     }
 
     [Fact]
+    public async Task AFoldersFilesThatAreNotImagesByTheirNamesAreListedAsSkippedAndABrokenLinkFailsWithItsReason()
+    {
+        using var inputs = new TempDir();
+        using var output = new TempDir();
+        File.Copy(CliRunner.SampleImage("BloodImage_00000.jpg"), Path.Combine(inputs.Path, "field.jpg"));
+        File.Copy(CliRunner.SampleImage("BloodImage_00000.jpg"), Path.Combine(inputs.Path, "IMG_0001")); // a JPEG without extension
+        File.WriteAllText(Path.Combine(inputs.Path, "notes.txt"), "day 1");
+        File.WriteAllBytes(Path.Combine(inputs.Path, ".DS_Store"), [0, 0, 0, 1]);
+        File.CreateSymbolicLink(Path.Combine(inputs.Path, "gone.jpg"), Path.Combine(inputs.Path, "no-such-file.jpg"));
+
+        var r = await Analyze(output.Path, inputs.Path);
+
+        Assert.Equal(1, r.ExitCode); // the broken link
+        var results = Results(output.Path);
+        Assert.Equal(["field.jpg", "gone.jpg"], Images(results).Select(i => Path.GetFileName(i!["source"]!.GetValue<string>())));
+        Assert.Equal("the file is gone: removed after the run began, or a link to nothing", Image(results, "gone.jpg")["error"]!.GetValue<string>());
+        var skipped = results["skipped"]!.AsArray();
+        Assert.Equal([".DS_Store", "IMG_0001", "notes.txt"], skipped.Select(s => Path.GetFileName(s!["source"]!.GetValue<string>())));
+        Assert.Equal("operating-system metadata", skipped[0]!["reason"]!.GetValue<string>());
+        Assert.StartsWith("not an image by its name (no extension): ", skipped[1]!["reason"]!.GetValue<string>());
+        Assert.StartsWith("not an image by its name (.txt): ", skipped[2]!["reason"]!.GetValue<string>());
+        Assert.Equal(3, results["summary"]!["skipped"]!.GetValue<int>());
+        Assert.Contains("3 files skipped (not images: listed in the results)", r.Stdout);
+
+        // Named on the command line, the file without extension is read by its content.
+        using var named = new TempDir();
+        Assert.Equal(0, (await Analyze(named.Path, Path.Combine(inputs.Path, "IMG_0001"))).ExitCode);
+        Assert.Equal("completed", Image(Results(named.Path), "IMG_0001")["status"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task AFolderWithoutImagesIsAnErrorThatSaysWhatItHolds()
+    {
+        using var inputs = new TempDir();
+        using var output = new TempDir();
+        File.WriteAllText(Path.Combine(inputs.Path, "notes.txt"), "day 1");
+
+        var r = await Analyze(output.Path, inputs.Path);
+
+        Assert.Equal(ExitCodes.BadUsage, r.ExitCode);
+        Assert.Contains("no images found in", r.Stderr);
+        Assert.Contains("none of the 1 files found is (", r.Stderr);
+        Assert.Contains("notes.txt: not an image by its name (.txt)", r.Stderr);
+    }
+
+    [Fact]
     public async Task TheSampleFieldsGiveEveryOutput()
     {
         using var temp = new TempDir();

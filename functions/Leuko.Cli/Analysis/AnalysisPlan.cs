@@ -13,7 +13,7 @@ namespace Leuko.Cli.Analysis;
 /// <param name="Error">Why it failed before being read (refused archive or entry).</param>
 internal sealed record PlannedImage(int Index, string Source, string Name, string? File, ImageArchive? Archive, ArchiveEntry? Entry, string? Error);
 
-/// <summary>An input that is not analysed and is not an error: a non-image entry or a nested archive.</summary>
+/// <summary>An input that is not analysed and is not an error: a folder's or an archive's file that is not an image, or a nested archive.</summary>
 internal sealed record SkippedInput(string Source, string Reason);
 
 /// <summary>
@@ -44,7 +44,8 @@ internal sealed class AnalysisPlan : IDisposable
         var names = new OutputNames();
         try
         {
-            foreach (var input in InputFiles.Expand(paths, Extensions))
+            var notTaken = new List<(string Path, string Reason)>();
+            foreach (var input in InputFiles.Expand(paths, Extensions, notTaken))
             {
                 if (IsArchive(input.Path))
                 {
@@ -55,6 +56,8 @@ internal sealed class AnalysisPlan : IDisposable
                     plan.Add(input.Path, input.Name, names, file: input.Path);
                 }
             }
+
+            plan.Skipped.AddRange(notTaken.Select(f => new SkippedInput(f.Path, f.Reason)));
         }
         catch
         {

@@ -122,6 +122,10 @@ internal static class AnalysisRun
                 ? (File.ReadAllBytes(image.File), null)
                 : (image.Archive!.Read(image.Entry!), null);
         }
+        catch (FileNotFoundException)
+        {
+            return (null, "the file is gone: removed after the run began, or a link to nothing");
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArchiveEntryException)
         {
             return (null, e.Message);

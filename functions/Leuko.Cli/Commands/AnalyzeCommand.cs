@@ -95,9 +95,10 @@ internal static class AnalyzeCommand
 
         using (plan)
         {
-            if (plan.Images.Count == 0 && plan.Skipped.Count == 0)
+            if (plan.Images.Count == 0)
             {
-                stderr.WriteLine($"error: no images found in {string.Join(", ", inputPaths)} (images are JPEG, PNG, BMP or TIFF; archives are zip)");
+                stderr.WriteLine($"error: no images found in {string.Join(", ", inputPaths)} (images are JPEG, PNG, BMP or TIFF; archives are zip)" +
+                                 (plan.Skipped.Count > 0 ? $": none of the {plan.Skipped.Count:N0} files found is ({string.Join("; ", plan.Skipped.Take(3).Select(f => $"{f.Source}: {f.Reason}"))}{(plan.Skipped.Count > 3 ? "; ..." : "")})" : ""));
                 return ExitCodes.BadUsage;
             }
 
@@ -108,7 +109,7 @@ internal static class AnalyzeCommand
             var s = outcome.Summary;
             stdout.WriteLine(
                 $"{s.Images} images in {s.Seconds:0.0} s ({s.ImagesPerSecond:0.0}/s): {s.Completed} with leukocytes, {s.NoLeukocytes} without, " +
-                $"{s.Failed} failed{(s.Skipped > 0 ? $", {s.Skipped} archive entries skipped" : "")}.");
+                $"{s.Failed} failed{(s.Skipped > 0 ? $", {s.Skipped} files skipped (not images: listed in the results)" : "")}.");
             stdout.WriteLine(
                 $"{s.Cells} cells ({s.NeedsReview} to review): " +
                 string.Join(", ", card.Differential.Select(c => $"{c} {s.Differential[c].Count} ({s.Differential[c].Percent:0.#}%)")) +
