@@ -60,35 +60,24 @@ public static class Zips
     }
 
     /// <summary>Rewrites the CRC-32 recorded for the first entry (its local header and its central directory header).</summary>
-    public static byte[] WithFirstEntryCrc(byte[] zip, uint crc)
-    {
-        var bytes = (byte[])zip.Clone();
-        BitConverter.GetBytes(crc).CopyTo(bytes, 14); // the first local file header is at 0
-        for (int i = 0; i + 20 <= bytes.Length; i++)
-        {
-            if (BitConverter.ToUInt32(bytes, i) == 0x02014b50)
-            {
-                BitConverter.GetBytes(crc).CopyTo(bytes, i + 16); // the first central directory header
-                break;
-            }
-        }
-
-        return bytes;
-    }
+    public static byte[] WithFirstEntryCrc(byte[] zip, uint crc) => WithFirstEntryField(zip, 14, 16, BitConverter.GetBytes(crc));
 
     /// <summary>
     /// Rewrites the compression method recorded for the first entry (local header and central directory header), as
     /// an archiver using BZip2 (12), LZMA (14) or Zstandard (93) would write it.
     /// </summary>
-    public static byte[] WithFirstEntryMethod(byte[] zip, ushort method)
+    public static byte[] WithFirstEntryMethod(byte[] zip, ushort method) => WithFirstEntryField(zip, 8, 10, BitConverter.GetBytes(method));
+
+    /// <summary>Writes <paramref name="value"/> at one field of the first local file header (at 0) and of the first central directory header.</summary>
+    private static byte[] WithFirstEntryField(byte[] zip, int localOffset, int centralOffset, byte[] value)
     {
         var bytes = (byte[])zip.Clone();
-        BitConverter.GetBytes(method).CopyTo(bytes, 8); // the first local file header is at 0
-        for (int i = 0; i + 12 <= bytes.Length; i++)
+        value.CopyTo(bytes, localOffset);
+        for (int i = 0; i + centralOffset + value.Length <= bytes.Length; i++)
         {
             if (BitConverter.ToUInt32(bytes, i) == 0x02014b50)
             {
-                BitConverter.GetBytes(method).CopyTo(bytes, i + 10); // the first central directory header
+                value.CopyTo(bytes, i + centralOffset);
                 break;
             }
         }
