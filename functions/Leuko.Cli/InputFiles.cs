@@ -71,7 +71,7 @@ internal static class InputFiles
     private static string WhyNotTaken(string file, IReadOnlySet<string> extensions)
     {
         var name = System.IO.Path.GetFileName(file);
-        if (name.StartsWith("._", StringComparison.Ordinal) || name is ".DS_Store" or "Thumbs.db" or "desktop.ini")
+        if (Leuko.Pipeline.Archives.ImageArchive.IsOperatingSystemMetadata(name))
         {
             return "operating-system metadata";
         }

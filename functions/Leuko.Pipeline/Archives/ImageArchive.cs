@@ -138,8 +138,7 @@ public sealed class ImageArchive : IDisposable
 
         var normalised = name.Replace('\\', '/');
         var fileName = normalised[(normalised.LastIndexOf('/') + 1)..];
-        if (normalised.StartsWith("__MACOSX/", StringComparison.Ordinal) || fileName.StartsWith("._", StringComparison.Ordinal) ||
-            fileName is ".DS_Store" or "Thumbs.db" or "desktop.ini")
+        if (normalised.StartsWith("__MACOSX/", StringComparison.Ordinal) || IsOperatingSystemMetadata(fileName))
         {
             return (ArchiveEntryKind.Skipped, "operating-system metadata");
         }
@@ -168,6 +167,10 @@ public sealed class ImageArchive : IDisposable
 
         return (ArchiveEntryKind.Image, null);
     }
+
+    /// <summary>A file an operating system leaves beside a user's files (macOS <c>._*</c> and <c>.DS_Store</c>, Windows <c>Thumbs.db</c> and <c>desktop.ini</c>).</summary>
+    public static bool IsOperatingSystemMetadata(string fileName) =>
+        fileName.StartsWith("._", StringComparison.Ordinal) || fileName is ".DS_Store" or "Thumbs.db" or "desktop.ini";
 
     /// <summary>
     /// A name is safe when, as a relative path, it cannot leave the folder it would be extracted to: no root, no drive,
