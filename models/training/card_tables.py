@@ -11,6 +11,10 @@ def pct(v):
     return "n/a" if v is None else f"{v:.1%}"
 
 
+def pct2(v):
+    return "n/a" if v is None else f"{v:.2%}"
+
+
 def main():
     card = json.load(open(sys.argv[1]))
     print("| source | cells | accuracy | macro recall | accepted (coverage) | accepted correct | other kinds silently in the five |")
@@ -32,15 +36,21 @@ def main():
     loso = card.get("leaveOneSourceOut")
     if loso:
         print()
-        print("| left out | trained on | cells | accuracy | on the classes trained | accepted (coverage) | accepted correct "
-              "| flagged atypical | without the distance bound: accepted, correct |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| left out | trained on | epochs (chosen) | cells | accuracy, with the prior correction | without it "
+              "| on the classes trained | unfamiliar stain (crop check alone) | accepted (coverage) | accepted correct "
+              "| without the stain checks: accepted, correct | without them and the distance bound: accepted, correct |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for name, r in loso.items():
-            plain = r.get("reviewWithoutDistance")
-            print(f"| {name} | {', '.join(r['trainedOn'])} | {r['cells']} | {r['accuracy']:.4f} | {r['accuracyOnTrainedClasses']:.4f} | "
-                  f"{pct(r['review']['coverage'])} | {pct(r['review']['acceptedAccuracy'])} | {pct(r.get('flaggedAsAtypical'))} | "
-                  + (f"{pct(plain['coverage'])}, {pct(plain['acceptedAccuracy'])} |" if plain else "n/a |"))
-
+            def pair(key):
+                v = r.get(key)
+                return f"{pct(v['coverage'])}, {pct(v['acceptedAccuracy'])}" if v else "n/a"
+            epochs = f"{r['epochs']} ({r['chosenEpoch']})" if "epochs" in r else "n/a"
+            without = r.get("accuracyWithoutPriorCorrection")
+            print(f"| {name} | {', '.join(r['trainedOn'])} | {epochs} | {r['cells']} | **{r['accuracy']:.4f}** | "
+                  f"{'n/a' if without is None else f'{without:.4f}'} | {r['accuracyOnTrainedClasses']:.4f} | "
+                  f"{pct2(r.get('unfamiliarStain'))} ({pct(r.get('unfamiliarCropStain'))}) | "
+                  f"{pct(r['review']['coverage'])} | {pct(r['review']['acceptedAccuracy'])} | "
+                  f"{pair('reviewWithoutStain')} | {pair('reviewWithoutDistance')} |")
 
 if __name__ == "__main__":
     main()

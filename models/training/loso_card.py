@@ -67,6 +67,8 @@ def main():
                if "heldOutReviewWithoutDistance" in r else {}),
             **({"reviewWithoutStain": r["heldOutReviewWithoutStain"], "unfamiliarStain": r["heldOutUnfamiliarStain"]}
                if "heldOutReviewWithoutStain" in r else {}),
+            **({"unfamiliarCropStain": r["heldOutUnfamiliarCropStain"]} if "heldOutUnfamiliarCropStain" in r else {}),
+            "epochs": len(r["history"]), "chosenEpoch": r["chosenEpoch"],
             "perClass": {c: v for c, v in r["heldOutAll"]["perClass"].items() if v["support"]},
             "seconds": r["seconds"],
         }

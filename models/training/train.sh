@@ -6,8 +6,8 @@
 # 2. trains the shipped model on every source (grouped validation within each source) and exports it;
 # 3. leave-one-source-out: trains the same recipe once per source without it and measures it on that source;
 # 4. writes the leave-one-source-out table into the model card (models/training/loso_card.py).
-# Settings by environment: DATA (../shared/data), SIZE (64), EPOCHS (20), LOSO_EPOCHS (10: the leave-one-source-out runs
-# of the shipped card were this length, to fit the study in one sitting on 2 CPU cores), WORK (out/training),
+# Settings by environment: DATA (../shared/data), SIZE (64), EPOCHS (20), LOSO_EPOCHS (EPOCHS: the shipped card's
+# leave-one-source-out runs are the shipped recipe's length; 10 halves the study's time), WORK (out/training),
 # PYTHON (/usr/bin/python3), OUT (models), CROPS (1: cut the crops; 0: reuse WORK's), LOSO (1: run step 3),
 # COLOUR (none; white-dark-od: every crop's lamp and stain mapped onto one reference before the model, models/README.md;
 # white-od-gain: the same with one gain for the three channels, Python only, tried and not kept).
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../.."
 DATA=${DATA:-../shared/data}
 SIZE=${SIZE:-64}
 EPOCHS=${EPOCHS:-20}
-LOSO_EPOCHS=${LOSO_EPOCHS:-10}
+LOSO_EPOCHS=${LOSO_EPOCHS:-$EPOCHS}
 WORK=${WORK:-out/training}
 PYTHON=${PYTHON:-/usr/bin/python3}
 OUT=${OUT:-models}
