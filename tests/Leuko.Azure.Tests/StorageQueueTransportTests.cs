@@ -64,6 +64,36 @@ public class StorageQueueTransportTests
     }
 
     [Fact]
+    public async Task AMessageThisTransportSendsCutsTheEmptyQueuesBackOffShort()
+    {
+        await Azurite.RequireAsync();
+        var transport = new StorageQueueTransport(Azurite.Queues, Azurite.Unique("q"),
+            new StorageQueueOptions(TimeSpan.FromSeconds(5), 2, TimeSpan.FromMilliseconds(100), MaxPollInterval: TimeSpan.FromMinutes(1)));
+        await transport.InitializeAsync(CancellationToken.None);
+        var received = new TaskCompletionSource<DateTime>(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var cts = new CancellationTokenSource();
+        var run = transport.RunAsync((_, _) =>
+        {
+            received.TrySetResult(DateTime.UtcNow);
+            return Task.FromResult(MessageResult.Completed);
+        }, cts.Token);
+
+        // Empty receives wait 0.1, 0.2, 0.4, 0.8 and 1.6 s, then 3.2 s: once the sixth has come back empty the loop is
+        // in that wait, which without the wake would end about 3 s after the send below.
+        while (transport.EmptyReceives < 6)
+        {
+            await Task.Delay(20);
+        }
+
+        var sent = DateTime.UtcNow;
+        await transport.SendAsync(Message("wake", "{}"), CancellationToken.None);
+        var at = await received.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await cts.CancelAsync();
+        await run;
+        Assert.True(at - sent < TimeSpan.FromSeconds(1.5), $"received {(at - sent).TotalSeconds:F2} s after it was sent");
+    }
+
+    [Fact]
     public async Task RetryRedeliversWithAGrowingDeliveryCount()
     {
         var transport = await TransportAsync();

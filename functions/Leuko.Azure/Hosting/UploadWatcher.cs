@@ -16,14 +16,20 @@ namespace Leuko.Azure.Hosting;
 /// with the reason and the receipt written. The receipts are read once, in one query per container, when the watcher
 /// starts; from then on it knows every version done (about 150 bytes of memory per blob in the containers), so a scan
 /// costs a listing and no table reads, and a version it has not seen done is new. Receipts are written together,
-/// one request for all the versions finished since the last (at each scan, about a second apart while there is work):
+/// one request for all the versions finished since the last (at each scan, a quarter second apart while there is work):
 /// a host killed in between does those versions again on restart, which the stages' idempotence makes harmless.
 /// </summary>
 public sealed class UploadWatcher(
     IBlobStore blobs, IResultStore results, SegmentationStage segmentation, ArchiveStage archives, ILogger<UploadWatcher> logger,
     TimeSpan? interval = null, int parallel = 0, int maxAttempts = 5) : BackgroundService
 {
-    private readonly TimeSpan _interval = interval ?? TimeSpan.FromSeconds(1);
+    /// <summary>
+    /// Between scans: a new upload waits half of it on average before it is seen (measured on bursts of 72 BCCD fields
+    /// against Azurite: 2.8 s from the first upload to the last final row with 1 s and the queue's 0.5-4 s polling,
+    /// 2.1-2.3 s with 0.25 s and the queue woken by its own sends), for about 3% of a core more while idle (Azurite 8.8%
+    /// against 7.1% of a core, <c>leuko serve</c> 2.5% against 1.6%, 584 blobs in the container).
+    /// </summary>
+    private readonly TimeSpan _interval = interval ?? TimeSpan.FromMilliseconds(250);
     private readonly SemaphoreSlim _slots = new(parallel > 0 ? parallel : Environment.ProcessorCount);
     private readonly Dictionary<(string Container, string Name, string ETag), Task> _running = [];
     private readonly HashSet<(string Container, string Name, string ETag)> _done = [];

@@ -9,10 +9,15 @@ namespace Leuko.Azure.Messaging;
 /// <summary>Settings of the Storage Queue adapter.</summary>
 /// <param name="VisibilityTimeout">How long a received message stays invisible (its lock); renewed at half this while the handler runs.</param>
 /// <param name="MaxConcurrentCalls">Messages handled at once.</param>
-/// <param name="PollInterval">Wait between empty receives (doubles up to 8x while the queue stays empty).</param>
-public sealed record StorageQueueOptions(TimeSpan VisibilityTimeout, int MaxConcurrentCalls, TimeSpan PollInterval)
+/// <param name="PollInterval">Wait after an empty receive; it doubles while the queue stays empty, up to <paramref name="MaxPollInterval"/>.</param>
+/// <param name="MaxPollInterval">The longest wait between receives of an empty queue (null: 8x <paramref name="PollInterval"/>). A message
+/// this transport sends cuts the wait short (to <paramref name="PollInterval"/> after the empty receive), so the cap costs only
+/// the latency of messages other processes send.</param>
+public sealed record StorageQueueOptions(TimeSpan VisibilityTimeout, int MaxConcurrentCalls, TimeSpan PollInterval, TimeSpan? MaxPollInterval = null)
 {
-    public static StorageQueueOptions Default { get; } = new(TimeSpan.FromMinutes(1), 2, TimeSpan.FromMilliseconds(500));
+    public static StorageQueueOptions Default { get; } = new(TimeSpan.FromMinutes(1), 2, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(4));
+
+    internal TimeSpan LongestWait => MaxPollInterval is { } max && max > PollInterval ? max : PollInterval * 8;
 }
 
 /// <summary>
@@ -29,7 +34,11 @@ public sealed class StorageQueueTransport : IMessageTransport
     private readonly StorageQueueOptions _options;
     private readonly Action<Exception>? _onError;
     private readonly TimeProvider _time;
+
+    /// <summary>Released when this transport sends a message visible at once: its own receive loop, backing off an empty queue, looks again.</summary>
+    private readonly SemaphoreSlim _sent = new(0, 1);
     private bool _created;
+    private long _emptyReceives;
 
     /// <param name="time">The clock that <see cref="OutgoingMessage.NotBefore"/> is read against.</param>
     public StorageQueueTransport(
@@ -41,6 +50,9 @@ public sealed class StorageQueueTransport : IMessageTransport
         _options = options ?? StorageQueueOptions.Default;
         _onError = onError;
     }
+
+    /// <summary>Receives that found the queue empty, since the transport was made (each followed by a wait of the back-off).</summary>
+    internal long EmptyReceives => Interlocked.Read(ref _emptyReceives);
 
     /// <summary>The queue's name (its poison queue is this with <c>-poison</c>).</summary>
     public string QueueName => _queue.Name;
@@ -67,7 +79,45 @@ public sealed class StorageQueueTransport : IMessageTransport
         }
 
         var envelope = new Envelope(message.MessageId, new Dictionary<string, string>(message.Properties), Convert.ToBase64String(message.Body.Span));
-        return await _queue.SendMessageAsync(JsonSerializer.Serialize(envelope), visibilityTimeout: InvisibleFor(message.NotBefore), cancellationToken: cancellationToken);
+        var invisible = InvisibleFor(message.NotBefore);
+        var receipt = await _queue.SendMessageAsync(JsonSerializer.Serialize(envelope), visibilityTimeout: invisible, cancellationToken: cancellationToken);
+        if (invisible is null)
+        {
+            Wake();
+        }
+
+        return receipt;
+    }
+
+    private void Wake()
+    {
+        try
+        {
+            _sent.Release();
+        }
+        catch (SemaphoreFullException)
+        {
+            // already signalled
+        }
+    }
+
+    /// <summary>
+    /// Waits <paramref name="wait"/> after an empty receive, or less where this transport sends a message meanwhile: then
+    /// until <see cref="StorageQueueOptions.PollInterval"/> since the empty receive, never sooner, so that the messages
+    /// of a burst are still gathered into one receive (and one model call) as at the first step of the back-off. Messages
+    /// other processes send are found by the polling alone.
+    /// </summary>
+    private async Task IdleAsync(TimeSpan wait, CancellationToken cancellationToken)
+    {
+        long started = _time.GetTimestamp();
+        if (await _sent.WaitAsync(wait, cancellationToken))
+        {
+            var rest = _options.PollInterval - _time.GetElapsedTime(started);
+            if (rest > TimeSpan.Zero)
+            {
+                await Task.Delay(rest, cancellationToken);
+            }
+        }
     }
 
     /// <summary>
@@ -113,8 +163,9 @@ public sealed class StorageQueueTransport : IMessageTransport
                 if (messages.Length == 0)
                 {
                     slots.Release();
-                    await Task.Delay(idle, cancellationToken);
-                    idle = TimeSpan.FromTicks(Math.Min(idle.Ticks * 2, _options.PollInterval.Ticks * 8));
+                    Interlocked.Increment(ref _emptyReceives);
+                    await IdleAsync(idle, cancellationToken);
+                    idle = TimeSpan.FromTicks(Math.Min(idle.Ticks * 2, _options.LongestWait.Ticks));
                     continue;
                 }
 

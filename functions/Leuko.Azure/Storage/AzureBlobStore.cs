@@ -74,7 +74,7 @@ public sealed class AzureBlobStore(BlobServiceClient service) : IBlobStore
     public async IAsyncEnumerable<BlobListing> ListAsync(string container, string? prefix, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         // A container that does not exist lists as empty. Asked of the listing itself, not beforehand: the upload
-        // watcher lists every second, and an existence check doubled its requests.
+        // watcher lists four times a second, and an existence check doubled its requests.
         var blobs = service.GetBlobContainerClient(container).GetBlobsAsync(BlobTraits.None, BlobStates.None, prefix, cancellationToken);
         await using var listing = blobs.GetAsyncEnumerator(cancellationToken);
         while (true)
