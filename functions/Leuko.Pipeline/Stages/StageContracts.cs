@@ -3,6 +3,8 @@ using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Serialization;
+using System.Text.Json.Serialization.Metadata;
 using Leuko.Pipeline.Storage;
 
 namespace Leuko.Pipeline.Stages;
@@ -80,11 +82,23 @@ public sealed record CropEntry(int Index, Box Box, int Area, string Contour, str
 /// <summary>JSON for messages, manifests and the HTTP API (camelCase).</summary>
 public static class PipelineJson
 {
+    /// <summary>
+    /// The stages' messages and manifests by generated code (<see cref="PipelineJsonContext"/>: no reflection or emitted
+    /// code at start-up, nor for each image of <c>leuko analyze</c>, whose stages talk through the same messages);
+    /// anything else (the HTTP API's views, webhook payloads) by reflection. The same bytes either way.
+    /// </summary>
     public static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web)
     {
-        DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        TypeInfoResolver = JsonTypeInfoResolver.Combine(PipelineJsonContext.Default, new DefaultJsonTypeInfoResolver()),
     };
 }
+
+[JsonSourceGenerationOptions(JsonSerializerDefaults.Web, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+[JsonSerializable(typeof(ClassificationMessage))]
+[JsonSerializable(typeof(CropManifest))]
+[JsonSerializable(typeof(Webhooks.WebhookDelivery))]
+internal sealed partial class PipelineJsonContext : JsonSerializerContext;
 
 /// <summary>The traces of the pipeline: one activity per stage, linked from upload to table row by W3C traceparent.</summary>
 public static class PipelineTelemetry
