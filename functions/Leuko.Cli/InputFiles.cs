@@ -9,6 +9,9 @@ internal static class InputFiles
     public static readonly IReadOnlySet<string> ImageExtensions =
         new HashSet<string>(StringComparer.OrdinalIgnoreCase) { ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff" };
 
+    /// <summary>Why an input listed cannot be read as a file any more (FileNotFoundException): said alike by every command.</summary>
+    public const string Gone = "the file is gone: removed after the run began, or a link to nothing";
+
     /// <summary>
     /// Folders are searched recursively for <paramref name="extensions"/> (default: image extensions); files named explicitly are always taken, so that a
     /// wrong file is reported rather than silently skipped. Order is stable (ordinal by path); each file once. A folder's

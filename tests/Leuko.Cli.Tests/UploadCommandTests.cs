@@ -78,6 +78,23 @@ public class UploadCommandTests
     }
 
     [Fact]
+    public async Task ALinkToNothingInAFolderFailsWithThatReasonAndTheOthersAreSent()
+    {
+        await Azurite.RequireAsync();
+        using var inputs = new TempDir();
+        File.Copy(CliRunner.SampleImage("BloodImage_00000.jpg"), Path.Combine(inputs.Path, "field.jpg"));
+        File.CreateSymbolicLink(Path.Combine(inputs.Path, "broken.jpg"), Path.Combine(inputs.Path, "moved-away.jpg"));
+        var prefix = Azurite.Unique("upload-link");
+
+        var r = await Upload(inputs.Path, "--storage", Azurite.ConnectionString, "--prefix", prefix);
+
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains($"failed: {Path.Combine(inputs.Path, "broken.jpg")}: the file is gone: removed after the run began, or a link to nothing", r.Stderr);
+        Assert.DoesNotContain("Could not find file", r.Stderr);
+        Assert.Equal(new[] { $"uploads/{prefix}/field.jpg" }, Lines(r.Stdout).Keys);
+    }
+
+    [Fact]
     public async Task UnreachableStorageIsOneClearError()
     {
         // Azurite's published development key, at a port where nothing listens.

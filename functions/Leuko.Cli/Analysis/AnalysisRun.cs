@@ -124,7 +124,7 @@ internal static class AnalysisRun
         }
         catch (FileNotFoundException)
         {
-            return (null, "the file is gone: removed after the run began, or a link to nothing");
+            return (null, InputFiles.Gone);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArchiveEntryException)
         {
