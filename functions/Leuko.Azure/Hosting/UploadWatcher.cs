@@ -9,7 +9,7 @@ namespace Leuko.Azure.Hosting;
 /// <summary>
 /// The local host's stand-in for blob triggers (<c>leuko serve</c>): scans <c>archives/</c> and <c>uploads/</c> for
 /// blob versions without a receipt and runs the archive or segmentation stage on each, as a task of its own (at most
-/// <c>parallel</c> at once, by default <see cref="SlotsPerCore"/> per core), so one slow or failing blob never holds up the others. The receipt is written after the
+/// <c>parallel</c> at once), so one slow or failing blob never holds up the others. The receipt is written after the
 /// work, so nothing is lost when the host dies mid-work (a restart does again only what has no receipt yet). A blob whose
 /// work fails is tried again on a later scan; after <c>maxAttempts</c> failed attempts (counted in the receipts
 /// table) it is given up, as the Functions blob trigger's poison handling gives up: its image or batch is failed
@@ -30,15 +30,7 @@ public sealed class UploadWatcher(
     /// against 7.1% of a core, <c>leuko serve</c> 2.5% against 1.6%, 584 blobs in the container).
     /// </summary>
     private readonly TimeSpan _interval = interval ?? TimeSpan.FromMilliseconds(250);
-    private readonly SemaphoreSlim _slots = new(parallel > 0 ? parallel : SlotsPerCore * Environment.ProcessorCount);
-
-    /// <summary>
-    /// Blobs worked on at once per core, by default: a segmentation waits on storage for part of its time (the upload's
-    /// read, the crops', row's and message's writes), so one per core left a core idle meanwhile. Measured on the 292
-    /// BCCD fields at once, a fresh Azurite each round: 33.4-34.2 images/s with one per core (three rounds), 35.8-42.6
-    /// with two (five), 36.5-37.0 with 1.5 and 37.7-38.2 with three; on bursts of 72 within the noise.
-    /// </summary>
-    public const int SlotsPerCore = 2;
+    private readonly SemaphoreSlim _slots = new(parallel > 0 ? parallel : Environment.ProcessorCount);
     private readonly Dictionary<(string Container, string Name, string ETag), Task> _running = [];
     private readonly HashSet<(string Container, string Name, string ETag)> _done = [];
     private readonly Lock _doneLock = new();
