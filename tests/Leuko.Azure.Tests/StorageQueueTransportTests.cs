@@ -93,18 +93,118 @@ public class StorageQueueTransportTests
         Assert.True(at - sent < TimeSpan.FromSeconds(1.5), $"received {(at - sent).TotalSeconds:F2} s after it was sent");
     }
 
-    [Fact]
-    public async Task RetryRedeliversWithAGrowingDeliveryCount()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task RetryRedeliversWithAGrowingDeliveryCount(bool sentWhileConsuming)
     {
+        // Sent while the consumer runs, the first delivery is a hand-over the service does not count; the count is the same.
         var transport = await TransportAsync();
-        await transport.SendAsync(Message("retry", "{}"), CancellationToken.None);
+        if (!sentWhileConsuming)
+        {
+            await transport.SendAsync(Message("retry", "{}"), CancellationToken.None);
+        }
+
         var counts = new ConcurrentQueue<int>();
-        await ConsumeUntilAsync(transport, (m, _) =>
+        using var cts = new CancellationTokenSource();
+        var run = transport.RunAsync((m, _) =>
         {
             counts.Enqueue(m.DeliveryCount);
             return Task.FromResult(m.DeliveryCount < 3 ? new MessageResult(MessageOutcome.Retry, "not yet") : MessageResult.Completed);
-        }, () => counts.Count >= 3, TimeSpan.FromSeconds(30));
+        }, cts.Token);
+        if (sentWhileConsuming)
+        {
+            await WaitForAsync(() => transport.EmptyReceives >= 1, "the consumer's first receive");
+            await transport.SendAsync(Message("retry", "{}"), CancellationToken.None);
+        }
+
+        await WaitForAsync(() => counts.Count >= 3, "three deliveries", TimeSpan.FromSeconds(30));
+        await cts.CancelAsync();
+        await run;
         Assert.Equal([1, 2, 3], counts.Take(3));
+        Assert.Equal(sentWhileConsuming ? 1 : 0, transport.HandedOver);
+    }
+
+    [Fact]
+    public async Task AMessageSentWhileItsConsumerRunsIsHandedOverUnderALockWithoutAReceive()
+    {
+        var transport = await TransportAsync();
+        var service = Azurite.Queues.GetQueueClient(QueueName(transport));
+        var handled = new TaskCompletionSource<ReceivedMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var cts = new CancellationTokenSource();
+        var run = transport.RunAsync(async (m, _) =>
+        {
+            handled.TrySetResult(m);
+            await release.Task;
+            return MessageResult.Completed;
+        }, cts.Token);
+        await WaitForAsync(() => transport.EmptyReceives >= 1, "the consumer's first receive");
+
+        await transport.SendAsync(Message("own", "{\"imageId\":\"a\"}"), CancellationToken.None);
+        var message = await handled.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.Equal("own", message.MessageId);
+        Assert.Equal("{\"imageId\":\"a\"}", Encoding.UTF8.GetString(message.Body.Span));
+        Assert.Equal(1, message.DeliveryCount);
+        Assert.StartsWith("00-0af7651916cd43dd8448eb211c80319c", message.Properties["traceparent"]);
+
+        // While it is handled it is on the queue (durable) and locked: another host's receive does not get it.
+        Assert.Equal(1, (await service.GetPropertiesAsync()).Value.ApproximateMessagesCount);
+        Assert.Empty((await service.ReceiveMessagesAsync(32, TimeSpan.FromSeconds(1))).Value);
+        Assert.Equal(0, transport.Received);
+        Assert.Equal(1, transport.HandedOver);
+
+        // Completed with the send's pop receipt: gone from the queue.
+        release.SetResult();
+        await WaitForAsync(async () => (await service.GetPropertiesAsync()).Value.ApproximateMessagesCount == 0, "the message's deletion");
+        await cts.CancelAsync();
+        await run;
+        Assert.Equal(0, transport.Received);
+    }
+
+    [Fact]
+    public async Task AHandedOverMessageWhoseHostStopsComesBackToAnotherHostAsItsSecondDelivery()
+    {
+        var transport = await TransportAsync(visibility: TimeSpan.FromSeconds(2));
+        using (var cts = new CancellationTokenSource())
+        {
+            var started = new TaskCompletionSource();
+            var run = transport.RunAsync(async (_, ct) =>
+            {
+                started.TrySetResult();
+                await Task.Delay(Timeout.Infinite, ct);
+                return MessageResult.Completed;
+            }, cts.Token);
+            await WaitForAsync(() => transport.EmptyReceives >= 1, "the consumer's first receive");
+            await transport.SendAsync(Message("orphan", "{}"), CancellationToken.None);
+            await started.Task.WaitAsync(TimeSpan.FromSeconds(20));
+            await cts.CancelAsync(); // the host dies with the message
+            await run;
+        }
+
+        Assert.Equal(1, transport.HandedOver);
+        var other = new StorageQueueTransport(Azurite.Queues, QueueName(transport), new StorageQueueOptions(TimeSpan.FromSeconds(5), 2, TimeSpan.FromMilliseconds(100)));
+        int delivery = 0;
+        await ConsumeUntilAsync(other, (m, _) =>
+        {
+            delivery = m.DeliveryCount;
+            return Task.FromResult(MessageResult.Completed);
+        }, () => delivery > 0, TimeSpan.FromSeconds(20));
+        Assert.Equal(2, delivery);
+        Assert.Equal(1, other.Received);
+    }
+
+    private static Task WaitForAsync(Func<bool> done, string what, TimeSpan? timeout = null) =>
+        WaitForAsync(() => Task.FromResult(done()), what, timeout);
+
+    private static async Task WaitForAsync(Func<Task<bool>> done, string what, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(20));
+        while (!await done())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}");
+            await Task.Delay(20);
+        }
     }
 
     [Fact]
