@@ -15,6 +15,17 @@ DIFFERENTIAL = ["BASOPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"
 OTHER = ["IMMATURE_GRANULOCYTE", "ERYTHROBLAST", "PLATELET"]
 CLASSES = DIFFERENTIAL + OTHER
 
+# A source's label under another name (merge_other): read as that class.
+ALIASES = {}
+
+
+def merge_other(name="OTHER"):
+    """One class for every kind reported apart, instead of one each (`train.py --merge-other`, an experiment:
+    models/README.md, "Classes"). Changes the lists in place, so that every module that imported them sees it."""
+    ALIASES.update({kind: name for kind in OTHER})
+    OTHER[:] = [name]
+    CLASSES[:] = DIFFERENTIAL + OTHER
+
 
 def log(*args):
     print(time.strftime("%H:%M:%S"), *args, flush=True)
@@ -36,6 +47,7 @@ def load_source(name, crops_dirs, groups_path):
             for line in f:
                 crop, source, label = line.rstrip("\n").split("\t")[:3]
                 label = label.upper()
+                label = ALIASES.get(label, label)
                 if label not in CLASSES:
                     continue
                 img = np.asarray(Image.open(os.path.join(crops_dir, crop)).convert("RGB"))
@@ -63,6 +75,6 @@ def load_fields(crops_dirs):
             next(f)
             for line in f:
                 crop, _, label = line.rstrip("\n").split("\t")[:3]
-                if label.upper() in CLASSES:
+                if ALIASES.get(label.upper(), label.upper()) in CLASSES:
                     rows.append(fields[crop])
     return np.array(rows, dtype=np.float64)

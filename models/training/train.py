@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import stain
+import dataset
 from dataset import CLASSES, DIFFERENTIAL, OTHER, load_fields, load_source, log
 from flops import flops
 from model import LeukocyteCnn, layer_counts
@@ -580,7 +581,12 @@ def main():
                     help="probability per batch of MixStyle after blocks 1 and 2 in training (add_mixstyle); 0: off")
     ap.add_argument("--resolution-jitter", type=float, default=1.0,
                     help="most a crop is downsampled by in augmentation (resolution_jitter); 1: off")
+    ap.add_argument("--merge-other", action="store_true",
+                    help="one OTHER class for the kinds reported apart instead of one each (dataset.merge_other; give "
+                         "--other-share the three kinds' sum, e.g. 0.03); the C# pipeline reads the classes from the card")
     args = ap.parse_args()
+    if args.merge_other:
+        dataset.merge_other()
     global COLOUR, COLOUR_METHOD, RESOLUTION_JITTER, STAIN_VECTOR_JITTER, GRAYSCALE_SHARE
     COLOUR = args.colour_normalisation != "none"
     if args.colour_normalisation == "white-od-gain":
@@ -797,7 +803,7 @@ def main():
         present = sorted(set(labels.tolist()))
         trained = sorted(set(np.concatenate(list(train_labels.values())).tolist()))
         report = {
-            "heldOut": args.hold_out, "trainedOn": train_names, "colourNormalisation": args.colour_normalisation, "fieldNormalisation": field_reference, "resolutionJitter": args.resolution_jitter, "stainVectorJitter": args.stain_vector_jitter, "grayscaleShare": args.grayscale_share, "mixStyle": args.mixstyle, "chosenEpoch": best_epoch, "testTimeAugmentation": "dihedral8" if use_tta else "none",
+            "heldOut": args.hold_out, "trainedOn": train_names, "colourNormalisation": args.colour_normalisation, "fieldNormalisation": field_reference, "resolutionJitter": args.resolution_jitter, "stainVectorJitter": args.stain_vector_jitter, "grayscaleShare": args.grayscale_share, "mixStyle": args.mixstyle, "mergeOther": args.merge_other, "otherShare": args.other_share, "chosenEpoch": best_epoch, "testTimeAugmentation": "dihedral8" if use_tta else "none",
             "sureConfidence": sure_confidence, "heldOutSingleView": round(float(held_sure.float().mean()), 4),
             "logitOffsets": offsets, "heldOutAll": metrics(logits, labels), "heldOutAllUncorrected": metrics(raw_logits, labels),
             # cells of a class no training source has cannot be right; the figure a laboratory can compare is on the classes trained
