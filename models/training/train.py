@@ -176,7 +176,9 @@ def augment(x, gen):
 # None, or the reference white and the reference dark optical density every crop is mapped to.
 COLOUR = None
 COLOUR_METHOD = "white-dark-od"
-COLOUR_METHODS = [COLOUR_METHOD, "white-od-gain"]  # white-od-gain: one gain for the three channels (keeps the stains' hue)
+# white-od-gain: one gain for the three channels (keeps the stains' hue); macenko: Macenko et al. 2009 (both Python only,
+# tried and not kept: models/README.md, "What did not help").
+COLOUR_METHODS = [COLOUR_METHOD, "white-od-gain", "macenko"]
 COLOUR_REFERENCE = {"white": [0.9, 0.9, 0.9], "darkOpticalDensity": [1.0, 1.6, 0.5], "minGain": 1 / 3, "maxGain": 3.0,
                     "minLuminance": 24, "minPixels": 100}
 
@@ -217,6 +219,60 @@ def field_normalise(imgs, fields, red_od_ref, ref=FIELD_REFERENCE):
     return out
 
 
+# Macenko et al. (ISBI 2009): two stain vectors per crop from the extremes of its optical densities' angles in their
+# principal plane, each stain's concentration rescaled to a reference's 99th percentile, recomposed with the
+# reference's vectors. The reference is the usual haematoxylin/eosin one of the method's public implementations; for a
+# Romanowsky stain the two are the azure (nuclei, granules) and the eosin (red cells, cytoplasm).
+MACENKO_REFERENCE = {"white": 240 / 255, "stains": [[0.5626, 0.7201, 0.4062], [0.2159, 0.8012, 0.5581]],
+                     "maxConcentrations": [1.9705, 1.0308], "minOpticalDensity": 0.15, "alpha": 0.01, "minPixels": 100}
+
+
+def _masked_quantile(v, mask, q):
+    """Per row of v (N,P), the q-quantile of the entries where mask holds (nearest rank)."""
+    big = torch.where(mask, v, torch.full_like(v, float("inf")))
+    srt = torch.sort(big, dim=1).values
+    k = mask.sum(1)
+    idx = (torch.floor((k - 1).clamp(min=0).float() * q)).long()
+    return srt.gather(1, idx[:, None])[:, 0]
+
+
+def macenko_normalise(x, ref=MACENKO_REFERENCE):
+    """x: float (N,3,H,W) RGB in [0,1]; each crop mapped by Macenko's method onto the reference (a crop with fewer
+    than minPixels stained pixels, optical density above minOpticalDensity, is left as it is)."""
+    n, _, h, w = x.shape
+    flat = x.reshape(n, 3, h * w)
+    io = ref["white"]
+    # The crop's own white per channel (its 95th percentile: plasma and glass), so that a lamp's or camera's cast is not
+    # taken for stain; the reference's white is used to recompose.
+    white = torch.quantile(flat, 0.95, dim=2).clamp(min=1 / 255)
+    od = (-torch.log(flat.clamp(min=1 / 255) / white[:, :, None])).clamp(min=0)
+    mask = od.norm(dim=1) > ref["minOpticalDensity"]
+    m = mask[:, None, :].float()
+    cnt = m.sum(2).clamp(min=1)
+    mean = (od * m).sum(2) / cnt
+    centred = (od - mean[:, :, None]) * m
+    cov = centred @ centred.transpose(1, 2) / cnt[:, :, None]
+    _, vecs = torch.linalg.eigh(cov.double())
+    plane = vecs[:, :, 1:].float()  # the two largest
+    proj = plane.transpose(1, 2) @ od  # (N,2,P)
+    phi = torch.atan2(proj[:, 1], proj[:, 0])
+    lo = _masked_quantile(phi, mask, ref["alpha"])
+    hi = _masked_quantile(phi, mask, 1 - ref["alpha"])
+    v1 = (plane @ torch.stack([torch.cos(lo), torch.sin(lo)], 1)[:, :, None])[:, :, 0]
+    v2 = (plane @ torch.stack([torch.cos(hi), torch.sin(hi)], 1)[:, :, None])[:, :, 0]
+    v1 = v1 * torch.where(v1.sum(1, keepdim=True) < 0, -1.0, 1.0)
+    v2 = v2 * torch.where(v2.sum(1, keepdim=True) < 0, -1.0, 1.0)
+    first = (v1[:, 0] > v2[:, 0])[:, None]  # the azure/haematoxylin-like vector first: more absorption in red
+    stains = torch.stack([torch.where(first, v1, v2), torch.where(first, v2, v1)], 2)  # (N,3,2)
+    conc = torch.linalg.lstsq(stains.double(), od.double()).solution.float()  # (N,2,P)
+    mx = torch.stack([_masked_quantile(conc[:, j], mask, 0.99) for j in range(2)], 1).clamp(min=1e-6)
+    conc = conc * (torch.tensor(ref["maxConcentrations"], device=x.device)[None, :] / mx)[:, :, None]
+    ref_stains = torch.tensor(ref["stains"], device=x.device).T  # (3,2)
+    out = (io * torch.exp(-(ref_stains[None] @ conc))).clamp(0, 1)
+    keep = (mask.sum(1) < ref["minPixels"])[:, None, None]
+    return torch.where(keep, flat, out).reshape(n, 3, h, w)
+
+
 def colour_normalise(x, ref=COLOUR_REFERENCE):
     """Maps each crop's lamp and stain onto one reference, by the physics of absorption (Beer-Lambert), so that a cell
     looks the same to the model from any microscope. x: float (N,3,H,W) RGB in [0,1].
@@ -229,6 +285,8 @@ def colour_normalise(x, ref=COLOUR_REFERENCE):
     - gain = reference dark / dark, clamped to [minGain, maxGain];
     - out = reference white * exp(-gain * od).
     A crop with fewer than `minPixels` such pixels is left as it is."""
+    if COLOUR_METHOD == "macenko":
+        return macenko_normalise(x)
     n, _, h, w = x.shape
     hw = h * w
     flat = x.reshape(n, 3, hw)
@@ -592,6 +650,8 @@ def main():
     if args.colour_normalisation == "white-od-gain":
         COLOUR_METHOD = args.colour_normalisation
         COLOUR_REFERENCE["sharedGain"] = True
+    elif args.colour_normalisation == "macenko":
+        COLOUR_METHOD = args.colour_normalisation
     RESOLUTION_JITTER = args.resolution_jitter
     STAIN_VECTOR_JITTER = args.stain_vector_jitter
     GRAYSCALE_SHARE = args.grayscale_share

@@ -10,7 +10,8 @@
 # leave-one-source-out runs are the shipped recipe's length; 10 halves the study's time), WORK (out/training),
 # PYTHON (/usr/bin/python3), OUT (models), CROPS (1: cut the crops; 0: reuse WORK's), LOSO (1: run step 3),
 # COLOUR (none; white-dark-od: every crop's lamp and stain mapped onto one reference before the model, models/README.md;
-# white-od-gain: the same with one gain for the three channels, Python only, tried and not kept).
+# white-od-gain: the same with one gain for the three channels; macenko: Macenko's stain normalisation; both Python
+# only, tried and not kept).
 # Cost: see models/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
