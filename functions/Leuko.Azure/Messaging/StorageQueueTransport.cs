@@ -309,10 +309,6 @@ public sealed class StorageQueueTransport : IMessageTransport
         await Task.WhenAll(running);
     }
 
-    /// <summary>Handles one received message and settles it; the lock is renewed until then.</summary>
-    internal Task HandleAsync(QueueMessage message, MessageHandler handler, CancellationToken cancellationToken) =>
-        HandleAsync(new Locked(message, Stopwatch.GetTimestamp()), handler, cancellationToken);
-
     /// <summary>Handles one message under this consumer's lock and settles it; the lock is renewed at half its time since it was taken.</summary>
     private async Task HandleAsync(Locked locked, MessageHandler handler, CancellationToken cancellationToken)
     {
