@@ -279,6 +279,41 @@ public class StorageQueueTransportTests
         Assert.Equal(1, other.Received);
     }
 
+    [Fact]
+    public async Task AHandOverStillWaitingWhenTheConsumerStopsIsLeftToTheQueueNotToALaterConsumer()
+    {
+        // One slot, held by the first message: the second waits in the hand-over when the consumer stops. A consumer
+        // started later in the same process gets it from the service after its lock, as delivery 2, not from memory.
+        var transport = await TransportAsync(visibility: TimeSpan.FromSeconds(2), concurrency: 1);
+        using (var cts = new CancellationTokenSource())
+        {
+            var started = new TaskCompletionSource();
+            var run = transport.RunAsync(async (_, ct) =>
+            {
+                started.TrySetResult();
+                await Task.Delay(Timeout.Infinite, ct);
+                return MessageResult.Completed;
+            }, cts.Token);
+            await WaitForAsync(() => transport.EmptyReceives >= 1, "the consumer's first receive");
+            await transport.SendAsync(Message("first", "{}"), CancellationToken.None);
+            await started.Task.WaitAsync(TimeSpan.FromSeconds(20));
+            await transport.SendAsync(Message("second", "{}"), CancellationToken.None);
+            await cts.CancelAsync();
+            await run;
+        }
+
+        Assert.Equal(1, transport.HandedOver);
+        var deliveries = new ConcurrentDictionary<string, int>();
+        await ConsumeUntilAsync(transport, (m, _) =>
+        {
+            deliveries[m.MessageId] = m.DeliveryCount;
+            return Task.FromResult(MessageResult.Completed);
+        }, () => deliveries.Count >= 2, TimeSpan.FromSeconds(20));
+        Assert.Equal(2, deliveries["first"]);
+        Assert.Equal(2, deliveries["second"]);
+        Assert.Equal(1, transport.HandedOver);
+    }
+
     private static string QueueName(StorageQueueTransport transport) => transport.QueueName;
 }
 

@@ -303,7 +303,15 @@ public sealed class StorageQueueTransport : IMessageTransport
         }
         finally
         {
-            Interlocked.Decrement(ref _consumers);
+            if (Interlocked.Decrement(ref _consumers) == 0)
+            {
+                // Nobody here takes what waits any more: leave it to the queue, visible when its lock lapses,
+                // rather than to a consumer started later that would handle it after the lock has gone.
+                while (_handedOver.TryDequeue(out _))
+                {
+                    Interlocked.Decrement(ref _waitingHandOver);
+                }
+            }
         }
 
         await Task.WhenAll(running);
