@@ -342,8 +342,11 @@ public class RobustnessTests
         Assert.Single(events, e => e["type"]!.GetValue<string>() == WebhookEvents.ImageCompleted);
     }
 
-    [Fact]
-    public async Task ARefusedArchiveIsAnnouncedAsBatchFailedWithItsReason()
+    [Theory]
+    [InlineData("cut")]
+    [InlineData("shorter-than-an-end-record")]
+    [InlineData("directory-past-the-end")]
+    public async Task ARefusedArchiveIsAnnouncedAsBatchFailedWithItsReason(string corruption)
     {
         await using var pipeline = await PipelineHarness.StartAsync();
         await using var receiver = await WebhookReceiver.StartAsync();
@@ -351,10 +354,16 @@ public class RobustnessTests
         var webhooks = pipeline.Services.GetRequiredService<WebhookService>();
         await webhooks.CreateAsync(new WebhookRequest(receiver.Url, [WebhookEvents.BatchFailed], null, $"{Containers.Archives}/{name}"), Lims, CancellationToken.None);
         var zip = Zips.Build(("field.jpg", Samples.All()[0].Data));
-        await PipelineHarness.UploadAsync(Containers.Archives, name, zip[..(zip.Length - 30)]); // the central directory cut off
+        var bytes = corruption switch
+        {
+            "cut" => zip[..(zip.Length - 30)], // the central directory cut off
+            "shorter-than-an-end-record" => "not a zip"u8.ToArray(), // a blob read stream refuses the seek to its end record
+            _ => Zips.WithCentralDirectoryOffset(zip, 0x7FFF_FFF0), // where no blob read stream can seek
+        };
+        await PipelineHarness.UploadAsync(Containers.Archives, name, bytes);
 
         var batch = await WaitForBatchAsync(pipeline, PipelineIds.Batch(name), b => b.Status == "failed");
-        Assert.StartsWith("archive refused", batch.Error);
+        Assert.StartsWith("archive refused: not a readable zip archive", batch.Error);
         var events = await WaitForEventsAsync(receiver, e => e.Count > 0);
         var failed = Assert.Single(events);
         Assert.Equal(WebhookEvents.BatchFailed, failed["type"]!.GetValue<string>());

@@ -88,4 +88,18 @@ public static class Zips
     public static string Sample(string name) => Path.Combine(AppContext.BaseDirectory, "samples", "bccd", "JPEGImages", name);
 
     public static byte[] SampleBytes(string name = "BloodImage_00000.jpg") => File.ReadAllBytes(Sample(name));
+
+    /// <summary>Rewrites where the end record says the central directory starts: an archive whose directory lies elsewhere.</summary>
+    public static byte[] WithCentralDirectoryOffset(byte[] zip, uint offset)
+    {
+        var bytes = (byte[])zip.Clone();
+        int end = bytes.Length - 22; // an end record without a comment
+        if (BitConverter.ToUInt32(bytes, end) != 0x06054b50)
+        {
+            throw new ArgumentException("no end record where one without a comment would be", nameof(zip));
+        }
+
+        BitConverter.GetBytes(offset).CopyTo(bytes, end + 16);
+        return bytes;
+    }
 }

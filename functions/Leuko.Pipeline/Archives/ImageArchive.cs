@@ -62,6 +62,9 @@ public sealed class ImageArchive : IDisposable
     public static bool IsZip(ReadOnlySpan<byte> head) =>
         head.Length >= MagicLength && head[0] == 'P' && head[1] == 'K' && ((head[2] == 3 && head[3] == 4) || (head[2] == 5 && head[3] == 6));
 
+    /// <summary>The end-of-central-directory record without a comment: the smallest zip, an empty one, is this long.</summary>
+    private const int EndRecordLength = 22;
+
     /// <summary>Every file entry (folders left out) in stored order, with its verdict.</summary>
     public IReadOnlyList<ArchiveEntry> Entries { get; }
 
@@ -71,6 +74,13 @@ public sealed class ImageArchive : IDisposable
     public static ImageArchive Open(Stream stream, ArchiveLimits? limits = null, bool leaveOpen = false)
     {
         limits ??= ArchiveLimits.Default;
+        if (stream.CanSeek && stream.Length < EndRecordLength)
+        {
+            // Shorter than the record every zip ends with; ZipArchive would seek before the start to find it, which a
+            // file refuses as corrupt data and a blob read stream as a bad argument.
+            throw new ArchiveRejectedException($"not a readable zip archive: {stream.Length} bytes, shorter than a zip's end record ({EndRecordLength})");
+        }
+
         ZipArchive zip;
         try
         {
