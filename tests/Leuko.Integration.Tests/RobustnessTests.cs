@@ -346,6 +346,7 @@ public class RobustnessTests
     [InlineData("cut")]
     [InlineData("shorter-than-an-end-record")]
     [InlineData("directory-past-the-end")]
+    [InlineData("bytes-before")]
     public async Task ARefusedArchiveIsAnnouncedAsBatchFailedWithItsReason(string corruption)
     {
         await using var pipeline = await PipelineHarness.StartAsync();
@@ -358,7 +359,8 @@ public class RobustnessTests
         {
             "cut" => zip[..(zip.Length - 30)], // the central directory cut off
             "shorter-than-an-end-record" => "not a zip"u8.ToArray(), // a blob read stream refuses the seek to its end record
-            _ => Zips.WithCentralDirectoryOffset(zip, 0x7FFF_FFF0), // where no blob read stream can seek
+            "directory-past-the-end" => Zips.WithCentralDirectoryOffset(zip, 0x7FFF_FFF0), // where no blob read stream can seek
+            _ => [.. new byte[5000], .. zip], // a program prepended, the offsets not moved: the directory is read late
         };
         await PipelineHarness.UploadAsync(Containers.Archives, name, bytes);
 

@@ -220,5 +220,17 @@ public class ImageArchiveTests
     {
         var e = Assert.Throws<ArchiveRejectedException>(() => Open("this is not a zip archive at all"u8.ToArray()));
         Assert.StartsWith("not a readable zip archive", e.Message);
+        Assert.Contains("shorter than a zip's end record", Assert.Throws<ArchiveRejectedException>(() => Open("not a zip"u8.ToArray())).Message);
+        Assert.Contains("shorter than a zip's end record", Assert.Throws<ArchiveRejectedException>(() => Open([])).Message);
+    }
+
+    [Fact]
+    public void AZipWithBytesBeforeItWhoseOffsetsWereNotMovedIsRejectedNotThrown()
+    {
+        // As a self-extracting archive made by prepending a program: the end record is found, the directory it points
+        // to is not there. ZipArchive reads the directory at the first look at the entries, not when it opens.
+        var zip = Zips.Build(("a.jpg", Zips.SampleBytes()));
+        var e = Assert.Throws<ArchiveRejectedException>(() => Open([.. new byte[5000], .. zip]));
+        Assert.StartsWith("not a readable zip archive", e.Message);
     }
 }

@@ -131,6 +131,12 @@ public sealed class ImageArchive : IDisposable
 
             return new ImageArchive(zip, entries, limits);
         }
+        catch (InvalidDataException e)
+        {
+            // The central directory is read here, at the first look at the entries, not when the archive is opened.
+            zip.Dispose();
+            throw new ArchiveRejectedException($"not a readable zip archive: {e.Message}", e);
+        }
         catch
         {
             zip.Dispose();
