@@ -144,6 +144,130 @@ public class RobustnessTests
     }
 
     [Fact]
+    public async Task AnExpansionResumedAfterTheHostDiedLeavesTheImagesItWroteAsTheyWere()
+    {
+        // A host dies after writing two of an archive's three images; the next expands the same version again. The two
+        // keep their blob versions (a new one would be analysed and announced again) and their member rows (one already
+        // final stays so); the third is written; a member row the interrupted expansion left from before goes.
+        await using var pipeline = await PipelineHarness.StartAsync(watch: false, consume: false);
+        var blobs = pipeline.Services.GetRequiredService<IBlobStore>();
+        var results = pipeline.Results;
+        var name = $"{Azurite.Unique("resumed")}.zip";
+        var samples = Samples.All();
+        await PipelineHarness.UploadAsync(Containers.Archives, name, Zips.Build(("a.jpg", samples[0].Data), ("b.jpg", samples[1].Data), ("c.jpg", samples[2].Data)));
+        var batchId = PipelineIds.Batch(name);
+
+        await Assert.ThrowsAsync<IOException>(() => new ArchiveStage(new DyingAfterPuts(blobs, Containers.Uploads, 2), results).ExpandAsync(name, CancellationToken.None));
+        var written = new Dictionary<string, string>();
+        foreach (var entry in new[] { "a.jpg", "b.jpg" })
+        {
+            written[entry] = (await blobs.GetInfoAsync(Containers.Uploads, $"{batchId}/{entry}", CancellationToken.None))!.ETag;
+        }
+
+        var first = PipelineIds.Image($"{batchId}/a.jpg");
+        var member = (await results.GetBatchMembersAsync(batchId, CancellationToken.None)).Single(m => m.ImageId == first);
+        Assert.True(await results.UpdateBatchMemberAsync(member with { Status = ImageStatus.Completed }, CancellationToken.None)); // its image finished meanwhile
+        await results.UpsertBatchMemberAsync(new BatchMemberRow(batchId, "stale0000000000000000000", "archives/old.zip!x.jpg", BatchMemberRow.Pending, null,
+            new Dictionary<string, int>()), CancellationToken.None);
+
+        var batch = await new ArchiveStage(blobs, results).ExpandAsync(name, CancellationToken.None);
+        Assert.Equal(BatchRow.Expanded, batch.Status);
+        Assert.Equal(3, batch.Images);
+        foreach (var (entry, etag) in written)
+        {
+            Assert.Equal(etag, (await blobs.GetInfoAsync(Containers.Uploads, $"{batchId}/{entry}", CancellationToken.None))!.ETag);
+        }
+
+        Assert.NotNull(await blobs.GetInfoAsync(Containers.Uploads, $"{batchId}/c.jpg", CancellationToken.None));
+        var members = await results.GetBatchMembersAsync(batchId, CancellationToken.None);
+        Assert.Equal(3, members.Count);
+        Assert.Equal(ImageStatus.Completed, members.Single(m => m.ImageId == first).Status);
+        Assert.All(members.Where(m => m.ImageId != first), m => Assert.Equal(BatchMemberRow.Pending, m.Status));
+    }
+
+    [Fact]
+    public async Task AnImageFinishedByAHostThatDiedBeforeItsEventIsAnnouncedByTheMessagesRedeliveryNotByADuplicate()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync(watch: false, consume: false);
+        var name = $"{Azurite.Unique("died")}/field.jpg";
+        var imageId = PipelineIds.Image(name);
+        await PipelineHarness.UploadAsync(Containers.Uploads, name, Samples.All()[0].Data);
+        var blobs = pipeline.Services.GetRequiredService<IBlobStore>();
+        var classifier = pipeline.Services.GetRequiredService<LeukocyteClassifier>();
+        var events = new DyingOnceEvents();
+        var sent = new InMemoryTransport();
+        await new SegmentationStage(blobs, pipeline.Results, sent, new LeukocyteSegmenter(), classifier.Card.Classes).ProcessAsync(name, null, CancellationToken.None);
+        var message = await PipelineHarness.TakeAsync(sent);
+
+        // The final row is written, then the event cannot be queued (as when the host dies there): the message is not settled.
+        Assert.Equal(MessageOutcome.Retry, (await new ClassificationStage(blobs, pipeline.Results, classifier, events: events).HandleAsync(message, CancellationToken.None)).Outcome);
+        Assert.Equal(ImageStatus.Completed, (await pipeline.Results.GetImageAsync(imageId, CancellationToken.None))!.Status);
+        Assert.Empty(events.Recorded.Of(imageId));
+
+        // A duplicate of the message (its first delivery) finds the version done and says nothing; its redelivery
+        // announces it, as the host would have.
+        var classification = new ClassificationStage(blobs, pipeline.Results, classifier, events: events);
+        Assert.Equal(MessageOutcome.Complete, (await classification.HandleAsync(message, CancellationToken.None)).Outcome);
+        Assert.Empty(events.Recorded.Of(imageId));
+        Assert.Equal(MessageOutcome.Complete, (await classification.HandleAsync(message with { DeliveryCount = 2 }, CancellationToken.None)).Outcome);
+        Assert.Equal([(WebhookEvents.ImageCompleted, imageId, null)], events.Recorded.Of(imageId));
+    }
+
+    [Fact]
+    public async Task AnImageFailedBySegmentationOnAHostThatDiedBeforeItsEventIsAnnouncedWhenItsUploadIsHandledAgain()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync(watch: false, consume: false);
+        var name = $"{Azurite.Unique("died")}/notes.jpg";
+        var imageId = PipelineIds.Image(name);
+        await PipelineHarness.UploadAsync(Containers.Uploads, name, "not an image"u8.ToArray());
+        var blobs = pipeline.Services.GetRequiredService<IBlobStore>();
+        var classes = pipeline.Services.GetRequiredService<LeukocyteClassifier>().Card.Classes;
+        var events = new DyingOnceEvents();
+        SegmentationStage Stage() => new(blobs, pipeline.Results, new InMemoryTransport(), new LeukocyteSegmenter(), classes, events: events);
+
+        await Assert.ThrowsAsync<IOException>(() => Stage().ProcessAsync(name, null, CancellationToken.None));
+        Assert.Equal(ImageStatus.Failed, (await pipeline.Results.GetImageAsync(imageId, CancellationToken.None))!.Status);
+        var row = await Stage().ProcessAsync(name, null, CancellationToken.None); // the blob has no receipt: handled again after the restart
+        Assert.Equal(ImageStatus.Failed, row.Status);
+        var failed = Assert.Single(events.Recorded.Of(imageId));
+        Assert.Equal(WebhookEvents.ImageFailed, failed.Type);
+    }
+
+    [Fact]
+    public async Task ABatchMadeFinalByAHostThatDiedBeforeItsEventIsAnnouncedByTheSweeperOnceWithItsTime()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync(watch: false, consume: false);
+        var results = pipeline.Results;
+        var batchId = Azurite.Unique("batch");
+        Assert.True(await results.TryWriteBatchAsync(
+            new BatchRow(batchId, $"{Containers.Archives}/{batchId}.zip", BatchRow.Expanded, null, 0, 0, 0, DateTimeOffset.UtcNow, ArchiveETag: "v1"), CancellationToken.None));
+        var events = new DyingOnceEvents();
+
+        // Completed two minutes ago (as the sweeper will see it) by a host that died before queuing batch.completed.
+        await Assert.ThrowsAsync<IOException>(() => BatchProgress.CheckCompletedAsync(results, batchId, events, new ShiftedTime(TimeSpan.FromMinutes(-2)), CancellationToken.None));
+        var completed = (await results.GetBatchAsync(batchId, CancellationToken.None))!;
+        Assert.Equal(BatchRow.Completed, completed.Status);
+        Assert.True(completed.Announcing);
+
+        var sweeper = new PipelineSweeper(results, TimeSpan.FromHours(1), events);
+        await sweeper.SweepOnceAsync(CancellationToken.None);
+        await sweeper.SweepOnceAsync(CancellationToken.None);
+        Assert.Equal([(WebhookEvents.BatchCompleted, batchId, null)], events.Recorded.Of(batchId));
+        var announced = (await results.GetBatchAsync(batchId, CancellationToken.None))!;
+        Assert.False(announced.Announcing);
+        Assert.Equal(completed.Updated, announced.Updated); // the subject of the webhook-id: the same as the lost announcement's
+
+        // A batch whose writer lived is announced by it and left alone by the sweeper.
+        var other = Azurite.Unique("batch");
+        Assert.True(await results.TryWriteBatchAsync(
+            new BatchRow(other, $"{Containers.Archives}/{other}.zip", BatchRow.Expanded, null, 0, 0, 0, DateTimeOffset.UtcNow, ArchiveETag: "v1"), CancellationToken.None));
+        await BatchProgress.CheckCompletedAsync(results, other, events, new ShiftedTime(TimeSpan.FromMinutes(-2)), CancellationToken.None);
+        await sweeper.SweepOnceAsync(CancellationToken.None);
+        Assert.Single(events.Recorded.Of(other));
+        Assert.False((await results.GetBatchAsync(other, CancellationToken.None))!.Announcing);
+    }
+
+    [Fact]
     public async Task AReplayedEventThatReadTheRowBeforeItWasFinalNeverOverwritesIt()
     {
         await using var pipeline = await PipelineHarness.StartAsync(watch: false, consume: false);

@@ -70,7 +70,8 @@ internal sealed class StaleFirstRead(IResultStore inner, ImageRow stale) : IResu
 
     public Task<IReadOnlyList<BatchMemberRow>> GetBatchMembersAsync(string batchId, CancellationToken cancellationToken) => inner.GetBatchMembersAsync(batchId, cancellationToken);
 
-    public Task DeleteBatchMembersAsync(string batchId, CancellationToken cancellationToken) => inner.DeleteBatchMembersAsync(batchId, cancellationToken);
+    public Task DeleteBatchMembersAsync(string batchId, IReadOnlySet<string>? except, CancellationToken cancellationToken) =>
+        inner.DeleteBatchMembersAsync(batchId, except, cancellationToken);
 
     public Task<bool> HasPendingMembersAsync(string batchId, CancellationToken cancellationToken) => inner.HasPendingMembersAsync(batchId, cancellationToken);
 
@@ -127,4 +128,68 @@ internal sealed class CountingBlobStore(IBlobStore inner) : IBlobStore
     public Task DeleteAsync(string container, string name, CancellationToken cancellationToken) => inner.DeleteAsync(container, name, cancellationToken);
 
     public IAsyncEnumerable<BlobListing> ListAsync(string container, string? prefix, CancellationToken cancellationToken) => inner.ListAsync(container, prefix, cancellationToken);
+}
+
+/// <summary>The real blobs, except that the put after the first <paramref name="puts"/> to <paramref name="container"/> throws: a host that dies there.</summary>
+internal sealed class DyingAfterPuts(IBlobStore inner, string container, int puts) : IBlobStore
+{
+    private int _done;
+
+    public Task<StoredBlob?> GetAsync(string container, string name, CancellationToken cancellationToken) => inner.GetAsync(container, name, cancellationToken);
+
+    public Task<BlobInfo?> GetInfoAsync(string container, string name, CancellationToken cancellationToken) => inner.GetInfoAsync(container, name, cancellationToken);
+
+    public Task<Stream?> OpenReadAsync(string container, string name, CancellationToken cancellationToken) => inner.OpenReadAsync(container, name, cancellationToken);
+
+    public Task PutAsync(string container, string name, ReadOnlyMemory<byte> content, string contentType, IReadOnlyDictionary<string, string>? metadata,
+        CancellationToken cancellationToken) =>
+        container == Container && Interlocked.Increment(ref _done) > puts
+            ? throw new IOException("the host died")
+            : inner.PutAsync(container, name, content, contentType, metadata, cancellationToken);
+
+    private string Container => container;
+
+    public Task DeleteAsync(string container, string name, CancellationToken cancellationToken) => inner.DeleteAsync(container, name, cancellationToken);
+
+    public IAsyncEnumerable<BlobListing> ListAsync(string container, string? prefix, CancellationToken cancellationToken) => inner.ListAsync(container, prefix, cancellationToken);
+}
+
+/// <summary>Events that throw the first time an image or a batch is announced (a host dying just before), then record.</summary>
+internal sealed class DyingOnceEvents : IPipelineEvents
+{
+    private int _died;
+
+    public RecordingEvents Recorded { get; } = new();
+
+    private void DieOnce()
+    {
+        if (Interlocked.Exchange(ref _died, 1) == 0)
+        {
+            throw new IOException("the host died before the event was queued");
+        }
+    }
+
+    public Task ImageFinalAsync(ImageRow image, CancellationToken cancellationToken)
+    {
+        DieOnce();
+        return Recorded.ImageFinalAsync(image, cancellationToken);
+    }
+
+    public Task BatchCompletedAsync(BatchRow batch, IReadOnlyList<BatchMemberRow> members, CancellationToken cancellationToken)
+    {
+        DieOnce();
+        return Recorded.BatchCompletedAsync(batch, members, cancellationToken);
+    }
+
+    public Task BatchFailedAsync(BatchRow batch, CancellationToken cancellationToken)
+    {
+        DieOnce();
+        return Recorded.BatchFailedAsync(batch, cancellationToken);
+    }
+}
+
+/// <summary>The system clock moved by <paramref name="offset"/>.</summary>
+internal sealed class ShiftedTime(TimeSpan offset) : TimeProvider
+{
+    public override DateTimeOffset GetUtcNow() => System.GetUtcNow() + offset;
 }

@@ -286,6 +286,7 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
                 ["Updated"] = batch.Updated,
                 ["Note"] = Text(batch.Note),
                 ["ArchiveETag"] = batch.ArchiveETag,
+                ["Announcing"] = batch.Announcing ? true : null,
             },
             batch.ETag, cancellationToken) is not null;
 
@@ -318,6 +319,18 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
         return rows;
     }
 
+    public async Task<IReadOnlyList<BatchRow>> FindAnnouncingBatchesAsync(DateTimeOffset before, CancellationToken cancellationToken)
+    {
+        var rows = new List<BatchRow>();
+        var filter = TableClient.CreateQueryFilter($"Announcing eq {true} and Updated lt {before}");
+        await foreach (var e in Table(BatchesTable).QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
+        {
+            rows.Add(BatchFrom(e));
+        }
+
+        return rows;
+    }
+
     /// <summary>The count of skipped entries; rows written before the list moved to a blob held the list itself.</summary>
     private static int SkippedCount(TableEntity e) => (e.TryGetValue("Skipped", out var value) ? value : null) switch
     {
@@ -331,6 +344,7 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
             SkippedCount(e), e.GetDateTimeOffset("Updated") ?? DateTimeOffset.MinValue, e.GetString("Note"), e.GetString("ArchiveETag"))
         {
             ETag = e.ETag.ToString(),
+            Announcing = e.GetBoolean("Announcing") ?? false,
         };
 
     public Task UpsertBatchMemberAsync(BatchMemberRow member, CancellationToken cancellationToken) =>
@@ -348,12 +362,15 @@ public sealed class TableResultStore(TableServiceClient service) : IResultStore
             ["Counts"] = JsonSerializer.Serialize(member.Counts),
         };
 
-    public async Task DeleteBatchMembersAsync(string batchId, CancellationToken cancellationToken)
+    public async Task DeleteBatchMembersAsync(string batchId, IReadOnlySet<string>? except, CancellationToken cancellationToken)
     {
         var members = new List<TableEntity>();
         await foreach (var e in Table(BatchImagesTable).QueryAsync<TableEntity>(x => x.PartitionKey == batchId, select: ["PartitionKey", "RowKey"], cancellationToken: cancellationToken))
         {
-            members.Add(e);
+            if (except?.Contains(e.RowKey) != true)
+            {
+                members.Add(e);
+            }
         }
 
         await DeleteAsync(Table(BatchImagesTable), members, cancellationToken);

@@ -49,9 +49,13 @@ public sealed class ArchiveStage(
         }
 
         var batch = (await results.GetBatchAsync(batchId, cancellationToken))!;
-        if (existing is not null)
+
+        // An expansion of this version that a host did not finish (it died): what it wrote stays, so its images are
+        // neither written again (a new blob version, analysed and announced again) nor made pending again.
+        bool resuming = existing is { Status: BatchRow.Expanding } && existing.ArchiveETag == info.ETag;
+        if (existing is not null && !resuming)
         {
-            await results.DeleteBatchMembersAsync(batchId, cancellationToken);
+            await results.DeleteBatchMembersAsync(batchId, null, cancellationToken);
         }
 
         // Read from the version whose ETag is recorded: a newer upload during the expansion is a new event.
@@ -81,6 +85,7 @@ public sealed class ArchiveStage(
         {
             int images = 0, refused = 0;
             var skipped = new List<string>();
+            var members = new HashSet<string>(StringComparer.Ordinal);
             var names = new OutputNames(); // as the CLI names them: two entries of one name are both analysed
             foreach (var entry in archive.Entries)
             {
@@ -93,10 +98,17 @@ public sealed class ArchiveStage(
 
                 var uploadName = $"{batchId}/{names.Add(entry.Kind == ArchiveEntryKind.Image ? entry.Name : $"entry-{entry.Index}")}";
                 var imageId = PipelineIds.Image(uploadName);
+                members.Add(imageId);
                 if (entry.Kind == ArchiveEntryKind.Refused)
                 {
                     refused++;
                     await RefuseAsync(batch, imageId, uploadName, entrySource, entry.Reason!, cancellationToken);
+                    continue;
+                }
+
+                if (resuming && await WrittenByAsync(uploadName, info.ETag, cancellationToken))
+                {
+                    images++;
                     continue;
                 }
 
@@ -114,8 +126,14 @@ public sealed class ArchiveStage(
 
                 // The member row before the blob: the image may be final before the next line runs.
                 await results.UpsertBatchMemberAsync(new BatchMemberRow(batchId, imageId, entrySource, BatchMemberRow.Pending, null, NoCounts), cancellationToken);
-                await blobs.PutAsync(Containers.Uploads, uploadName, data, "application/octet-stream", UploadMetadata(batchId, entrySource, info.Metadata), cancellationToken);
+                await blobs.PutAsync(Containers.Uploads, uploadName, data, "application/octet-stream", UploadMetadata(batchId, info.ETag, entrySource, info.Metadata), cancellationToken);
                 images++;
+            }
+
+            if (resuming)
+            {
+                // The rows of a previous version that the interrupted expansion had not yet removed.
+                await results.DeleteBatchMembersAsync(batchId, members, cancellationToken);
             }
 
             if (skipped.Count > 0)
@@ -158,6 +176,11 @@ public sealed class ArchiveStage(
         return (await results.GetBatchAsync(batch.BatchId, cancellationToken))!;
     }
 
+    /// <summary>Whether the upload <paramref name="uploadName"/> is there, expanded from the archive version <paramref name="archiveETag"/>.</summary>
+    private async Task<bool> WrittenByAsync(string uploadName, string archiveETag, CancellationToken cancellationToken) =>
+        await blobs.GetInfoAsync(Containers.Uploads, uploadName, cancellationToken) is { } upload
+        && upload.Metadata.TryGetValue(Containers.ArchiveVersionKey, out var version) && version == archiveETag;
+
     /// <summary>Marks the expansion done (if the row is still this expansion's) and completes the batch if its images are all final.</summary>
     private async Task<BatchRow> ExpandedAsync(BatchRow batch, CancellationToken cancellationToken)
     {
@@ -180,7 +203,10 @@ public sealed class ArchiveStage(
         var existing = await results.GetImageAsync(imageId, cancellationToken);
         if (existing is { IsFinal: true } && existing.BlobETag == batch.ArchiveETag)
         {
-            return; // this archive version's entry was refused before
+            // This archive version's entry was refused before, by an expansion that a host did not finish: it may have
+            // died before the event was queued, so it is announced again (the same webhook-id).
+            await _events.ImageFinalAsync(existing, cancellationToken);
+            return;
         }
 
         var row = new ImageRow(
@@ -221,9 +247,9 @@ public sealed class ArchiveStage(
     /// where it fits in blob metadata, its source. A longer source
     /// is left out, and segmentation reads it from the image's batch member row, written before the blob.
     /// </summary>
-    private static Dictionary<string, string> UploadMetadata(string batchId, string source, IReadOnlyDictionary<string, string> archiveMetadata)
+    private static Dictionary<string, string> UploadMetadata(string batchId, string archiveETag, string source, IReadOnlyDictionary<string, string> archiveMetadata)
     {
-        var metadata = new Dictionary<string, string> { [Containers.BatchIdKey] = batchId };
+        var metadata = new Dictionary<string, string> { [Containers.BatchIdKey] = batchId, [Containers.ArchiveVersionKey] = archiveETag };
         if (archiveMetadata.TryGetValue(Containers.MicronsPerPixelKey, out var scale))
         {
             metadata[Containers.MicronsPerPixelKey] = scale; // the archive's calibration is each of its images' (one microscope, one scale)
@@ -267,10 +293,14 @@ public sealed class ArchiveStage(
         var fileName = archiveName[(archiveName.LastIndexOf('/') + 1)..];
         var uploadName = $"{batch.BatchId}/{OutputNames.Shorten(fileName)}";
         var imageId = PipelineIds.Image(uploadName);
-        await results.UpsertBatchMemberAsync(
-            new BatchMemberRow(batch.BatchId, imageId, batch.Archive, BatchMemberRow.Pending, null, NoCounts), cancellationToken);
-        var metadata = UploadMetadata(batch.BatchId, batch.Archive, blob.Metadata);
-        await blobs.PutAsync(Containers.Uploads, uploadName, blob.Content, "application/octet-stream", metadata, cancellationToken);
+        if (!await WrittenByAsync(uploadName, blob.ETag, cancellationToken)) // else an expansion that a host did not finish wrote it
+        {
+            await results.UpsertBatchMemberAsync(
+                new BatchMemberRow(batch.BatchId, imageId, batch.Archive, BatchMemberRow.Pending, null, NoCounts), cancellationToken);
+            var metadata = UploadMetadata(batch.BatchId, blob.ETag, batch.Archive, blob.Metadata);
+            await blobs.PutAsync(Containers.Uploads, uploadName, blob.Content, "application/octet-stream", metadata, cancellationToken);
+        }
+
         return await ExpandedAsync(
             batch with { Images = 1, Note = $"{batch.Archive} is a {format.ToString().ToUpperInvariant()} image, not a zip archive: analysed as a batch of one image" },
             cancellationToken);

@@ -46,10 +46,10 @@ public static class BatchProgress
                 return;
             }
 
-            var completed = batch with { Status = BatchRow.Completed, Updated = time.GetUtcNow() };
+            var completed = batch with { Status = BatchRow.Completed, Updated = time.GetUtcNow(), Announcing = true };
             if (await results.TryWriteBatchAsync(completed, cancellationToken))
             {
-                await events.BatchCompletedAsync(completed, await results.GetBatchMembersAsync(batchId, cancellationToken), cancellationToken);
+                await AnnounceAsync(results, completed, events, cancellationToken);
                 return;
             }
         }
@@ -62,13 +62,36 @@ public static class BatchProgress
     /// </summary>
     public static async Task<bool> TryFailAsync(IResultStore results, BatchRow batch, string reason, IPipelineEvents events, TimeProvider time, CancellationToken cancellationToken)
     {
-        var failed = batch with { Status = BatchRow.Failed, Error = reason, Updated = time.GetUtcNow() };
+        var failed = batch with { Status = BatchRow.Failed, Error = reason, Updated = time.GetUtcNow(), Announcing = true };
         if (!await results.TryWriteBatchAsync(failed, cancellationToken))
         {
             return false;
         }
 
-        await events.BatchFailedAsync(failed, cancellationToken);
+        await AnnounceAsync(results, failed, events, cancellationToken);
         return true;
+    }
+
+    /// <summary>
+    /// Announces a batch that a write made final (<see cref="BatchRow.Announcing"/>), then clears the mark, its
+    /// <c>Updated</c> unchanged, so an announcement made again by the sweeper, after a host died between the two, has the
+    /// same webhook-id. Where the row moved on meanwhile, the mark is left to whoever moved it.
+    /// </summary>
+    public static async Task AnnounceAsync(IResultStore results, BatchRow batch, IPipelineEvents events, CancellationToken cancellationToken)
+    {
+        if (batch.Status == BatchRow.Completed)
+        {
+            await events.BatchCompletedAsync(batch, await results.GetBatchMembersAsync(batch.BatchId, cancellationToken), cancellationToken);
+        }
+        else
+        {
+            await events.BatchFailedAsync(batch, cancellationToken);
+        }
+
+        if (await results.GetBatchAsync(batch.BatchId, cancellationToken) is { Announcing: true } current
+            && current.Status == batch.Status && current.Updated == batch.Updated)
+        {
+            await results.TryWriteBatchAsync(current with { Announcing = false }, cancellationToken);
+        }
     }
 }

@@ -115,7 +115,10 @@ public sealed class ClassificationStage(
 
             if (current.IsFinal)
             {
-                return MessageResult.Completed; // a redelivery: this version is done
+                // A redelivery of a version that is done: the host that finished it may have died before its event was
+                // queued, so it is recorded and announced again (the same webhook-id: a receiver that saw it drops it).
+                await BatchProgress.RecordAsync(results, current, _events, _time, cancellationToken);
+                return MessageResult.Completed;
             }
 
             rowETag = current.ETag;

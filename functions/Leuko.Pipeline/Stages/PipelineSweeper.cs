@@ -18,6 +18,9 @@ public sealed class PipelineSweeper(IResultStore results, TimeSpan stuckAfter, I
 
     public TimeSpan StuckAfter => stuckAfter;
 
+    /// <summary>How long a final batch may stay unannounced before the sweeper announces it.</summary>
+    public TimeSpan AnnounceAfter => stuckAfter < TimeSpan.FromMinutes(1) ? stuckAfter : TimeSpan.FromMinutes(1);
+
     /// <summary>One pass; returns how many images and batches it failed.</summary>
     public async Task<int> SweepOnceAsync(CancellationToken cancellationToken)
     {
@@ -47,6 +50,14 @@ public sealed class PipelineSweeper(IResultStore results, TimeSpan stuckAfter, I
         foreach (var batch in await results.FindBatchesAsync(BatchRow.Expanded, before, cancellationToken))
         {
             await BatchProgress.CheckCompletedAsync(results, batch.BatchId, _events, _time, cancellationToken);
+        }
+
+        // A batch made final by a host that died before its event was queued: announced now, with the webhook-id it
+        // would have had. A writer takes milliseconds between the two, so a minute (or the stuck bound, if shorter)
+        // never takes a live one's turn.
+        foreach (var batch in await results.FindAnnouncingBatchesAsync(_time.GetUtcNow() - AnnounceAfter, cancellationToken))
+        {
+            await BatchProgress.AnnounceAsync(results, batch, _events, cancellationToken);
         }
 
         return failed;

@@ -94,7 +94,15 @@ public sealed class SegmentationStage(
         var existing = readRow ? await results.GetImageAsync(imageId, cancellationToken) : null;
         if (existing is { IsFinal: true } && existing.BlobETag == blob.ETag)
         {
-            return existing; // a replayed event
+            // A replayed event, or this version again after a host died. A row that segmentation made final (not an
+            // image, no leukocytes) has no message to be redelivered, so it is recorded and announced again here (the
+            // same webhook-id); a completed one is classification's, whose redelivery does the same.
+            if (existing.Status != ImageStatus.Completed)
+            {
+                await BatchProgress.RecordAsync(results, existing, _events, _time, cancellationToken);
+            }
+
+            return existing;
         }
 
         long start = Stopwatch.GetTimestamp();

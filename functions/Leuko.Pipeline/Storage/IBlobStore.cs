@@ -53,6 +53,12 @@ public static class Containers
     /// <summary>Metadata on an upload that came from an archive: the batch id.</summary>
     public const string BatchIdKey = "leukobatch";
 
+    /// <summary>
+    /// Metadata on an upload that came from an archive: the archive version (its ETag) it was expanded from, so that an
+    /// expansion resumed after a crash leaves the images it wrote before as they are.
+    /// </summary>
+    public const string ArchiveVersionKey = "leukoarchive";
+
     /// <summary>Metadata on an upload that came from an archive: the archive entry it came from.</summary>
     public const string SourceKey = "leukosource";
 

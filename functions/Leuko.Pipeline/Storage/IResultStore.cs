@@ -101,6 +101,13 @@ public sealed record BatchRow(
     /// <summary>Where the list of skipped entries is, in <see cref="Containers.Batches"/>: a JSON array of "NAME: REASON".</summary>
     public static string SkippedBlob(string batchId) => $"{batchId}/skipped.json";
 
+    /// <summary>
+    /// Made final (completed or failed) and its event not yet known to be announced: the writer that made it so clears
+    /// this once the event is queued; a host that died in between leaves it set, and the sweeper announces it.
+    /// </summary>
+    [JsonIgnore]
+    public bool Announcing { get; init; }
+
     /// <summary>The stored row's version (the table entity's ETag) when it was read; null for a row not yet stored.</summary>
     [JsonIgnore]
     public string? ETag { get; init; }
@@ -165,6 +172,11 @@ public interface IResultStore
     /// <summary>Batches with this status last updated before <paramref name="before"/> (the sweeper's question).</summary>
     Task<IReadOnlyList<BatchRow>> FindBatchesAsync(string status, DateTimeOffset before, CancellationToken cancellationToken);
 
+    /// <summary>Final batches still <see cref="BatchRow.Announcing"/>, last updated before <paramref name="before"/> (stores with a query for it override this).</summary>
+    async Task<IReadOnlyList<BatchRow>> FindAnnouncingBatchesAsync(DateTimeOffset before, CancellationToken cancellationToken) =>
+        (await FindBatchesAsync(BatchRow.Completed, before, cancellationToken)).Concat(await FindBatchesAsync(BatchRow.Failed, before, cancellationToken))
+        .Where(b => b.Announcing).ToList();
+
     /// <summary>Creates or replaces a member row (archive expansion: the batch's members are the entries it wrote).</summary>
     Task UpsertBatchMemberAsync(BatchMemberRow member, CancellationToken cancellationToken);
 
@@ -173,8 +185,11 @@ public interface IResultStore
 
     Task<IReadOnlyList<BatchMemberRow>> GetBatchMembersAsync(string batchId, CancellationToken cancellationToken);
 
-    /// <summary>Removes every member row of the batch (a new version of its archive is expanded afresh).</summary>
-    Task DeleteBatchMembersAsync(string batchId, CancellationToken cancellationToken);
+    /// <summary>
+    /// Removes the member rows of the batch but those of <paramref name="except"/> (image ids): every one when a new
+    /// version of its archive is expanded afresh, the ones a resumed expansion did not find in its version.
+    /// </summary>
+    Task DeleteBatchMembersAsync(string batchId, IReadOnlySet<string>? except, CancellationToken cancellationToken);
 
     /// <summary>One image of a batch, or null (stores with point reads override this).</summary>
     async Task<BatchMemberRow?> GetBatchMemberAsync(string batchId, string imageId, CancellationToken cancellationToken) =>

@@ -148,9 +148,9 @@ public sealed class InMemoryResultStore : IResultStore
     public Task<IReadOnlyList<BatchMemberRow>> GetBatchMembersAsync(string batchId, CancellationToken cancellationToken) =>
         Task.FromResult<IReadOnlyList<BatchMemberRow>>(_members.Where(m => m.Key.BatchId == batchId).OrderBy(m => m.Key.ImageId, StringComparer.Ordinal).Select(m => m.Value).ToList());
 
-    public Task DeleteBatchMembersAsync(string batchId, CancellationToken cancellationToken)
+    public Task DeleteBatchMembersAsync(string batchId, IReadOnlySet<string>? except, CancellationToken cancellationToken)
     {
-        foreach (var key in _members.Keys.Where(k => k.BatchId == batchId))
+        foreach (var key in _members.Keys.Where(k => k.BatchId == batchId && except?.Contains(k.ImageId) != true))
         {
             _members.TryRemove(key, out _);
         }
