@@ -249,13 +249,7 @@ public class StorageQueueTransportTests
 
         using (var cts = new CancellationTokenSource())
         {
-            var started = new TaskCompletionSource();
-            var run = transport.RunAsync(async (_, ct) =>
-            {
-                started.TrySetResult();
-                await Task.Delay(Timeout.Infinite, ct);
-                return MessageResult.Completed;
-            }, cts.Token);
+            var (run, started) = RunHolding(transport, cts.Token);
             if (handedOver)
             {
                 await WaitForAsync(() => transport.EmptyReceives >= 1, "the consumer's first receive");
@@ -287,13 +281,7 @@ public class StorageQueueTransportTests
         var transport = await TransportAsync(visibility: TimeSpan.FromSeconds(2), concurrency: 1);
         using (var cts = new CancellationTokenSource())
         {
-            var started = new TaskCompletionSource();
-            var run = transport.RunAsync(async (_, ct) =>
-            {
-                started.TrySetResult();
-                await Task.Delay(Timeout.Infinite, ct);
-                return MessageResult.Completed;
-            }, cts.Token);
+            var (run, started) = RunHolding(transport, cts.Token);
             await WaitForAsync(() => transport.EmptyReceives >= 1, "the consumer's first receive");
             await transport.SendAsync(Message("first", "{}"), CancellationToken.None);
             await started.Task.WaitAsync(TimeSpan.FromSeconds(20));
@@ -312,6 +300,19 @@ public class StorageQueueTransportTests
         Assert.Equal(2, deliveries["first"]);
         Assert.Equal(2, deliveries["second"]);
         Assert.Equal(1, transport.HandedOver);
+    }
+
+    /// <summary>A consumer that holds every message it gets until it is stopped (as a host that dies mid-message); <c>Started</c>: it got one.</summary>
+    private static (Task Run, TaskCompletionSource Started) RunHolding(StorageQueueTransport transport, CancellationToken stop)
+    {
+        var started = new TaskCompletionSource();
+        var run = transport.RunAsync(async (_, ct) =>
+        {
+            started.TrySetResult();
+            await Task.Delay(Timeout.Infinite, ct);
+            return MessageResult.Completed;
+        }, stop);
+        return (run, started);
     }
 
     private static string QueueName(StorageQueueTransport transport) => transport.QueueName;
