@@ -170,7 +170,14 @@ public class RobustnessTests
         await results.UpsertBatchMemberAsync(new BatchMemberRow(batchId, "stale0000000000000000000", "archives/old.zip!x.jpg", BatchMemberRow.Pending, null,
             new Dictionary<string, int>()), CancellationToken.None);
 
-        var batch = await new ArchiveStage(blobs, results).ExpandAsync(name, CancellationToken.None);
+        // While its row is fresh, the expansion is its host's: another host leaves it, writing nothing.
+        var left = await new ArchiveStage(blobs, results).ExpandAsync(name, CancellationToken.None);
+        Assert.Equal(BatchRow.Expanding, left.Status);
+        Assert.Null(await blobs.GetInfoAsync(Containers.Uploads, $"{batchId}/c.jpg", CancellationToken.None));
+
+        // Once the row is older than the lease, its host is taken for dead: the next host resumes the expansion.
+        var later = new ShiftedTime(ArchiveStage.DefaultLease + TimeSpan.FromSeconds(1));
+        var batch = await new ArchiveStage(blobs, results, time: later).ExpandAsync(name, CancellationToken.None);
         Assert.Equal(BatchRow.Expanded, batch.Status);
         Assert.Equal(3, batch.Images);
         foreach (var (entry, etag) in written)
@@ -183,6 +190,23 @@ public class RobustnessTests
         Assert.Equal(3, members.Count);
         Assert.Equal(ImageStatus.Completed, members.Single(m => m.ImageId == first).Status);
         Assert.All(members.Where(m => m.ImageId != first), m => Assert.Equal(BatchMemberRow.Pending, m.Status));
+    }
+
+    [Fact]
+    public async Task ALongExpansionRenewsItsLeaseAndCompletes()
+    {
+        // Every read of the clock six seconds later: the row is written again every third of the 30 s lease, and the
+        // expansion's last write is conditional on the row as renewed.
+        await using var pipeline = await PipelineHarness.StartAsync(watch: false, consume: false);
+        var name = $"{Azurite.Unique("long")}.zip";
+        var samples = Samples.All();
+        await PipelineHarness.UploadAsync(Containers.Archives, name, Zips.Build(("a.jpg", samples[0].Data), ("b.jpg", samples[1].Data), ("c.jpg", samples[2].Data)));
+        var start = DateTimeOffset.UtcNow;
+        var batch = await new ArchiveStage(pipeline.Services.GetRequiredService<IBlobStore>(), pipeline.Results, time: new SteppingTime(TimeSpan.FromSeconds(6)))
+            .ExpandAsync(name, CancellationToken.None);
+        Assert.Equal(BatchRow.Expanded, batch.Status);
+        Assert.Equal(3, batch.Images);
+        Assert.True(batch.Updated - start > ArchiveStage.DefaultLease / 3);
     }
 
     [Fact]
@@ -440,6 +464,20 @@ public class RobustnessTests
         Assert.Equal(BatchRow.Failed, batch.Status);
         Assert.Contains("stuck in expanding", batch.Error);
         Assert.Equal([(WebhookEvents.BatchFailed, batchId, batch.Error)], events.Of(batchId));
+    }
+
+    [Fact]
+    public async Task ABoundShorterThanAnExpansionsLeaseFailsNoExpansionAnotherHostCouldStillTakeOver()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync(watch: false, consume: false);
+        var batchId = Azurite.Unique("leased");
+        var written = DateTimeOffset.UtcNow - ArchiveStage.DefaultLease - TimeSpan.FromSeconds(1); // past its lease: another host would resume it
+        Assert.True(await pipeline.Results.TryWriteBatchAsync(
+            new BatchRow(batchId, "archives/leased.zip", BatchRow.Expanding, null, 0, 0, 0, written), CancellationToken.None));
+        var events = new RecordingEvents();
+        await new PipelineSweeper(pipeline.Results, TimeSpan.FromSeconds(1), events).SweepOnceAsync(CancellationToken.None);
+        Assert.Equal(BatchRow.Expanding, (await pipeline.Results.GetBatchAsync(batchId, CancellationToken.None))!.Status);
+        Assert.Empty(events.Of(batchId));
     }
 
     [Fact]

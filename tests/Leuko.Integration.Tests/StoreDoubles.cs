@@ -193,3 +193,11 @@ internal sealed class ShiftedTime(TimeSpan offset) : TimeProvider
 {
     public override DateTimeOffset GetUtcNow() => System.GetUtcNow() + offset;
 }
+
+/// <summary>A clock that moves on by <paramref name="step"/> each time it is read: work that takes long.</summary>
+internal sealed class SteppingTime(TimeSpan step) : TimeProvider
+{
+    private long _reads;
+
+    public override DateTimeOffset GetUtcNow() => System.GetUtcNow() + (step * Interlocked.Increment(ref _reads));
+}

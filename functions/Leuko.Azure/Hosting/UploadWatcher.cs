@@ -190,6 +190,13 @@ public sealed class UploadWatcher(
             if (container == Containers.Archives)
             {
                 var batch = await archives.ExpandAsync(blob.Name, cancellationToken);
+                if (batch.Status == BatchRow.Expanding)
+                {
+                    // Another host is expanding it: no receipt, so a later scan looks again, and takes it over if that host died.
+                    logger.LogDebug("archive {Name}: batch {Batch} being expanded by another host", blob.Name, batch.BatchId);
+                    return;
+                }
+
                 logger.LogInformation("archive {Name}: batch {Batch} {Status}, {Images} images", blob.Name, batch.BatchId, batch.Status, batch.Images);
             }
             else

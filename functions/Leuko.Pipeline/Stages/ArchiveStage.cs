@@ -16,9 +16,19 @@ namespace Leuko.Pipeline.Stages;
 /// image is decided by content: an image uploaded here is analysed as a batch of one, with a note saying so; an
 /// archive with no image in it fails with that reason, announced as <c>batch.failed</c>.
 /// </summary>
+/// <param name="lease">
+/// How long an expansion's batch row, <c>expanding</c>, stays its host's: the host writes the row again (its
+/// <c>Updated</c>) every third of it, and another host that finds the row older than this takes the expansion over,
+/// resuming it; one that finds it fresh leaves it (<see cref="ExpandAsync"/> returns the row still expanding).
+/// </param>
 public sealed class ArchiveStage(
-    IBlobStore blobs, IResultStore results, ArchiveLimits? limits = null, IPipelineEvents? events = null, TimeProvider? time = null)
+    IBlobStore blobs, IResultStore results, ArchiveLimits? limits = null, IPipelineEvents? events = null, TimeProvider? time = null, TimeSpan? lease = null)
 {
+    /// <summary>The default <c>lease</c>: long beside the milliseconds an entry takes, short beside a host's restart.</summary>
+    public static readonly TimeSpan DefaultLease = TimeSpan.FromSeconds(30);
+
+    private readonly TimeSpan _lease = lease ?? DefaultLease;
+
     private static readonly IReadOnlyDictionary<string, int> NoCounts = new Dictionary<string, int>();
     private readonly IPipelineEvents _events = events ?? NoPipelineEvents.Instance;
     private readonly TimeProvider _time = time ?? TimeProvider.System;
@@ -40,6 +50,11 @@ public sealed class ArchiveStage(
             return existing; // a replayed event: this version's images are already on their way
         }
 
+        if (existing is { Status: BatchRow.Expanding } && existing.ArchiveETag == info.ETag && _time.GetUtcNow() - existing.Updated < _lease)
+        {
+            return existing; // another host is expanding this version (its row is fresh): left to it, to look at again later
+        }
+
         // This version's batch starts now: the row says so (if no one else moved it on), and a previous version's members go.
         if (!await results.TryWriteBatchAsync(
                 new BatchRow(batchId, source, BatchRow.Expanding, null, 0, 0, 0, _time.GetUtcNow(), ArchiveETag: info.ETag) { ETag = existing?.ETag },
@@ -50,8 +65,8 @@ public sealed class ArchiveStage(
 
         var batch = (await results.GetBatchAsync(batchId, cancellationToken))!;
 
-        // An expansion of this version that a host did not finish (it died): what it wrote stays, so its images are
-        // neither written again (a new blob version, analysed and announced again) nor made pending again.
+        // An expansion of this version that a host did not finish (it died: its row went stale): what it wrote stays, so
+        // its images are neither written again (a new blob version, analysed and announced again) nor made pending again.
         bool resuming = existing is { Status: BatchRow.Expanding } && existing.ArchiveETag == info.ETag;
         if (existing is not null && !resuming)
         {
@@ -89,6 +104,17 @@ public sealed class ArchiveStage(
             var names = new OutputNames(); // as the CLI names them: two entries of one name are both analysed
             foreach (var entry in archive.Entries)
             {
+                if (_time.GetUtcNow() - batch.Updated >= _lease / 3)
+                {
+                    // The lease renewed; a row moved on meanwhile (taken over, or a newer version) is no longer this expansion's.
+                    if (!await results.TryWriteBatchAsync(batch with { Updated = _time.GetUtcNow() }, cancellationToken))
+                    {
+                        return await results.GetBatchAsync(batchId, cancellationToken) ?? throw new InvalidOperationException($"batch {batchId} vanished");
+                    }
+
+                    batch = (await results.GetBatchAsync(batchId, cancellationToken))!;
+                }
+
                 var entrySource = SourceOf(source, entry.Name);
                 if (entry.Kind == ArchiveEntryKind.Skipped)
                 {

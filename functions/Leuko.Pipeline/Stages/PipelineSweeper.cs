@@ -41,9 +41,12 @@ public sealed class PipelineSweeper(IResultStore results, TimeSpan stuckAfter, I
             }
         }
 
-        foreach (var batch in await results.FindBatchesAsync(BatchRow.Expanding, before, cancellationToken))
+        // An expansion's host renews its row every third of its lease, and another host takes over a row older than the
+        // lease: only one older than twice that, whatever the bound, is stuck.
+        var expandingBound = stuckAfter > 2 * ArchiveStage.DefaultLease ? stuckAfter : 2 * ArchiveStage.DefaultLease;
+        foreach (var batch in await results.FindBatchesAsync(BatchRow.Expanding, _time.GetUtcNow() - expandingBound, cancellationToken))
         {
-            var reason = $"stuck in {BatchRow.Expanding} since {batch.Updated:u} (more than {stuckAfter}): the archive's expansion never finished";
+            var reason = $"stuck in {BatchRow.Expanding} since {batch.Updated:u} (more than {expandingBound}): the archive's expansion never finished";
             failed += await BatchProgress.TryFailAsync(results, batch, reason, _events, _time, cancellationToken) ? 1 : 0;
         }
 
