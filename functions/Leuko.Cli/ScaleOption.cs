@@ -16,7 +16,7 @@ internal static class ScaleOption
         };
         option.Validators.Add(r =>
         {
-            if (r.GetValueOrDefault<double?>() is { } v && (!double.IsFinite(v) || v < ImageScale.MinMicronsPerPixel || v > ImageScale.MaxMicronsPerPixel))
+            if (r.TryGetValue<double?>(out var given) && given is { } v && (!double.IsFinite(v) || v < ImageScale.MinMicronsPerPixel || v > ImageScale.MaxMicronsPerPixel))
             {
                 r.AddError($"--microns-per-pixel must be between {ImageScale.MinMicronsPerPixel} and {ImageScale.MaxMicronsPerPixel}");
             }

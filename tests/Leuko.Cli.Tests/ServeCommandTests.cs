@@ -45,6 +45,24 @@ public class ServeCommandTests
     }
 
     [Theory]
+    [InlineData("serve --storage UseDevelopmentStorage=true --stuck-after abc", "--stuck-after")]
+    [InlineData("serve --storage UseDevelopmentStorage=true --queue-lock x", "--queue-lock")]
+    [InlineData("serve --storage UseDevelopmentStorage=true --webhook-retry 5|30", "--webhook-retry")]
+    [InlineData("analyze in --out out --parallel abc", "--parallel")]
+    [InlineData("analyze in --out out --microns-per-pixel abc", "--microns-per-pixel")]
+    [InlineData("segment in --out out --size q", "--size")]
+    [InlineData("evaluate segmentation --voc v --iou high", "--iou")]
+    [InlineData("bench analyze in --profile-images many", "--profile-images")]
+    [InlineData("bench serve in --storage UseDevelopmentStorage=true --timeout soon", "--timeout")]
+    public void AValueNotOfItsOptionsTypeIsAUsageErrorNotACrash(string line, string option)
+    {
+        // Each of these options has a validator of its range; it used to read the value and throw where there was none.
+        var parse = LeukoCommand.Create().Parse(line.Split(' '));
+
+        Assert.Contains(parse.Errors, e => e.Message.Contains($"for option '{option}'", StringComparison.Ordinal));
+    }
+
+        [Theory]
     [InlineData("1")]
     [InlineData("601")]
     public void AQueueLockOutsideItsRangeIsRefused(string seconds)

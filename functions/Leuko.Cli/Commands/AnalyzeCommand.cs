@@ -35,7 +35,7 @@ internal static class AnalyzeCommand
         };
         format.Validators.Add(r =>
         {
-            var bad = r.GetValueOrDefault<string[]>()?.Where(f => !Formats.Contains(f)).ToList() ?? [];
+            var bad = (r.TryGetValue<string[]>(out var formats) ? formats : null)?.Where(f => !Formats.Contains(f)).ToList() ?? [];
             if (bad.Count > 0)
             {
                 r.AddError($"unknown --format {string.Join(", ", bad)}: choose from {string.Join(", ", Formats)}");
@@ -48,7 +48,7 @@ internal static class AnalyzeCommand
         };
         parallel.Validators.Add(r =>
         {
-            if (r.GetValueOrDefault<int>() is < 1 or > 256)
+            if (r.TryGetValue<int>(out var v) && v is < 1 or > 256)
             {
                 r.AddError("--parallel must be between 1 and 256");
             }

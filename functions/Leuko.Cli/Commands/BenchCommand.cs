@@ -42,7 +42,7 @@ internal static class BenchCommand
         };
         profileImages.Validators.Add(r =>
         {
-            if (r.GetValueOrDefault<int>() < 0)
+            if (r.TryGetValue<int>(out var v) && v < 0)
             {
                 r.AddError("--profile-images must be 0 or more");
             }
@@ -193,7 +193,7 @@ internal static class BenchCommand
         };
         counts.Validators.Add(r =>
         {
-            if (r.GetValueOrDefault<int[]>() is not { Length: > 0 } n || n.Any(c => c < 1))
+            if (r.TryGetValue<int[]>(out var n) && (n is not { Length: > 0 } || n.Any(c => c < 1)))
             {
                 r.AddError("--images takes one or more counts of at least 1");
             }

@@ -29,7 +29,7 @@ internal static class SegmentCommand
         var size = new Option<int?>("--size") { Description = "Resize crops to SIZE x SIZE pixels, as the classifier does (default: native resolution)." };
         size.Validators.Add(r =>
         {
-            if (r.GetValueOrDefault<int?>() is < 8 or > 1024)
+            if (r.TryGetValue<int?>(out var v) && v is < 8 or > 1024)
             {
                 r.AddError("--size must be between 8 and 1024");
             }

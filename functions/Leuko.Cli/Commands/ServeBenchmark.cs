@@ -43,7 +43,7 @@ internal static class ServeBenchmark
         };
         timeout.Validators.Add(r =>
         {
-            if (r.GetValueOrDefault<int>() < 1)
+            if (r.TryGetValue<int>(out var v) && v < 1)
             {
                 r.AddError("--timeout must be at least 1 second");
             }

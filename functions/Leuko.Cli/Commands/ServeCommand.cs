@@ -46,7 +46,7 @@ internal static class ServeCommand
         // out as default(T) (0 here), not its DefaultValueFactory value, so the README's command was refused.
         queueLock.Validators.Add(r =>
         {
-            if (r.GetValueOrDefault<int>() is < 2 or > 600)
+            if (r.TryGetValue<int>(out var v) && v is < 2 or > 600)
             {
                 r.AddError("--queue-lock must be between 2 and 600 seconds");
             }
@@ -58,7 +58,7 @@ internal static class ServeCommand
         };
         stuckAfter.Validators.Add(r =>
         {
-            if (r.GetValueOrDefault<int>() < 10)
+            if (r.TryGetValue<int>(out var v) && v < 10)
             {
                 r.AddError("--stuck-after must be at least 10 seconds");
             }
@@ -75,7 +75,7 @@ internal static class ServeCommand
         };
         webhookRetry.Validators.Add(r =>
         {
-            if (r.GetValueOrDefault<double[]>() is not { Length: > 0 } waits || waits.Any(w => w is not (> 0 and <= MaxWebhookRetrySeconds)))
+            if (r.TryGetValue<double[]>(out var waits) && (waits is not { Length: > 0 } || waits.Any(w => w is not (> 0 and <= MaxWebhookRetrySeconds))))
             {
                 r.AddError($"--webhook-retry takes one or more waits in seconds, each above 0 and at most {MaxWebhookRetrySeconds} (7 days)");
             }
