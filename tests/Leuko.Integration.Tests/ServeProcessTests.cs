@@ -265,6 +265,24 @@ public class ServeProcessTests
         }
     }
 
+    [Fact]
+    public async Task ServeWithAStorageAccountThatDoesNotAnswerSaysSoInOneLine()
+    {
+        // Azurite's own account and key, on ports nothing listens on: the SDK's retries all fail without an answer.
+        int blob = FreePort(), queue = FreePort(), table = FreePort();
+        var storage = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;" +
+                      "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;" +
+                      $"BlobEndpoint=http://127.0.0.1:{blob}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{queue}/devstoreaccount1;" +
+                      $"TableEndpoint=http://127.0.0.1:{table}/devstoreaccount1;";
+        using var serve = ServeProcess.Start(["--storage", storage, "--urls", $"http://127.0.0.1:{FreePort()}"]);
+
+        Assert.Equal(2, await serve.WaitForExitAsync(TimeSpan.FromMinutes(3))); // only a bound on a hang
+        Assert.Contains("error: cannot start: Azure Storage did not answer after", serve.Stderr);
+        Assert.Contains($"127.0.0.1:{blob}", serve.Stderr);
+        Assert.DoesNotContain("Unhandled exception", serve.Stderr);
+        Assert.DoesNotContain("AggregateException", serve.Stderr);
+    }
+
     private static string NewKey() => Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(20));
 
     private static Task<HttpResponseMessage> Get(HttpClient http, string path, string key) =>

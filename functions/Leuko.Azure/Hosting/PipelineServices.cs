@@ -137,6 +137,20 @@ public static class PipelineServices
     {
         public async Task StartAsync(CancellationToken cancellationToken)
         {
+            try
+            {
+                await InitializeAsync(cancellationToken);
+            }
+            catch (AggregateException e) when (e.InnerExceptions.Count > 0 && e.InnerExceptions.All(i => i is global::Azure.RequestFailedException))
+            {
+                // The SDK's retries all failed without an answer (connection refused, DNS, timeouts): one line, not six stacks.
+                throw new StorageUnreachableException(
+                    $"Azure Storage did not answer after {e.InnerExceptions.Count} tries: {e.InnerExceptions[^1].Message}");
+            }
+        }
+
+        private async Task InitializeAsync(CancellationToken cancellationToken)
+        {
             await blobs.InitializeAsync(cancellationToken);
             await tables.InitializeAsync(cancellationToken);
             await webhooks.InitializeAsync(cancellationToken);
@@ -150,6 +164,9 @@ public static class PipelineServices
         public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 }
+
+/// <summary>The storage account did not answer at start (nothing listening, a wrong host name): the host cannot run.</summary>
+public sealed class StorageUnreachableException(string message) : Exception(message);
 
 /// <summary>The webhook delivery queue, a transport of its own beside the classification queue.</summary>
 public sealed record WebhookQueue(IMessageTransport Transport);

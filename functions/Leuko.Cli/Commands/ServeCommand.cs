@@ -194,7 +194,7 @@ internal static class ServeCommand
             api = app.Services.GetRequiredService<ApiAccess>();
         }
         catch (Exception e) when (e is InvalidOperationException or global::Azure.RequestFailedException or IOException or Leuko.Core.Classification.ModelLoadException
-                                      or Microsoft.Extensions.Options.OptionsValidationException)
+                                      or Microsoft.Extensions.Options.OptionsValidationException or Leuko.Azure.Hosting.StorageUnreachableException)
         {
             stderr.WriteLine($"error: cannot start: {e.Message}");
             return ExitCodes.BadUsage;
