@@ -69,7 +69,8 @@ internal static class ServeCommand
         };
         var webhookRetry = new Option<double[]>("--webhook-retry")
         {
-            Description = "Seconds to wait before each webhook retry, one value per retry (Leuko:WebhookRetrySeconds); after the last, the delivery is dead-lettered.",
+            Description = "Seconds to wait before each webhook retry, one value per retry, separated by spaces (--webhook-retry 5 30 120; Leuko:WebhookRetrySeconds); after the last, the delivery is dead-lettered.",
+            HelpName = "seconds",
             DefaultValueFactory = _ => WebhookOptions.Default.RetrySchedule.Select(t => t.TotalSeconds).ToArray(),
             AllowMultipleArgumentsPerToken = true,
         };
