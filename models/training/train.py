@@ -145,11 +145,61 @@ def grayscale_jitter(x, gen, share):
     return torch.where(pick, luma, x)
 
 
+AMPLITUDE_MIX = 0.0
+AMPLITUDE_BAND = 1.0
+RANDOM_CONVOLUTION = 0.0
+
+
+def random_convolution(x, gen, share, sizes=(1, 3, 5)):
+    """RandConv (Xu et al., "Robust and generalizable visual representation learning via random convolutions", ICLR
+    2021): per batch one random convolution (kernel size from `sizes`, Kaiming-normal weights, 3 to 3 channels), its
+    output given each crop's own per-channel mean and deviation, and mixed with the crop by alpha ~ U(0, 1), on a share
+    of the crops. A random local texture and colour mapping keeps shapes and replaces the rendering a microscope gives."""
+    if share <= 0:
+        return x
+    n = x.shape[0]
+    k = sizes[int(torch.randint(0, len(sizes), (1,), generator=gen))]
+    w = (torch.randn(3, 3, k, k, generator=gen) / (3 * k * k) ** 0.5).to(x.device)
+    y = F.conv2d(F.pad(x, (k // 2,) * 4, mode="reflect") if k > 1 else x, w)
+    mu, sd = x.mean(dim=(2, 3), keepdim=True), x.std(dim=(2, 3), keepdim=True)
+    y = (y - y.mean(dim=(2, 3), keepdim=True)) / (y.std(dim=(2, 3), keepdim=True) + 1e-6) * sd + mu
+    alpha = torch.rand(n, 1, 1, 1, generator=gen).to(x.device)
+    mixed = (alpha * x + (1 - alpha) * y).clamp(0, 1)
+    pick = (torch.rand(n, generator=gen) < share).to(x.device)[:, None, None, None]
+    return torch.where(pick, mixed, x)
+
+
+def amplitude_mix(x, gen, share, eta=1.0, band=None):
+    """Fourier amplitude mix (Xu et al., "A Fourier-based framework for domain generalization", CVPR 2021): a share of
+    the crops (per batch) keep the phase of their spectrum (where edges and shapes are) and take a mix of their own
+    amplitude spectrum and another crop's of the batch, by lambda ~ U(0, eta) per crop, per channel. The amplitude
+    carries the low-level statistics a stain, lamp and camera set (mean colour, contrast, blur, noise), so the model sees
+    a cell's structure under another crop's, often another source's, rendering."""
+    if share <= 0:
+        return x
+    band = AMPLITUDE_BAND if band is None else band
+    n = x.shape[0]
+    spec = torch.fft.fft2(x)
+    amp, phase = spec.abs(), spec.angle()
+    perm = torch.randperm(n, generator=gen).to(x.device)
+    lam = (torch.rand(n, 1, 1, 1, generator=gen) * eta).to(x.device)
+    if band < 1:
+        # Only the lowest frequencies (|f| within band of the Nyquist frequency on both axes), as Yang & Soatto's FDA
+        # (CVPR 2020) swaps them: the colour and illumination, not the texture.
+        fy = torch.fft.fftfreq(x.shape[2]).abs()[:, None] <= band * 0.5
+        fx = torch.fft.fftfreq(x.shape[3]).abs()[None, :] <= band * 0.5
+        lam = lam * (fy & fx).to(x.device).float()
+    mixed = torch.fft.ifft2(torch.polar((1 - lam) * amp + lam * amp[perm], phase)).real.clamp(0, 1)
+    pick = (torch.rand(n, generator=gen) < share).to(x.device)[:, None, None, None]
+    return torch.where(pick, mixed, x)
+
+
 def augment(x, gen):
     """The paper's augmentations on a float batch in [0,1] (N,3,S,S): flips, 90-degree rotations, random shear,
     brightness and contrast; scale +-15% (the error of a red-cell scale estimate); then stain and camera jitter."""
     n = x.shape[0]
     dev = x.device
+    x = random_convolution(amplitude_mix(x, gen, AMPLITUDE_MIX), gen, RANDOM_CONVOLUTION)
     x = grayscale_jitter(camera_jitter(resolution_jitter(stain_jitter(x, gen), gen, RESOLUTION_JITTER), gen), gen, GRAYSCALE_SHARE)
     k = int(torch.randint(0, 4, (1,), generator=gen))
     x = torch.rot90(x, k, dims=(2, 3))
@@ -635,6 +685,12 @@ def main():
                     help="each stain vector's channels scaled by U(1-v, 1+v) per crop in augmentation (stain_jitter); 0: off")
     ap.add_argument("--grayscale-share", type=float, default=0.0,
                     help="share of the crops seen without colour in augmentation (grayscale_jitter); 0: off")
+    ap.add_argument("--amplitude-mix", type=float, default=0.0,
+                    help="share of the crops given a mix of another crop's Fourier amplitude in augmentation (amplitude_mix); 0: off")
+    ap.add_argument("--amplitude-band", type=float, default=1.0,
+                    help="the share of the spectrum (of the Nyquist frequency, both axes) --amplitude-mix mixes; 1: all")
+    ap.add_argument("--random-convolution", type=float, default=0.0,
+                    help="share of the crops mixed with a random convolution of themselves in augmentation (random_convolution); 0: off")
     ap.add_argument("--mixstyle", type=float, default=0.0,
                     help="probability per batch of MixStyle after blocks 1 and 2 in training (add_mixstyle); 0: off")
     ap.add_argument("--resolution-jitter", type=float, default=1.0,
@@ -645,7 +701,7 @@ def main():
     args = ap.parse_args()
     if args.merge_other:
         dataset.merge_other()
-    global COLOUR, COLOUR_METHOD, RESOLUTION_JITTER, STAIN_VECTOR_JITTER, GRAYSCALE_SHARE
+    global COLOUR, COLOUR_METHOD, RESOLUTION_JITTER, STAIN_VECTOR_JITTER, GRAYSCALE_SHARE, AMPLITUDE_MIX, AMPLITUDE_BAND, RANDOM_CONVOLUTION
     COLOUR = args.colour_normalisation != "none"
     if args.colour_normalisation == "white-od-gain":
         COLOUR_METHOD = args.colour_normalisation
@@ -655,6 +711,9 @@ def main():
     RESOLUTION_JITTER = args.resolution_jitter
     STAIN_VECTOR_JITTER = args.stain_vector_jitter
     GRAYSCALE_SHARE = args.grayscale_share
+    AMPLITUDE_MIX = args.amplitude_mix
+    AMPLITUDE_BAND = args.amplitude_band
+    RANDOM_CONVOLUTION = args.random_convolution
 
     started = time.time()
     random.seed(args.seed)
@@ -863,7 +922,7 @@ def main():
         present = sorted(set(labels.tolist()))
         trained = sorted(set(np.concatenate(list(train_labels.values())).tolist()))
         report = {
-            "heldOut": args.hold_out, "trainedOn": train_names, "colourNormalisation": args.colour_normalisation, "fieldNormalisation": field_reference, "resolutionJitter": args.resolution_jitter, "stainVectorJitter": args.stain_vector_jitter, "grayscaleShare": args.grayscale_share, "mixStyle": args.mixstyle, "mergeOther": args.merge_other, "otherShare": args.other_share, "chosenEpoch": best_epoch, "testTimeAugmentation": "dihedral8" if use_tta else "none",
+            "heldOut": args.hold_out, "trainedOn": train_names, "colourNormalisation": args.colour_normalisation, "fieldNormalisation": field_reference, "resolutionJitter": args.resolution_jitter, "stainVectorJitter": args.stain_vector_jitter, "grayscaleShare": args.grayscale_share, "amplitudeMix": args.amplitude_mix, "amplitudeBand": args.amplitude_band, "randomConvolution": args.random_convolution, "mixStyle": args.mixstyle, "mergeOther": args.merge_other, "otherShare": args.other_share, "chosenEpoch": best_epoch, "testTimeAugmentation": "dihedral8" if use_tta else "none",
             "sureConfidence": sure_confidence, "heldOutSingleView": round(float(held_sure.float().mean()), 4),
             "logitOffsets": offsets, "heldOutAll": metrics(logits, labels), "heldOutAllUncorrected": metrics(raw_logits, labels),
             # cells of a class no training source has cannot be right; the figure a laboratory can compare is on the classes trained
@@ -1004,6 +1063,8 @@ def main():
             "split": f"grouped (Kaggle by source photograph, others by image), {args.val_fraction:.0%} of each class's groups for validation, seed {args.seed}",
             "augmentations": "90-degree rotations, flips, shear +-0.2 and scale +-15%, brightness +-0.15, contrast +-20%, "
                              "haematoxylin/eosin stain jitter (x U(0.75,1.25), +-0.05 OD), white-balance cast +-10%, blur (1/3), noise (1/3)"
+                             + (f"; Fourier amplitude mix (share {args.amplitude_mix:g}, band {args.amplitude_band:g})" if args.amplitude_mix > 0 else "")
+                             + (f"; random convolutions (share {args.random_convolution:g})" if args.random_convolution > 0 else "")
                              + (f"; MixStyle after blocks 1-2 (p {args.mixstyle:g})" if args.mixstyle > 0 else ""),
             "epochs": args.epochs, "chosenEpoch": best_epoch, "batch": args.batch, "learningRate": args.lr,
             "drawsPerEpoch": draws, "weightAverageDecay": args.ema, "seed": args.seed,
