@@ -62,7 +62,7 @@ public class ServeCommandTests
         Assert.Contains(parse.Errors, e => e.Message.Contains($"for option '{option}'", StringComparison.Ordinal));
     }
 
-        [Theory]
+    [Theory]
     [InlineData("1")]
     [InlineData("601")]
     public void AQueueLockOutsideItsRangeIsRefused(string seconds)
