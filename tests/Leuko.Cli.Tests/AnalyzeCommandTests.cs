@@ -301,6 +301,28 @@ public class AnalyzeCommandTests
     }
 
     [Fact]
+    public async Task ANameWithALineBreakOrAnEscapeIsPrintedOnOneLineAndKeptInTheResults()
+    {
+        using var inputs = new TempDir();
+        using var output = new TempDir();
+        var forged = Path.Combine(inputs.Path, "a\nfailed: forged\u001b[2J.jpg"); // a name Linux allows
+        File.WriteAllText(forged, "not a JPEG");
+        var zip = Path.Combine(inputs.Path, "batch.zip");
+        File.WriteAllBytes(zip, Zips.Build(("b\r\nfailed: forged too.jpg", File.ReadAllBytes(CliRunner.SampleImage("BloodImage_00000.jpg")))));
+
+        var r = await Analyze(output.Path, inputs.Path);
+
+        Assert.Equal(1, r.ExitCode);
+        Assert.DoesNotContain(r.Stderr.Split('\n'), line => line.StartsWith("failed: forged", StringComparison.Ordinal));
+        Assert.DoesNotContain('\u001b', r.Stderr);
+        Assert.DoesNotContain('\r', r.Stderr);
+        Assert.Contains(@"a\nfailed: forged\u001b[2J.jpg: ", r.Stderr);
+        Assert.Contains(@"!b\r\nfailed: forged too.jpg: unsafe name in archive", r.Stderr);
+        Assert.Equal(new[] { forged, $"{zip}!b\r\nfailed: forged too.jpg" }.Order(StringComparer.Ordinal),
+            Images(Results(output.Path)).Select(i => i!["source"]!.GetValue<string>()).Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
     public async Task CorruptEntriesFailAndDuplicateOrLongNamesAreAnalysedUnderTheirOwnSources()
     {
         using var inputs = new TempDir();

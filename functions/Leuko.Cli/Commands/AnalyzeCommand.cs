@@ -102,7 +102,7 @@ internal static class AnalyzeCommand
             if (plan.Images.Count == 0)
             {
                 stderr.WriteLine($"error: no images found in {string.Join(", ", inputPaths)} (images are JPEG, PNG, BMP or TIFF; archives are zip)" +
-                                 (plan.Skipped.Count > 0 ? $": none of the {plan.Skipped.Count:N0} files found is ({string.Join("; ", plan.Skipped.Take(3).Select(f => $"{f.Source}: {f.Reason}"))}{(plan.Skipped.Count > 3 ? "; ..." : "")})" : ""));
+                                 (plan.Skipped.Count > 0 ? $": none of the {plan.Skipped.Count:N0} files found is ({string.Join("; ", plan.Skipped.Take(3).Select(f => $"{TerminalText.OneLine(f.Source)}: {f.Reason}"))}{(plan.Skipped.Count > 3 ? "; ..." : "")})" : ""));
                 return ExitCodes.BadUsage;
             }
 
@@ -136,7 +136,7 @@ internal static class AnalyzeCommand
 
             foreach (var failed in outcome.FirstFailures)
             {
-                stderr.WriteLine($"failed: {failed.Source}: {failed.Error}");
+                stderr.WriteLine($"failed: {TerminalText.OneLine(failed.Source)}: {TerminalText.OneLine(failed.Error)}");
             }
 
             if (s.Failed > outcome.FirstFailures.Count)

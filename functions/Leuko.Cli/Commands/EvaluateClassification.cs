@@ -148,7 +148,7 @@ internal static class EvaluateClassification
                 }
                 catch (InvalidImageException e)
                 {
-                    stderr.WriteLine($"failed: {chunk[i].Path}: {e.Message}");
+                    stderr.WriteLine($"failed: {TerminalText.OneLine(chunk[i].Path)}: {TerminalText.OneLine(e.Message)}");
                 }
 
                 progress.Advance();

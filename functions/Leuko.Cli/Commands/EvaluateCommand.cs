@@ -91,7 +91,7 @@ internal static class EvaluateCommand
             var match = evaluator.Add(images[i].ImagePath, images[i].Leukocytes, detections[i]);
             if (failures[i] is { } reason)
             {
-                stderr.WriteLine($"failed: {images[i].ImagePath}: {reason}");
+                stderr.WriteLine($"failed: {TerminalText.OneLine(images[i].ImagePath)}: {TerminalText.OneLine(reason)}");
             }
             else if (listErrors && (match.FalsePositives > 0 || match.FalseNegatives > 0))
             {

@@ -99,7 +99,7 @@ internal static class SegmentCommand
             $"{summary.NoLeukocytes} without, {summary.Failed} failed. Results: {jsonPath}");
         foreach (var failed in records.Where(r => r.Status == "failed"))
         {
-            stderr.WriteLine($"failed: {failed.Source}: {failed.Error}");
+            stderr.WriteLine($"failed: {TerminalText.OneLine(failed.Source)}: {TerminalText.OneLine(failed.Error)}");
         }
 
         return Task.FromResult(summary.Failed > 0 ? ExitCodes.SomeFailed : ExitCodes.Success);

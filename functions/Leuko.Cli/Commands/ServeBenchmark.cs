@@ -139,7 +139,7 @@ internal static class ServeBenchmark
                     {
                         Interlocked.Increment(ref failed);
                         imageIds[i] = "";
-                        stderr.WriteLine($"failed: {burst[i].Path}: {e.Message.Split('\n')[0].Trim()}");
+                        stderr.WriteLine($"failed: {TerminalText.OneLine(burst[i].Path)}: {e.Message.Split('\n')[0].Trim()}");
                     }
 
                     uploading.Advance();

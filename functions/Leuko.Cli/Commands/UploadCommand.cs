@@ -96,7 +96,7 @@ internal static class UploadCommand
                 Interlocked.Increment(ref failed);
                 lock (output)
                 {
-                    stderr.WriteLine($"failed: {file.Path}: {(e is FileNotFoundException ? InputFiles.Gone : e.Message.Split('\n')[0].Trim())}");
+                    stderr.WriteLine($"failed: {TerminalText.OneLine(file.Path)}: {(e is FileNotFoundException ? InputFiles.Gone : e.Message.Split('\n')[0].Trim())}");
                 }
             }
 
