@@ -186,6 +186,68 @@ public sealed class ImageDecoderTests
     }
 
     [Fact]
+    public void Refuses_a_multi_page_TIFF_rather_than_reading_its_first_field()
+    {
+        using var first = Colour();
+        using var second = Colour();
+        var path = Path.Combine(Path.GetTempPath(), $"leuko-{Guid.NewGuid():N}.tiff");
+        try
+        {
+            Assert.True(Cv2.ImWrite(path, new[] { first, second }));
+            var reason = ReasonFor(File.ReadAllBytes(path));
+            Assert.Contains("multi-page TIFF (2 full-resolution pages)", reason);
+            Assert.Contains("save each field as its own image", reason);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    /// <summary>A little-endian TIFF of directories, each (width, height, NewSubfileType), chained in order; no pixel data.</summary>
+    private static byte[] TiffDirectories(params (uint Width, uint Height, uint SubfileType)[] pages)
+    {
+        var data = new byte[8 + (pages.Length * (2 + (3 * 12) + 4))];
+        "II*\0"u8.CopyTo(data);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(data.AsSpan(4), 8);
+        for (int p = 0; p < pages.Length; p++)
+        {
+            int at = 8 + (p * (2 + (3 * 12) + 4));
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(data.AsSpan(at), 3);
+            (ushort Tag, uint Value)[] entries = [(254, pages[p].SubfileType), (256, pages[p].Width), (257, pages[p].Height)];
+            for (int e = 0; e < entries.Length; e++)
+            {
+                var entry = data.AsSpan(at + 2 + (e * 12));
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(entry, entries[e].Tag);
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(entry[2..], 4); // LONG
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(entry[4..], 1);
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(entry[8..], entries[e].Value);
+            }
+
+            uint next = p + 1 < pages.Length ? (uint)(at + 2 + (3 * 12) + 4) : 0;
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(data.AsSpan(at + 2 + (3 * 12)), next);
+        }
+
+        return data;
+    }
+
+    [Fact]
+    public void A_TIFF_with_a_reduced_resolution_preview_is_one_field()
+    {
+        var header = ImageHeader.Read(TiffDirectories((640, 480, 0), (160, 120, 1)));
+        Assert.Equal((ImageFormat.Tiff, 640, 480), (header.Format, header.Width, header.Height));
+        Assert.Throws<InvalidImageException>(() => ImageHeader.Read(TiffDirectories((640, 480, 0), (160, 120, 1), (640, 480, 0))));
+    }
+
+    [Fact]
+    public void A_TIFF_whose_directories_form_a_loop_is_read_once_round_it()
+    {
+        var data = TiffDirectories((640, 480, 0), (640, 480, 1));
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(data.AsSpan(data.Length - 4), 8); // the last points back at the first
+        Assert.Equal(640, ImageHeader.Read(data).Width);
+    }
+
+    [Fact]
     public void Refuses_a_1x1_image()
     {
         using var tiny = Colour(1, 1);

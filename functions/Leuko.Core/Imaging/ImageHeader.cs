@@ -316,30 +316,70 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
             throw new InvalidImageException("truncated TIFF: directory beyond the end of the file");
         }
 
+        var (width, height, _, next) = ReadTiffDirectory(data, ifd, little);
+
+        // The decoder reads the first page only. A file of several fields (a multi-page TIFF) is refused rather than
+        // reported on one of them; later pages marked reduced-resolution (a preview or thumbnail) are not fields.
+        var seen = new HashSet<long> { ifd };
+        int pages = 1;
+        while (next != 0 && next + 2 <= data.Length && seen.Add(next) && seen.Count <= MaxTiffDirectories)
+        {
+            (_, _, bool reduced, next) = ReadTiffDirectory(data, next, little);
+            pages += reduced ? 0 : 1;
+        }
+
+        if (pages > 1)
+        {
+            throw new InvalidImageException(
+                $"multi-page TIFF ({pages}{(seen.Count > MaxTiffDirectories ? " or more" : "")} full-resolution pages): only one field is read from a file, " +
+                "so it is refused rather than reported on its first page; save each field as its own image");
+        }
+
+        return Checked(ImageFormat.Tiff, width, height);
+    }
+
+    /// <summary>Directories of a TIFF followed before it counts as multi-page with no more counting.</summary>
+    private const int MaxTiffDirectories = 1_000;
+
+    /// <summary>
+    /// One image file directory: its width and height (tags 256, 257), whether it is a reduced-resolution image
+    /// (NewSubfileType, tag 254, bit 0; or SubfileType, tag 255, 2), and the next directory's offset (0 at the last).
+    /// </summary>
+    private static (uint Width, uint Height, bool Reduced, long Next) ReadTiffDirectory(ReadOnlySpan<byte> data, long ifd, bool little)
+    {
         int entries = U16(data, (int)ifd, little);
         uint width = 0, height = 0;
+        bool reduced = false;
         for (int i = 0; i < entries; i++)
         {
-            int entry = (int)ifd + 2 + (i * 12);
+            long entry = ifd + 2 + (i * 12L);
             if (entry + 12 > data.Length)
             {
                 throw new InvalidImageException("truncated TIFF directory");
             }
 
-            ushort tag = U16(data, entry, little);
-            ushort type = U16(data, entry + 2, little);
-            uint value = type == 3 ? U16(data, entry + 8, little) : U32(data, entry + 8, little);
-            if (tag == 256)
+            ushort tag = U16(data, (int)entry, little);
+            ushort type = U16(data, (int)entry + 2, little);
+            uint value = type == 3 ? U16(data, (int)entry + 8, little) : U32(data, (int)entry + 8, little);
+            switch (tag)
             {
-                width = value;
-            }
-            else if (tag == 257)
-            {
-                height = value;
+                case 254:
+                    reduced = (value & 1) != 0;
+                    break;
+                case 255:
+                    reduced = value == 2;
+                    break;
+                case 256:
+                    width = value;
+                    break;
+                case 257:
+                    height = value;
+                    break;
             }
         }
 
-        return Checked(ImageFormat.Tiff, width, height);
+        long nextAt = ifd + 2 + (entries * 12L);
+        return (width, height, reduced, nextAt + 4 <= data.Length ? U32(data, (int)nextAt, little) : 0);
     }
 
     private static uint U32(ReadOnlySpan<byte> data, int at, bool little) =>
