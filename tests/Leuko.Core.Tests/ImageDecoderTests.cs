@@ -272,6 +272,57 @@ public sealed class ImageDecoderTests
         Assert.Contains("grayscale", ReasonFor(Encode(gray, ".png")));
     }
 
+    /// <summary>A gradient of grays, 0 to 255 across, each pixel's channels offset by (0, <paramref name="tint"/>, 0) from it.</summary>
+    private static Mat GrayGradient(int tint)
+    {
+        var image = new Mat(200, 256, MatType.CV_8UC3);
+        for (int y = 0; y < 200; y++)
+        {
+            for (int x = 0; x < 256; x++)
+            {
+                image.Set(y, x, new Vec3b((byte)x, (byte)Math.Min(255, x + tint), (byte)x));
+            }
+        }
+
+        return image;
+    }
+
+    [Theory]
+    [InlineData(".jpg")]
+    [InlineData(".png")]
+    [InlineData(".tiff")]
+    public void Refuses_a_gray_picture_stored_with_colour_channels(string extension)
+    {
+        using var gray = GrayGradient(0);
+        Assert.Contains("no colour: every pixel is a shade of gray", ReasonFor(Encode(gray, extension)));
+    }
+
+    [Fact]
+    public void Refuses_gray_with_alpha_which_decodes_as_four_channels()
+    {
+        using var gray = GrayGradient(0);
+        using var bgra = new Mat();
+        Cv2.CvtColor(gray, bgra, ColorConversionCodes.BGR2BGRA);
+        Assert.Contains("no colour", ReasonFor(Encode(bgra, ".png")));
+    }
+
+    [Fact]
+    public void Accepts_an_image_whose_colour_is_faint_or_in_a_single_strip()
+    {
+        using var faint = GrayGradient(ImageDecoder.MaxGraySpread + 4);
+        using var decoded = ImageDecoder.Decode(Encode(faint, ".png"));
+        Assert.Equal(new Size(256, 200), decoded.Size());
+
+        using var gray = GrayGradient(0);
+        using (var lastRow = gray.Row(199)) // colour only in the last strip the check reads
+        {
+            lastRow.SetTo(new Scalar(40, 40, 200));
+        }
+
+        using var last = ImageDecoder.Decode(Encode(gray, ".png"));
+        Assert.Equal(new Size(256, 200), last.Size());
+    }
+
     [Fact]
     public void Refuses_corrupt_pixel_data_behind_a_valid_header()
     {

@@ -121,17 +121,65 @@ public static class ImageDecoder
                 throw new InvalidImageException($"unsupported {Name(format)} sample type (only 8-bit and 16-bit images are supported)");
         }
 
-        if (eightBit.Channels() == 3)
-        {
-            return eightBit.Clone();
-        }
-
-        if (eightBit.Channels() != 4)
+        if (eightBit.Channels() != 3 && eightBit.Channels() != 4)
         {
             throw new InvalidImageException($"unsupported {Name(format)} layout with {eightBit.Channels()} channels");
         }
 
-        return CompositeOverWhite(eightBit);
+        var bgr = eightBit.Channels() == 3 ? eightBit.Clone() : CompositeOverWhite(eightBit);
+        if (IsShadesOfGray(bgr))
+        {
+            // A grayscale picture stored with colour channels (a monochrome camera's RGB file, gray with alpha, which
+            // the decoder gives as BGRA), or a blank one: no stain to find leukocytes by.
+            bgr.Dispose();
+            throw new InvalidImageException(
+                $"no colour: every pixel is a shade of gray (its channels differ by at most {MaxGraySpread}); " +
+                "leukocytes are found by the colour of the stain, so a colour photograph is needed");
+        }
+
+        return bgr;
+    }
+
+    /// <summary>
+    /// Largest difference between two channels of a pixel that still counts as gray: a gray picture's JPEG comes back
+    /// within a few levels; a stained smear's red cells and background differ by tens.
+    /// </summary>
+    public const int MaxGraySpread = 8;
+
+    /// <summary>Whether no pixel's channels differ by more than <see cref="MaxGraySpread"/>, strip by strip (a colour image stops at its first).</summary>
+    private static bool IsShadesOfGray(Mat bgr)
+    {
+        const int strip = 64;
+        using var spread = new Mat();
+        using var other = new Mat();
+        int height = bgr.Rows, width = bgr.Cols;
+        for (int y = 0; y < height; y += strip)
+        {
+            using var rows = new Mat(bgr, new Rect(0, y, width, Math.Min(strip, height - y)));
+            var planes = rows.Split();
+            try
+            {
+                Cv2.Absdiff(planes[0], planes[1], spread);
+                Cv2.Absdiff(planes[1], planes[2], other);
+                Cv2.Max(spread, other, spread);
+                Cv2.Absdiff(planes[0], planes[2], other);
+                Cv2.Max(spread, other, spread);
+                Cv2.MinMaxLoc(spread, out double _, out double max);
+                if (max > MaxGraySpread)
+                {
+                    return false;
+                }
+            }
+            finally
+            {
+                foreach (var plane in planes)
+                {
+                    plane.Dispose();
+                }
+            }
+        }
+
+        return true;
     }
 
     // A transparent pixel shows the page behind it, and on a smear photograph that is empty background:
