@@ -248,6 +248,13 @@ public sealed class ImageDecoderTests
     }
 
     [Fact]
+    public void A_TIFF_whose_next_directory_is_cut_short_is_read_by_its_first()
+    {
+        var data = TiffDirectories((640, 480, 0), (640, 480, 0))[..^20]; // the second directory's last entry and its link gone
+        Assert.Equal(640, ImageHeader.Read(data).Width);
+    }
+
+    [Fact]
     public void Refuses_a_1x1_image()
     {
         using var tiny = Colour(1, 1);

@@ -324,7 +324,16 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
         int pages = 1;
         while (next != 0 && next + 2 <= data.Length && seen.Add(next) && seen.Count <= MaxTiffDirectories)
         {
-            (_, _, bool reduced, next) = ReadTiffDirectory(data, next, little);
+            bool reduced;
+            try
+            {
+                (_, _, reduced, next) = ReadTiffDirectory(data, next, little);
+            }
+            catch (InvalidImageException)
+            {
+                break; // a later directory cut short: the first page, which the decoder reads, is whole
+            }
+
             pages += reduced ? 0 : 1;
         }
 
