@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace Leuko.Cli;
 
 /// <summary>An input image: where it is, and the name its outputs take (its path relative to the folder given, or its file name).</summary>
@@ -28,7 +30,7 @@ internal static class InputFiles
         {
             if (Directory.Exists(path))
             {
-                foreach (var file in Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
+                foreach (var file in FilesUnder(path, skipped))
                 {
                     if (extensions.Contains(System.IO.Path.GetExtension(file)))
                     {
@@ -69,6 +71,79 @@ internal static class InputFiles
             result.Add(new InputFile(file, unique));
         }
     }
+
+    /// <summary>
+    /// Every file under <paramref name="root"/>, in ordinal order of path. Links to folders are followed, as
+    /// <c>find -L</c> does, but each folder is searched once, by its real path, and after every folder that is no link
+    /// (so a folder's files keep its own path, not a link's): a link to a folder that holds it (a loop, which would
+    /// otherwise be searched without end) or to one already searched adds nothing. A folder that cannot be listed goes
+    /// to <paramref name="skipped"/> with the reason; the others are still searched.
+    /// </summary>
+    private static List<string> FilesUnder(string root, ICollection<(string Path, string Reason)>? skipped)
+    {
+        var files = new List<string>();
+        var searched = new HashSet<string>(StringComparer.Ordinal);
+        // Above: the real path of the folder a folder was found in, with a trailing slash.
+        var folders = new Stack<(string Path, string Above)>([(root, "")]);
+        var links = new Queue<(string Path, string Above)>();
+        while (folders.TryPop(out var next) || links.TryDequeue(out next))
+        {
+            var (folder, real) = (next.Path, RealPath(next.Path));
+            var within = real.EndsWith('/') ? real : real + "/";
+            if (next.Above.StartsWith(within, StringComparison.Ordinal) || !searched.Add(real))
+            {
+                continue;
+            }
+
+            try
+            {
+                files.AddRange(Directory.EnumerateFiles(folder));
+                var subs = Directory.EnumerateDirectories(folder).Order(StringComparer.Ordinal).ToList();
+                // Pushed last-first, so that folders are searched in name order whatever the file system's listing order.
+                foreach (var sub in Enumerable.Reverse(subs).Where(s => new DirectoryInfo(s).LinkTarget is null))
+                {
+                    folders.Push((sub, within));
+                }
+
+                foreach (var link in subs.Where(s => new DirectoryInfo(s).LinkTarget is not null))
+                {
+                    links.Enqueue((link, within));
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                skipped?.Add((folder, $"the folder cannot be read: {e.Message}"));
+            }
+        }
+
+        files.Sort(StringComparer.Ordinal);
+        return files;
+    }
+
+    /// <summary>The path with every link resolved (libc's realpath), or its full path where that fails.</summary>
+    private static string RealPath(string path)
+    {
+        if (!OperatingSystem.IsWindows())
+        {
+            nint resolved = realpath(path, 0);
+            if (resolved != 0)
+            {
+                try
+                {
+                    return Marshal.PtrToStringUTF8(resolved)!;
+                }
+                finally
+                {
+                    Marshal.FreeHGlobal(resolved); // malloc'd by realpath; FreeHGlobal is free() on Unix
+                }
+            }
+        }
+
+        return System.IO.Path.GetFullPath(path);
+    }
+
+    [DllImport("libc", SetLastError = false)]
+    private static extern nint realpath([MarshalAs(UnmanagedType.LPUTF8Str)] string path, nint resolved);
 
     /// <summary>Why a folder's file is not read: it is found by its name, and a file named on the command line is read by its content.</summary>
     private static string WhyNotTaken(string file, IReadOnlySet<string> extensions)

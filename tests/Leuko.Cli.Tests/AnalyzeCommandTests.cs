@@ -2,6 +2,7 @@ using System.IO.Compression;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Leuko.Cli.Commands;
+using Leuko.Core.Imaging;
 using Leuko.Pipeline;
 using Leuko.Pipeline.Archives;
 using Leuko.Tests;
@@ -83,6 +84,43 @@ public class AnalyzeCommandTests
         using var named = new TempDir();
         Assert.Equal(0, (await Analyze(named.Path, Path.Combine(inputs.Path, "IMG_0001"))).ExitCode);
         Assert.Equal("completed", Image(Results(named.Path), "IMG_0001")["status"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task APipeADeviceOrAFileNoImageCanBeIsNotReadAndLinkedFoldersAreSearchedOnce()
+    {
+        using var inputs = new TempDir();
+        using var output = new TempDir();
+        File.Copy(CliRunner.SampleImage("BloodImage_00000.jpg"), Path.Combine(inputs.Path, "field.jpg"));
+        var day2 = Directory.CreateDirectory(Path.Combine(inputs.Path, "day2")).FullName;
+        File.Copy(CliRunner.SampleImage("BloodImage_00037.jpg"), Path.Combine(day2, "other.jpg"));
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", Path.Combine(inputs.Path, "pipe.jpg")))
+        {
+            await mkfifo.WaitForExitAsync(); // a named pipe: opening it waits for a writer that never comes
+        }
+
+        using (var big = File.Create(Path.Combine(inputs.Path, "big.jpg")))
+        {
+            big.SetLength(ImageFile.MaxBytes + 1); // sparse: no disk used, and nothing worth reading
+        }
+
+        Directory.CreateSymbolicLink(Path.Combine(day2, "up"), ".."); // a loop: a link to the folder that holds it
+        Directory.CreateSymbolicLink(Path.Combine(inputs.Path, "a-link"), day2); // another name for day2, before it by name
+        Directory.CreateSymbolicLink(Path.Combine(inputs.Path, "self"), inputs.Path);
+
+        var run = Analyze(output.Path, inputs.Path, "/dev/zero"); // a device that never ends
+        Assert.Same(run, await Task.WhenAny(run, Task.Delay(TimeSpan.FromMinutes(3)))); // it used to wait on the pipe, or search the loops without end
+        var r = await run;
+
+        Assert.Equal(1, r.ExitCode);
+        var images = Images(Results(output.Path));
+        Assert.Equal(["big.jpg", "day2/other.jpg", "field.jpg", "pipe.jpg", "/dev/zero"],
+            images.Select(i => i!["source"]!.GetValue<string>()).Select(s => s.StartsWith(inputs.Path, StringComparison.Ordinal) ? Path.GetRelativePath(inputs.Path, s) : s));
+        Assert.Equal(["failed", "completed", "completed", "failed", "failed"], images.Select(i => i!["status"]!.GetValue<string>()));
+        Assert.StartsWith("file too large (268,435,457 bytes): an image file is at most 256 MB", images[0]!["error"]!.GetValue<string>());
+        Assert.Equal(ImageFile.Empty, images[3]!["error"]!.GetValue<string>());
+        Assert.Equal(ImageFile.Empty, images[4]!["error"]!.GetValue<string>());
+        Assert.DoesNotContain("   at ", r.Stderr);
     }
 
     [Fact]

@@ -2,6 +2,7 @@ using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using Leuko.Azure.Hosting;
 using Leuko.Cli.Commands;
+using Leuko.Core.Imaging;
 using Leuko.Pipeline.Stages;
 using Leuko.Pipeline.Storage;
 using Leuko.Tests;
@@ -78,18 +79,32 @@ public class UploadCommandTests
     }
 
     [Fact]
-    public async Task ALinkToNothingInAFolderFailsWithThatReasonAndTheOthersAreSent()
+    public async Task ALinkToNothingAPipeOrAFileNoImageCanBeFailsWithItsReasonAndTheOthersAreSent()
     {
         await Azurite.RequireAsync();
         using var inputs = new TempDir();
         File.Copy(CliRunner.SampleImage("BloodImage_00000.jpg"), Path.Combine(inputs.Path, "field.jpg"));
         File.CreateSymbolicLink(Path.Combine(inputs.Path, "broken.jpg"), Path.Combine(inputs.Path, "moved-away.jpg"));
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", Path.Combine(inputs.Path, "pipe.jpg")))
+        {
+            await mkfifo.WaitForExitAsync(); // opening a named pipe waits for a writer that never comes
+        }
+
+        using (var big = File.Create(Path.Combine(inputs.Path, "big.png")))
+        {
+            big.SetLength(ImageFile.MaxBytes + 1); // sparse
+        }
+
         var prefix = Azurite.Unique("upload-link");
 
-        var r = await Upload(inputs.Path, "--storage", Azurite.ConnectionString, "--prefix", prefix);
+        var run = Upload(inputs.Path, "--storage", Azurite.ConnectionString, "--prefix", prefix);
+        Assert.Same(run, await Task.WhenAny(run, Task.Delay(TimeSpan.FromMinutes(3)))); // it used to wait on the pipe
+        var r = await run;
 
         Assert.Equal(1, r.ExitCode);
         Assert.Contains($"failed: {Path.Combine(inputs.Path, "broken.jpg")}: the file is gone: removed after the run began, or a link to nothing", r.Stderr);
+        Assert.Contains($"failed: {Path.Combine(inputs.Path, "pipe.jpg")}: {ImageFile.Empty}", r.Stderr);
+        Assert.Contains($"failed: {Path.Combine(inputs.Path, "big.png")}: file too large (268,435,457 bytes)", r.Stderr);
         Assert.DoesNotContain("Could not find file", r.Stderr);
         Assert.Equal(new[] { $"uploads/{prefix}/field.jpg" }, Lines(r.Stdout).Keys);
     }

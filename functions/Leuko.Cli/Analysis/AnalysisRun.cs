@@ -119,14 +119,14 @@ internal static class AnalysisRun
         try
         {
             return image.File is not null
-                ? (File.ReadAllBytes(image.File), null)
+                ? (ImageFile.ReadAll(image.File), null)
                 : (image.Archive!.Read(image.Entry!), null);
         }
         catch (FileNotFoundException)
         {
             return (null, InputFiles.Gone);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArchiveEntryException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArchiveEntryException or InvalidImageException)
         {
             return (null, e.Message);
         }

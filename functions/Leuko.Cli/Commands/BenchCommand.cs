@@ -397,7 +397,7 @@ internal static class BenchCommand
             return ExitCodes.MissingDependency;
         }
 
-        var encoded = InputFiles.Expand(paths).Select(f => File.ReadAllBytes(f.Path)).ToArray();
+        var encoded = InputFiles.Expand(paths).Select(f => ImageFile.ReadAll(f.Path)).ToArray();
         if (encoded.Length == 0)
         {
             stderr.WriteLine("error: no images to measure");

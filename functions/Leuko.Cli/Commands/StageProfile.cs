@@ -48,7 +48,7 @@ internal sealed class StageProfile
         {
             var file = files[Math.Max(i, 0)];
             double t0 = ThreadCpuClock.Milliseconds();
-            var data = File.ReadAllBytes(file.Path);
+            var data = ImageFile.ReadAll(file.Path);
             double t1 = ThreadCpuClock.Milliseconds();
             Mat image;
             try

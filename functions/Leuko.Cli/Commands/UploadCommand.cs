@@ -4,6 +4,7 @@ using Azure.Storage.Blobs;
 using Azure.Storage.Blobs.Models;
 using Leuko.Azure.Hosting;
 using Leuko.Cli.Analysis;
+using Leuko.Core.Imaging;
 using Leuko.Pipeline.Stages;
 using Leuko.Pipeline.Storage;
 
@@ -83,6 +84,11 @@ internal static class UploadCommand
             var (container, name) = (archive ? Containers.Archives : Containers.Uploads, folder + file.Name);
             try
             {
+                if (!archive)
+                {
+                    ImageFile.Check(new FileInfo(file.Path).Length); // an empty file or a pipe is not sent; nor one no image can be
+                }
+
                 await service.GetBlobContainerClient(container).GetBlobClient(name).UploadAsync(file.Path, new BlobUploadOptions(), ct);
                 var (kind, id) = archive ? ("batch", PipelineIds.Batch(name)) : ("image", PipelineIds.Image(name));
                 var path = archive ? LeukoApi.BatchPath(id) : LeukoApi.ImagePath(id);
@@ -91,7 +97,7 @@ internal static class UploadCommand
                     stdout.WriteLine($"{container}/{name}\t{kind} {id}\t{server.TrimEnd('/')}{path}");
                 }
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or RequestFailedException or AggregateException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or RequestFailedException or AggregateException or InvalidImageException)
             {
                 Interlocked.Increment(ref failed);
                 lock (output)

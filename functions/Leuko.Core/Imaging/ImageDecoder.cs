@@ -97,8 +97,8 @@ public static class ImageDecoder
 
     private static string Name(ImageFormat format) => format.ToString().ToUpperInvariant();
 
-    /// <summary>Reads and decodes a file.</summary>
-    public static Mat DecodeFile(string path) => Decode(File.ReadAllBytes(path));
+    /// <summary>Reads (<see cref="ImageFile.ReadAll"/>) and decodes a file.</summary>
+    public static Mat DecodeFile(string path) => Decode(ImageFile.ReadAll(path));
 
     private static Mat ToBgr8(Mat raw, ImageFormat format)
     {

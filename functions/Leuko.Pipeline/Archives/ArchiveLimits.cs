@@ -1,3 +1,5 @@
+using Leuko.Core.Imaging;
+
 namespace Leuko.Pipeline.Archives;
 
 /// <summary>
@@ -6,14 +8,14 @@ namespace Leuko.Pipeline.Archives;
 /// </summary>
 /// <param name="MaxEntries">Most entries (files and folders) in one archive; more and the whole archive is refused.</param>
 /// <param name="MaxTotalBytes">Most uncompressed bytes in one archive, declared or actually inflated.</param>
-/// <param name="MaxEntryBytes">Most uncompressed bytes in one entry (a 50-megapixel BMP is 150 MB).</param>
+/// <param name="MaxEntryBytes">Most uncompressed bytes in one entry: as for an image file (<see cref="ImageFile.MaxBytes"/>).</param>
 /// <param name="MaxCompressionRatio">Most uncompressed bytes per compressed byte for an entry of at least <paramref name="RatioCheckedFrom"/> bytes.
 /// Photographs barely compress (JPEG and PNG about 1:1, BMP rarely beyond 10:1); bombs reach 1000:1.</param>
 /// <param name="RatioCheckedFrom">Entries smaller than this are not held to the ratio (tiny files compress well and cannot hurt).</param>
 public sealed record ArchiveLimits(
     int MaxEntries = 50_000,
     long MaxTotalBytes = 16L * 1024 * 1024 * 1024,
-    long MaxEntryBytes = 256L * 1024 * 1024,
+    long MaxEntryBytes = ImageFile.MaxBytes,
     double MaxCompressionRatio = 100,
     long RatioCheckedFrom = 1024 * 1024)
 {
