@@ -138,6 +138,37 @@ public class AnalyzeCommandTests
         Assert.Contains("notes.txt: not an image by its name (.txt)", r.Stderr);
     }
 
+    [Theory]
+    [InlineData("analyze")]
+    [InlineData("segment")]
+    [InlineData("segment --dataset")]
+    [InlineData("export reviews")]
+    public async Task AnOutputFolderThatCannotBeMadeIsOneErrorBeforeAnyWork(string command)
+    {
+        using var temp = new TempDir();
+        var file = Path.Combine(temp.Path, "results.json");
+        File.WriteAllText(file, "kept");
+        string[] arguments = command switch
+        {
+            "segment --dataset" => ["segment", "--dataset", CliRunner.SampleImages],
+            "export reviews" => ["export", "reviews", "--storage", "UseDevelopmentStorage=true"], // the folder is checked before the storage
+            _ => [command, CliRunner.SampleImage("BloodImage_00000.jpg")],
+        };
+        foreach (var (output, says) in new[] { (file, "is a file; give a folder"), (Path.Combine(file, "out"), "cannot write to the output folder") })
+        {
+            var r = await CliRunner.RunAsync([.. arguments, "--out", output]);
+
+            Assert.Equal(ExitCodes.BadUsage, r.ExitCode);
+            Assert.Contains($"error: ", r.Stderr);
+            Assert.Contains(says, r.Stderr);
+            Assert.DoesNotContain("   at ", r.Stderr);
+            Assert.Equal("", r.Stdout);
+        }
+
+        Assert.Equal("kept", File.ReadAllText(file));
+        Assert.Equal([file], Directory.GetFileSystemEntries(temp.Path));
+    }
+
     [Fact]
     public async Task TheSampleFieldsGiveEveryOutput()
     {

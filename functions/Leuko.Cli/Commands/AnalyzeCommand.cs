@@ -75,6 +75,11 @@ internal static class AnalyzeCommand
             return ExitCodes.MissingDependency;
         }
 
+        if (OutputFolder.Create(outputDir, stderr) is null)
+        {
+            return ExitCodes.BadUsage;
+        }
+
         // OpenCV's first-call costs paid on another core while the model loads (a one-image run, ReadyToRun: 0.45-0.55 s
         // wall against 0.57-0.67 without, four interleaved runs each).
         var warmUp = Task.Run(WarmUp, CancellationToken.None);

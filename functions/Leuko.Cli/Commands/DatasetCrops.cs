@@ -31,6 +31,11 @@ internal static class DatasetCrops
             return Task.FromResult(ExitCodes.BadUsage);
         }
 
+        if (OutputFolder.Create(output.FullName, stderr) is null)
+        {
+            return Task.FromResult(ExitCodes.BadUsage);
+        }
+
         var files = InputFiles.Expand([root.FullName]);
         if (files.Count == 0)
         {
@@ -47,7 +52,6 @@ internal static class DatasetCrops
             progress.Advance();
         });
 
-        Directory.CreateDirectory(output.FullName);
         using (var index = new StreamWriter(Path.Combine(output.FullName, "dataset.tsv")))
         using (var unsegmented = new StreamWriter(Path.Combine(output.FullName, "unsegmented.tsv")))
         using (var fields = new StreamWriter(Path.Combine(output.FullName, "fields.tsv")))

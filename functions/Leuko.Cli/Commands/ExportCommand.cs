@@ -44,6 +44,11 @@ internal static class ExportCommand
     internal static async Task<int> RunAsync(
         string connectionString, string outputPath, string? sourcePrefix, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
     {
+        if (OutputFolder.Create(outputPath, stderr) is not { } output)
+        {
+            return ExitCodes.BadUsage;
+        }
+
         if (await UploadCommand.ConnectAsync(connectionString, stderr, cancellationToken) is not { } blobService)
         {
             return ExitCodes.BadUsage;
@@ -63,7 +68,6 @@ internal static class ExportCommand
             states = []; // no review table: nothing was ever reviewed
         }
 
-        var output = Directory.CreateDirectory(outputPath);
         int images = 0, signed = 0, cellsWritten = 0;
         var missing = new List<string>();
         await using (var index = new StreamWriter(Path.Combine(output.FullName, "dataset.tsv")))

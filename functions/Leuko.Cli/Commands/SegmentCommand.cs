@@ -63,6 +63,11 @@ internal static class SegmentCommand
             return Task.FromResult(ExitCodes.MissingDependency);
         }
 
+        if (OutputFolder.Create(output.FullName, stderr) is null)
+        {
+            return Task.FromResult(ExitCodes.BadUsage);
+        }
+
         IReadOnlyList<InputFile> files;
         try
         {
@@ -77,7 +82,6 @@ internal static class SegmentCommand
         var segmenter = new LeukocyteSegmenter();
         var records = new ImageRecord[files.Count];
         var progress = new Progress("segment", files.Count, stderr);
-        Directory.CreateDirectory(output.FullName);
         Parallel.For(0, files.Count, new ParallelOptions { CancellationToken = cancellationToken }, i =>
         {
             records[i] = SegmentOne(segmenter, files[i], output.FullName, writeMasks, size, scale);
