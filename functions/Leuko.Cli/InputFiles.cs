@@ -5,6 +5,9 @@ namespace Leuko.Cli;
 /// <summary>An input image: where it is, and the name its outputs take (its path relative to the folder given, or its file name).</summary>
 internal sealed record InputFile(string Path, string Name);
 
+/// <summary>An input folder is the output folder too (<see cref="InputFiles.Expand"/>).</summary>
+internal sealed class OutputAmongInputsException(string message) : Exception(message);
+
 /// <summary>Expands the files and folders given on a command line into image files.</summary>
 internal static class InputFiles
 {
@@ -17,12 +20,17 @@ internal static class InputFiles
     /// <summary>
     /// Folders are searched recursively for <paramref name="extensions"/> (default: image extensions); files named explicitly are always taken, so that a
     /// wrong file is reported rather than silently skipped. Order is stable (ordinal by path); each file once. A folder's
-    /// other files go to <paramref name="skipped"/> with the reason, when given.
+    /// other files go to <paramref name="skipped"/> with the reason, when given. The folder <paramref name="output"/>, where
+    /// a command writes (its annotated images, crops and reports), is not searched when it lies in a folder given: a
+    /// second run into the same place would otherwise read the first run's outputs as inputs.
     /// </summary>
+    /// <exception cref="FileNotFoundException">A path does not exist.</exception>
+    /// <exception cref="OutputAmongInputsException">A folder given is <paramref name="output"/> itself.</exception>
     public static IReadOnlyList<InputFile> Expand(IEnumerable<string> paths, IReadOnlySet<string>? extensions = null,
-        ICollection<(string Path, string Reason)>? skipped = null)
+        ICollection<(string Path, string Reason)>? skipped = null, string? output = null)
     {
         extensions ??= ImageExtensions;
+        var outputReal = output is not null && Directory.Exists(output) ? RealPath(output) : null;
         var seen = new HashSet<string>(StringComparer.Ordinal);
         var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         var result = new List<InputFile>();
@@ -30,7 +38,14 @@ internal static class InputFiles
         {
             if (Directory.Exists(path))
             {
-                foreach (var file in FilesUnder(path, skipped))
+                if (outputReal is not null && RealPath(path) == outputReal)
+                {
+                    throw new OutputAmongInputsException(
+                        $"the output folder '{path}' is also an input folder: the results written there would be read as images by the next run; " +
+                        "give another --out (a folder inside the inputs, such as results/, is fine: it is not searched)");
+                }
+
+                foreach (var file in FilesUnder(path, skipped, outputReal))
                 {
                     if (extensions.Contains(System.IO.Path.GetExtension(file)))
                     {
@@ -77,9 +92,10 @@ internal static class InputFiles
     /// <c>find -L</c> does, but each folder is searched once, by its real path, and after every folder that is no link
     /// (so a folder's files keep its own path, not a link's): a link to a folder that holds it (a loop, which would
     /// otherwise be searched without end) or to one already searched adds nothing. A folder that cannot be listed goes
-    /// to <paramref name="skipped"/> with the reason; the others are still searched.
+    /// to <paramref name="skipped"/> with the reason; the others are still searched. The folder whose real path is
+    /// <paramref name="excluded"/> is not searched.
     /// </summary>
-    private static List<string> FilesUnder(string root, ICollection<(string Path, string Reason)>? skipped)
+    private static List<string> FilesUnder(string root, ICollection<(string Path, string Reason)>? skipped, string? excluded)
     {
         var files = new List<string>();
         var searched = new HashSet<string>(StringComparer.Ordinal);
@@ -90,7 +106,7 @@ internal static class InputFiles
         {
             var (folder, real) = (next.Path, RealPath(next.Path));
             var within = real.EndsWith('/') ? real : real + "/";
-            if (next.Above.StartsWith(within, StringComparison.Ordinal) || !searched.Add(real))
+            if (next.Above.StartsWith(within, StringComparison.Ordinal) || !searched.Add(real) || real == excluded)
             {
                 continue;
             }

@@ -170,6 +170,51 @@ public class AnalyzeCommandTests
     }
 
     [Fact]
+    public async Task AnOutputFolderInsideTheInputsIsNotReadAsInputsByTheNextRun()
+    {
+        using var temp = new TempDir();
+        foreach (var name in new[] { "BloodImage_00000.jpg", "BloodImage_00009.jpg" })
+        {
+            File.Copy(CliRunner.SampleImage(name), Path.Combine(temp.Path, name));
+        }
+
+        var output = Path.Combine(temp.Path, "results");
+        var first = await Analyze(output, temp.Path);
+        var again = await Analyze(output, temp.Path);
+
+        Assert.Equal(ExitCodes.Success, first.ExitCode);
+        Assert.Equal(ExitCodes.Success, again.ExitCode);
+        Assert.True(Directory.GetFiles(Path.Combine(output, "annotated")).Length == 2, first.Stdout);
+        Assert.StartsWith("2 images in ", again.Stdout); // not the first run's annotated copies too
+        Assert.Equal(2, Images(Results(output)).Count);
+        Assert.Empty(Results(output)["skipped"]!.AsArray()); // nor its results.json, results.csv and report.html
+
+        Directory.Delete(output, recursive: true);
+        var segmented = Path.Combine(temp.Path, "segmented");
+        var segmentedOnce = await CliRunner.RunAsync("segment", temp.Path, "--out", segmented);
+        var segmentedAgain = await CliRunner.RunAsync("segment", temp.Path, "--out", segmented);
+        Assert.StartsWith("2 images: ", segmentedOnce.Stdout);
+        Assert.StartsWith("2 images: ", segmentedAgain.Stdout); // not the first run's crops too
+    }
+
+    [Theory]
+    [InlineData("analyze")]
+    [InlineData("segment")]
+    [InlineData("segment --dataset")]
+    public async Task TheInputFolderItselfAsTheOutputFolderIsRefused(string command)
+    {
+        using var temp = new TempDir();
+        File.Copy(CliRunner.SampleImage("BloodImage_00000.jpg"), Path.Combine(temp.Path, "BloodImage_00000.jpg"));
+        string[] arguments = command == "segment --dataset" ? ["segment", "--dataset", temp.Path] : [command, temp.Path];
+
+        var r = await CliRunner.RunAsync([.. arguments, "--out", Path.Combine(temp.Path, ".")]);
+
+        Assert.Equal(ExitCodes.BadUsage, r.ExitCode);
+        Assert.Contains("is also an input folder", r.Stderr);
+        Assert.Equal(["BloodImage_00000.jpg"], Directory.GetFileSystemEntries(temp.Path).Select(Path.GetFileName));
+    }
+
+    [Fact]
     public async Task TheSampleFieldsGiveEveryOutput()
     {
         using var temp = new TempDir();

@@ -36,16 +36,17 @@ internal sealed class AnalysisPlan : IDisposable
 
     public List<SkippedInput> Skipped { get; } = [];
 
-    /// <summary>Expands files, folders (recursively: images and zip archives) and zip archives.</summary>
+    /// <summary>Expands files, folders (recursively: images and zip archives) and zip archives; <paramref name="output"/>, where the run writes, is not searched.</summary>
     /// <exception cref="FileNotFoundException">A path does not exist.</exception>
-    public static AnalysisPlan Create(IEnumerable<string> paths, ArchiveLimits limits)
+    /// <exception cref="OutputAmongInputsException">A folder given is <paramref name="output"/>.</exception>
+    public static AnalysisPlan Create(IEnumerable<string> paths, ArchiveLimits limits, string? output = null)
     {
         var plan = new AnalysisPlan();
         var names = new OutputNames();
         try
         {
             var notTaken = new List<(string Path, string Reason)>();
-            foreach (var input in InputFiles.Expand(paths, Extensions, notTaken))
+            foreach (var input in InputFiles.Expand(paths, Extensions, notTaken, output))
             {
                 if (IsArchive(input.Path))
                 {

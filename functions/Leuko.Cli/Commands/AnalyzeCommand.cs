@@ -94,11 +94,11 @@ internal static class AnalyzeCommand
         AnalysisPlan plan;
         try
         {
-            plan = AnalysisPlan.Create(inputPaths, limits);
+            plan = AnalysisPlan.Create(inputPaths, limits, outputDir);
         }
-        catch (FileNotFoundException e)
+        catch (Exception e) when (e is FileNotFoundException or OutputAmongInputsException)
         {
-            stderr.WriteLine($"error: {e.Message}");
+            stderr.WriteLine($"error: {TerminalText.OneLine(e.Message)}");
             return ExitCodes.BadUsage;
         }
 

@@ -36,7 +36,17 @@ internal static class DatasetCrops
             return Task.FromResult(ExitCodes.BadUsage);
         }
 
-        var files = InputFiles.Expand([root.FullName]);
+        IReadOnlyList<InputFile> files;
+        try
+        {
+            files = InputFiles.Expand([root.FullName], output: output.FullName);
+        }
+        catch (OutputAmongInputsException e)
+        {
+            stderr.WriteLine($"error: {TerminalText.OneLine(e.Message)}");
+            return Task.FromResult(ExitCodes.BadUsage);
+        }
+
         if (files.Count == 0)
         {
             stderr.WriteLine($"error: no images under '{root.FullName}'");

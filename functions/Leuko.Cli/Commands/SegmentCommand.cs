@@ -71,11 +71,11 @@ internal static class SegmentCommand
         IReadOnlyList<InputFile> files;
         try
         {
-            files = InputFiles.Expand(inputPaths);
+            files = InputFiles.Expand(inputPaths, output: output.FullName);
         }
-        catch (FileNotFoundException e)
+        catch (Exception e) when (e is FileNotFoundException or OutputAmongInputsException)
         {
-            stderr.WriteLine($"error: {e.Message}");
+            stderr.WriteLine($"error: {TerminalText.OneLine(e.Message)}");
             return Task.FromResult(ExitCodes.BadUsage);
         }
 
