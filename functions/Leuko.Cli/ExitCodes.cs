@@ -12,4 +12,7 @@ internal static class ExitCodes
 
     /// <summary>A native library the image code needs is missing.</summary>
     public const int MissingDependency = 3;
+
+    /// <summary>Stopped by Ctrl+C (SIGINT) or SIGTERM before every input was analysed (the shell's 128 + SIGINT).</summary>
+    public const int Interrupted = 130;
 }

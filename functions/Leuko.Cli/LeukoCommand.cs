@@ -28,6 +28,10 @@ public static class LeukoCommand
     public static async Task<int> InvokeAsync(string[] args, InvocationConfiguration? configuration = null)
     {
         var parse = Create().Parse(args);
+        // Ctrl+C and SIGTERM cancel the command's token and leave it this long to stop cleanly (analyze finishes the
+        // images it has read and writes their results; serve stops its host) before the process is ended with 130.
+        configuration ??= new InvocationConfiguration();
+        configuration.ProcessTerminationTimeout ??= TimeSpan.FromSeconds(30);
         int exit = await parse.InvokeAsync(configuration);
         return parse.Errors.Count > 0 && exit != ExitCodes.Success ? ExitCodes.BadUsage : exit;
     }

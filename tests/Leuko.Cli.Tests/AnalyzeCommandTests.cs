@@ -107,6 +107,11 @@ public class AnalyzeCommandTests
         Directory.CreateSymbolicLink(Path.Combine(day2, "up"), ".."); // a loop: a link to the folder that holds it
         Directory.CreateSymbolicLink(Path.Combine(inputs.Path, "a-link"), day2); // another name for day2, before it by name
         Directory.CreateSymbolicLink(Path.Combine(inputs.Path, "self"), inputs.Path);
+        File.CreateSymbolicLink(Path.Combine(inputs.Path, "linked.jpg"), "field.jpg"); // a link's own length is its target's name's
+        File.CreateSymbolicLink(Path.Combine(inputs.Path, "pipe-link.jpg"), Path.Combine(inputs.Path, "pipe.jpg"));
+        File.CreateSymbolicLink(Path.Combine(inputs.Path, "big-link.jpg"), Path.Combine(inputs.Path, "big.jpg"));
+        File.CreateSymbolicLink(Path.Combine(inputs.Path, "loop-a.jpg"), "loop-b.jpg");
+        File.CreateSymbolicLink(Path.Combine(inputs.Path, "loop-b.jpg"), "loop-a.jpg");
 
         var run = Analyze(output.Path, inputs.Path, "/dev/zero"); // a device that never ends
         Assert.Same(run, await Task.WhenAny(run, Task.Delay(TimeSpan.FromMinutes(3)))); // it used to wait on the pipe, or search the loops without end
@@ -114,12 +119,13 @@ public class AnalyzeCommandTests
 
         Assert.Equal(1, r.ExitCode);
         var images = Images(Results(output.Path));
-        Assert.Equal(["big.jpg", "day2/other.jpg", "field.jpg", "pipe.jpg", "/dev/zero"],
+        Assert.Equal(["big-link.jpg", "big.jpg", "day2/other.jpg", "field.jpg", "linked.jpg", "loop-a.jpg", "loop-b.jpg", "pipe-link.jpg", "pipe.jpg", "/dev/zero"],
             images.Select(i => i!["source"]!.GetValue<string>()).Select(s => s.StartsWith(inputs.Path, StringComparison.Ordinal) ? Path.GetRelativePath(inputs.Path, s) : s));
-        Assert.Equal(["failed", "completed", "completed", "failed", "failed"], images.Select(i => i!["status"]!.GetValue<string>()));
-        Assert.StartsWith("file too large (268,435,457 bytes): an image file is at most 256 MB", images[0]!["error"]!.GetValue<string>());
-        Assert.Equal(ImageFile.Empty, images[3]!["error"]!.GetValue<string>());
-        Assert.Equal(ImageFile.Empty, images[4]!["error"]!.GetValue<string>());
+        Assert.Equal(["failed", "failed", "completed", "completed", "completed", "failed", "failed", "failed", "failed", "failed"], images.Select(i => i!["status"]!.GetValue<string>()));
+        Assert.All(images.Take(2), i => Assert.StartsWith("file too large (268,435,457 bytes): an image file is at most 256 MB", i!["error"]!.GetValue<string>()));
+        Assert.Equal(images[3]!["cells"]!.ToJsonString(), images[4]!["cells"]!.ToJsonString()); // the link reads as the file it leads to
+        Assert.All(images.Skip(5).Take(2), i => Assert.Contains("symbolic links", i!["error"]!.GetValue<string>()));
+        Assert.All(images.Skip(7), i => Assert.Equal(ImageFile.Empty, i!["error"]!.GetValue<string>()));
         Assert.DoesNotContain("   at ", r.Stderr);
     }
 
@@ -584,6 +590,111 @@ public class AnalyzeCommandTests
         Assert.Contains("uncompressed bytes, more than the limit", Image(results, "big.zip")["error"]!.GetValue<string>());
         Assert.Contains("not a readable zip archive", Image(results, "broken.zip")["error"]!.GetValue<string>());
         Assert.Equal("completed", Image(results, "plain.jpg")["status"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task AStoppedRunWritesTheResultsOfEveryImageItReadInInputOrderAndSaysItWasInterrupted()
+    {
+        using var inputs = new TempDir();
+        using var output = new TempDir();
+        var samples = Directory.GetFiles(CliRunner.SampleImages).Order(StringComparer.Ordinal).ToArray();
+        for (int i = 0; i < 60; i++)
+        {
+            File.CreateSymbolicLink(Path.Combine(inputs.Path, $"field{i:000}.jpg"), samples[i % samples.Length]);
+        }
+
+        using var classifier = Leuko.Core.Classification.LeukocyteClassifier.Load(Leuko.Core.Classification.LeukocyteClassifier.DefaultModelPath);
+        using var plan = Leuko.Cli.Analysis.AnalysisPlan.Create([inputs.Path], ArchiveLimits.Default);
+        using var stop = new CancellationTokenSource();
+        int seen = 0;
+
+        // Stopped when the first image is done: the images already read (a window of parallel x 8 at most) are finished.
+        var outcome = await AnalyzeCommand.AnalyzeAsync(plan, classifier, output.Path, ["json", "csv", "html"], 1,
+            _ => { if (Interlocked.Increment(ref seen) == 1) { stop.Cancel(); } }, stop.Token);
+
+        var results = Results(output.Path);
+        int done = Images(results).Count;
+        Assert.InRange(done, 1, 59);
+        Assert.Equal(done, seen);
+        Assert.Equal(Enumerable.Range(0, done).Select(i => $"field{i:000}.jpg"), Images(results).Select(i => Path.GetFileName(i!["source"]!.GetValue<string>())));
+        Assert.Equal(60 - done, results["summary"]!["notAnalysed"]!.GetValue<int>());
+        Assert.Equal(done, outcome.Summary.Images);
+        Assert.Equal(done, Directory.GetFiles(Path.Combine(output.Path, "annotated")).Length);
+        Assert.Contains("Not analysed (the run was interrupted)", File.ReadAllText(Path.Combine(output.Path, "report.html")));
+        Assert.Empty(Directory.GetFiles(output.Path, "*.part"));
+
+        // Stopped before it starts: every result file says so, with no image in it, and the command exits with 130.
+        using var none = new TempDir();
+        var stderr = new StringWriter();
+        int exit = await AnalyzeCommand.RunAsync([inputs.Path], none.Path, ["json", "csv", "html"], 1, Leuko.Core.Classification.LeukocyteClassifier.DefaultModelPath,
+            ArchiveLimits.Default, TextWriter.Null, stderr, new CancellationToken(canceled: true));
+        Assert.Equal(ExitCodes.Interrupted, exit);
+        Assert.Contains("interrupted: 0 of 60 images analysed", stderr.ToString());
+        Assert.Equal(60, Results(none.Path)["summary"]!["notAnalysed"]!.GetValue<int>());
+        Assert.Empty(Images(Results(none.Path)));
+    }
+
+    [Fact]
+    public async Task SigtermStopsARunCleanlyWithTheResultsSoFar()
+    {
+        using var inputs = new TempDir();
+        using var output = new TempDir();
+        var samples = Directory.GetFiles(CliRunner.SampleImages).Order(StringComparer.Ordinal).ToArray();
+        for (int i = 0; i < 3000; i++) // far more than any machine analyses before the signal: the run is stopped, not finished
+        {
+            File.CreateSymbolicLink(Path.Combine(inputs.Path, $"field{i:0000}.jpg"), samples[i % samples.Length]);
+        }
+
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "leuko.dll"), "analyze", inputs.Path, "--out", output.Path })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var stdoutText = process.StandardOutput.ReadToEndAsync();
+        var stderrLines = new List<string>();
+        var progressed = new TaskCompletionSource();
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is null)
+            {
+                return;
+            }
+
+            lock (stderrLines)
+            {
+                stderrLines.Add(e.Data);
+            }
+
+            if (e.Data.StartsWith("analyze: ", StringComparison.Ordinal))
+            {
+                progressed.TrySetResult(); // the progress line: images are being analysed
+            }
+        };
+        process.BeginErrorReadLine();
+        await progressed.Task.WaitAsync(TimeSpan.FromMinutes(2));
+        using (var kill = System.Diagnostics.Process.Start("kill", ["-TERM", $"{process.Id}"]))
+        {
+            await kill.WaitForExitAsync();
+        }
+
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(2));
+        string stderr;
+        lock (stderrLines)
+        {
+            stderr = string.Join('\n', stderrLines);
+        }
+
+        Assert.True(process.ExitCode == ExitCodes.Interrupted, $"exit {process.ExitCode}: {stderr}");
+        var results = Results(output.Path);
+        int done = Images(results).Count;
+        Assert.InRange(done, 1, 2999);
+        Assert.Equal(3000 - done, results["summary"]!["notAnalysed"]!.GetValue<int>());
+        Assert.Contains($"interrupted: {done} of 3000 images analysed", stderr);
+        Assert.StartsWith($"{done} images in ", await stdoutText);
+        Assert.Empty(Directory.GetFiles(output.Path, "*.part"));
+        Assert.True(File.Exists(Path.Combine(output.Path, "report.html")));
     }
 
     [Theory]

@@ -115,15 +115,15 @@ internal sealed class AnalysisPlan : IDisposable
     /// </summary>
     internal static bool IsArchive(string path)
     {
-        if (new FileInfo(path) is not { Exists: true, Length: > 0 })
-        {
-            return false; // an empty file, a named pipe or a device is not opened: reading it as an image says why
-        }
-
         Span<byte> head = stackalloc byte[16];
         int read;
         try
         {
+            if (ImageFile.Target(path) is not { Exists: true, Length: > 0 })
+            {
+                return false; // an empty file, a named pipe or a device is not opened: reading it as an image says why
+            }
+
             using var f = File.OpenRead(path);
             read = f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
         }

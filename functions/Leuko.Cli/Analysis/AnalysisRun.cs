@@ -14,8 +14,11 @@ namespace Leuko.Cli.Analysis;
 /// </summary>
 internal sealed record StageSeconds(double Read, double Segment, double Classify, double Annotate);
 
-/// <summary>The outcome of a run (each image went to the <see cref="OrderedResults"/> as it finished).</summary>
-internal sealed record RunOutcome(StageSeconds Stages, TimeSpan Elapsed);
+/// <summary>
+/// The outcome of a run (each image went to the <see cref="OrderedResults"/> as it finished): <paramref name="NotAnalysed"/>
+/// images of the plan were not, when it was stopped.
+/// </summary>
+internal sealed record RunOutcome(StageSeconds Stages, TimeSpan Elapsed, int NotAnalysed = 0);
 
 /// <summary>
 /// Runs the pipeline over a plan: one reader (files and archive entries, in order: a zip is read sequentially) feeds a
@@ -28,15 +31,18 @@ internal sealed record RunOutcome(StageSeconds Stages, TimeSpan Elapsed);
 /// </summary>
 internal static class AnalysisRun
 {
+    /// <param name="stop">Stops the run (Ctrl+C): no further image is read, and the images already read are analysed
+    /// and handed on, so the results hold every image before the first not read, in input order, and nothing half done.</param>
     public static async Task<RunOutcome> ExecuteAsync(
         AnalysisPlan plan, LocalPipeline pipeline, string outputDir, int parallel, bool annotate, OrderedResults results,
-        Action<ImageResult> progress, CancellationToken cancellationToken)
+        Action<ImageResult> progress, CancellationToken stop)
     {
         var queue = Channel.CreateBounded<(PlannedImage Image, byte[]? Data, string? Error)>(
             new BoundedChannelOptions(parallel * 2) { SingleWriter = true });
         long readTicks = 0, segmentTicks = 0, classifyTicks = 0, annotateTicks = 0;
+        int analysed = 0;
         var clock = Stopwatch.StartNew();
-        using var stopReading = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var stopReading = CancellationTokenSource.CreateLinkedTokenSource(stop);
 
         var reader = Task.Run(async () =>
         {
@@ -48,20 +54,25 @@ internal static class AnalysisRun
                     long t0 = Stopwatch.GetTimestamp();
                     var (data, error) = Read(image);
                     Interlocked.Add(ref readTicks, Stopwatch.GetElapsedTime(t0).Ticks);
-                    await queue.Writer.WriteAsync((image, data, error), stopReading.Token);
+                    // An image read is always analysed (the workers drain the queue), so the results stay a prefix of the inputs.
+                    await queue.Writer.WriteAsync((image, data, error), CancellationToken.None);
                 }
+            }
+            catch (OperationCanceledException) when (stopReading.IsCancellationRequested)
+            {
             }
             finally
             {
                 queue.Writer.Complete();
             }
-        }, stopReading.Token);
+        }, CancellationToken.None);
 
         try
         {
+            // The images read are finished whatever happens to the run: each is in memory and takes a fraction of a second.
             await Parallel.ForEachAsync(
-                queue.Reader.ReadAllAsync(cancellationToken),
-                new ParallelOptions { MaxDegreeOfParallelism = pipeline.InFlight, CancellationToken = cancellationToken },
+                queue.Reader.ReadAllAsync(CancellationToken.None),
+                new ParallelOptions { MaxDegreeOfParallelism = pipeline.InFlight },
                 async (item, ct) =>
                 {
                     var (image, data, error) = item;
@@ -95,6 +106,7 @@ internal static class AnalysisRun
                     }
 
                     results.Add(image.Index, ImageRecord.From(result, annotated));
+                    Interlocked.Increment(ref analysed);
                     progress(result);
                 });
         }
@@ -106,7 +118,8 @@ internal static class AnalysisRun
 
         await reader;
 
-        return new RunOutcome(new StageSeconds(Seconds(readTicks), Seconds(segmentTicks), Seconds(classifyTicks), Seconds(annotateTicks)), clock.Elapsed);
+        return new RunOutcome(
+            new StageSeconds(Seconds(readTicks), Seconds(segmentTicks), Seconds(classifyTicks), Seconds(annotateTicks)), clock.Elapsed, plan.Images.Count - analysed);
     }
 
     private static (byte[]? Data, string? Error) Read(PlannedImage image)

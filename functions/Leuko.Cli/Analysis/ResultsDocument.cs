@@ -50,6 +50,7 @@ internal sealed record RunSummary(
     int NoLeukocytes,
     int Failed,
     int Skipped,
+    int NotAnalysed,
     int Cells,
     int NeedsReview,
     int UnfamiliarStain,
@@ -83,11 +84,11 @@ internal sealed class RunTotals(CellClasses classes)
         }
     }
 
-    public RunSummary Summary(int skipped, TimeSpan elapsed, int parallel, StageSeconds stages)
+    public RunSummary Summary(int skipped, TimeSpan elapsed, int parallel, StageSeconds stages, int notAnalysed = 0)
     {
         var (differential, others) = classes.FromCounts(_counts);
         return new RunSummary(
-            _images, _completed, _noLeukocytes, _failed, skipped, _cells, _needsReview, _unfamiliarStain, differential, others,
+            _images, _completed, _noLeukocytes, _failed, skipped, notAnalysed, _cells, _needsReview, _unfamiliarStain, differential, others,
             Math.Round(elapsed.TotalSeconds, 3),
             Math.Round(_images / Math.Max(elapsed.TotalSeconds, 1e-6), 2),
             parallel,

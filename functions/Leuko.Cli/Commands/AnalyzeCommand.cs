@@ -149,8 +149,15 @@ internal static class AnalyzeCommand
                 stderr.WriteLine($"... and {s.Failed - outcome.FirstFailures.Count} more failed (the first {FailuresShown} are shown; results.json and report.html list every one)");
             }
 
+            if (s.NotAnalysed > 0)
+            {
+                stderr.WriteLine(
+                    $"interrupted: {s.Images} of {plan.Images.Count} images analysed; the results written hold those {s.Images}, in input order " +
+                    $"(the other {s.NotAnalysed} were not read: run again to analyse every image)");
+            }
+
             stderr.WriteLine(PeakMemoryLine());
-            return s.Failed > 0 ? ExitCodes.SomeFailed : ExitCodes.Success;
+            return s.NotAnalysed > 0 ? ExitCodes.Interrupted : s.Failed > 0 ? ExitCodes.SomeFailed : ExitCodes.Success;
         }
     }
 
@@ -207,7 +214,7 @@ internal static class AnalyzeCommand
                 outcome = await AnalysisRun.ExecuteAsync(plan, pipeline, outputDir, parallel, annotate: html, ordered, progress, cancellationToken);
             }
 
-            var summary = totals.Summary(plan.Skipped.Count, outcome.Elapsed, parallel, outcome.Stages);
+            var summary = totals.Summary(plan.Skipped.Count, outcome.Elapsed, parallel, outcome.Stages, outcome.NotAnalysed);
             foreach (var file in files)
             {
                 file.Complete(summary);

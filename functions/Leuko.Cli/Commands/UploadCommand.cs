@@ -86,7 +86,7 @@ internal static class UploadCommand
             {
                 if (!archive)
                 {
-                    ImageFile.Check(new FileInfo(file.Path).Length); // an empty file or a pipe is not sent; nor one no image can be
+                    ImageFile.Check(ImageFile.Target(file.Path).Length); // an empty file or a pipe is not sent; nor one no image can be
                 }
 
                 await service.GetBlobContainerClient(container).GetBlobClient(name).UploadAsync(file.Path, new BlobUploadOptions(), ct);

@@ -156,6 +156,11 @@ internal sealed class HtmlReport : IResultFile
         Stat(b, "no-leukocytes", "Without leukocytes", s.NoLeukocytes);
         Stat(b, "failed", "Failed", s.Failed);
         Stat(b, "skipped", "Skipped (not images)", s.Skipped);
+        if (s.NotAnalysed > 0)
+        {
+            Stat(b, "not-analysed", "Not analysed (the run was interrupted)", s.NotAnalysed);
+        }
+
         Stat(b, "cells", "Cells found", s.Cells);
         Stat(b, "needs-review", "Cells to review", s.NeedsReview);
         b.Append("</dl></section>\n");

@@ -23,7 +23,7 @@ public static class ImageFile
     /// <exception cref="InvalidImageException">It is empty, not a regular file, or too large.</exception>
     public static byte[] ReadAll(string path)
     {
-        var info = new FileInfo(path);
+        var info = Target(path);
         if (!info.Exists)
         {
             throw new FileNotFoundException($"no such file: '{path}'", path);
@@ -34,6 +34,18 @@ public static class ImageFile
         var data = new byte[info.Length];
         int read = stream.ReadAtLeast(data, data.Length, throwOnEndOfStream: false);
         return read == data.Length ? data : data[..read]; // shortened since: read as it is now
+    }
+
+    /// <summary>
+    /// The file <paramref name="path"/> names, through any symbolic links: its length and kind are the target's (a
+    /// link's own length is that of the path it holds, and a link may lead to a pipe). A link to nothing gives a file
+    /// that does not exist.
+    /// </summary>
+    /// <exception cref="IOException">The links loop.</exception>
+    public static FileInfo Target(string path)
+    {
+        var info = new FileInfo(path);
+        return info.LinkTarget is null ? info : info.ResolveLinkTarget(returnFinalTarget: true) as FileInfo ?? info;
     }
 
     /// <summary>Refuses a length no image file has: 0, or over <see cref="MaxBytes"/>.</summary>
