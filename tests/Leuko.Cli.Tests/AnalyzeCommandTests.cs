@@ -697,6 +697,23 @@ public class AnalyzeCommandTests
         Assert.True(File.Exists(Path.Combine(output.Path, "report.html")));
     }
 
+    [Fact]
+    public async Task AResultFileThatCannotBePutInPlaceIsSaidAndTheOthersAreWritten()
+    {
+        using var output = new TempDir();
+        Directory.CreateDirectory(Path.Combine(output.Path, "results.json")); // in the way of the file
+
+        var r = await Analyze(output.Path, CliRunner.SampleImage("BloodImage_00000.jpg"));
+
+        Assert.Equal(ExitCodes.OutputFailed, r.ExitCode);
+        Assert.Contains($"error: not written: {Path.Combine(output.Path, "results.json")}: ", r.Stderr);
+        Assert.DoesNotContain("   at ", r.Stderr);
+        Assert.Contains("wrote ", r.Stdout);
+        Assert.StartsWith("source,", File.ReadAllText(Path.Combine(output.Path, "results.csv")));
+        Assert.True(File.Exists(Path.Combine(output.Path, "report.html")));
+        Assert.Empty(Directory.GetFiles(output.Path, "*.part"));
+    }
+
     [Theory]
     [InlineData("--format", "json,pdf")]
     [InlineData("--parallel", "0")]

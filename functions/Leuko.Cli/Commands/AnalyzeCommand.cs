@@ -10,7 +10,8 @@ using Leuko.Pipeline.Archives;
 namespace Leuko.Cli.Commands;
 
 /// <summary>What a run of <c>leuko analyze</c> gives back: its summary, the first failures, and the files written.</summary>
-internal sealed record AnalysisOutcome(RunSummary Summary, IReadOnlyList<ImageRecord> FirstFailures, IReadOnlyList<string> Written);
+/// <param name="Unwritten">Result files that could not be written, each with the reason (a full disk, a folder in the way).</param>
+internal sealed record AnalysisOutcome(RunSummary Summary, IReadOnlyList<ImageRecord> FirstFailures, IReadOnlyList<string> Written, IReadOnlyList<string> Unwritten);
 
 /// <summary><c>leuko analyze</c>: the whole pipeline on one machine: find, classify, count and draw every leukocyte.</summary>
 internal static class AnalyzeCommand
@@ -111,8 +112,19 @@ internal static class AnalyzeCommand
                 return ExitCodes.BadUsage;
             }
 
-            var outcome = await RunProgress.RunAsync(stderr, plan.Images.Count, progress =>
-                AnalyzeAsync(plan, classifier, outputDir, formats, parallel, progress, cancellationToken, scale));
+            AnalysisOutcome outcome;
+            try
+            {
+                outcome = await RunProgress.RunAsync(stderr, plan.Images.Count, progress =>
+                    AnalyzeAsync(plan, classifier, outputDir, formats, parallel, progress, cancellationToken, scale));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Inputs that cannot be read fail alone, inside the run: what ends it is writing (a full disk, a removed folder).
+                stderr.WriteLine($"error: cannot write to the output folder '{TerminalText.OneLine(outputDir)}': {TerminalText.OneLine(e.Message)}; the run was stopped");
+                return ExitCodes.OutputFailed;
+            }
+
             var card = classifier.Card;
 
             var s = outcome.Summary;
@@ -156,8 +168,13 @@ internal static class AnalyzeCommand
                     $"(the other {s.NotAnalysed} were not read: run again to analyse every image)");
             }
 
+            foreach (var unwritten in outcome.Unwritten)
+            {
+                stderr.WriteLine($"error: not written: {TerminalText.OneLine(unwritten)}");
+            }
+
             stderr.WriteLine(PeakMemoryLine());
-            return s.NotAnalysed > 0 ? ExitCodes.Interrupted : s.Failed > 0 ? ExitCodes.SomeFailed : ExitCodes.Success;
+            return outcome.Unwritten.Count > 0 ? ExitCodes.OutputFailed : s.NotAnalysed > 0 ? ExitCodes.Interrupted : s.Failed > 0 ? ExitCodes.SomeFailed : ExitCodes.Success;
         }
     }
 
@@ -215,12 +232,23 @@ internal static class AnalyzeCommand
             }
 
             var summary = totals.Summary(plan.Skipped.Count, outcome.Elapsed, parallel, outcome.Stages, outcome.NotAnalysed);
+            // Each file on its own: one that cannot be put in place (a folder of its name, a full disk) leaves the others written.
+            var written = new List<string>();
+            var unwritten = new List<string>();
             foreach (var file in files)
             {
-                file.Complete(summary);
+                try
+                {
+                    file.Complete(summary);
+                    written.Add(file.Path);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    unwritten.Add($"{file.Path}: {e.Message}");
+                }
             }
 
-            return new AnalysisOutcome(summary, failures, files.Select(f => f.Path).ToList());
+            return new AnalysisOutcome(summary, failures, written, unwritten);
         }
         finally
         {

@@ -51,7 +51,7 @@ internal sealed class CsvReport : IResultFile
 
     public void Dispose()
     {
-        Close();
+        PartFile.CloseAbandoned(_csv, _writer);
         _file.Discard();
     }
 

@@ -245,14 +245,7 @@ internal sealed class HtmlReport : IResultFile
 
     public void Dispose()
     {
-        _images.Dispose();
-        _failed.Dispose();
-        foreach (var (_, review, accepted) in _grid.Values)
-        {
-            review.Dispose();
-            accepted.Dispose();
-        }
-
+        PartFile.CloseAbandoned([_images, _failed, .. _grid.Values.SelectMany(g => new IDisposable[] { g.Review, g.Accepted })]);
         DeleteParts();
     }
 

@@ -62,7 +62,7 @@ internal sealed class JsonReport : IResultFile
 
     public void Dispose()
     {
-        Close();
+        PartFile.CloseAbandoned(_json, _file);
         _part.Discard();
     }
 

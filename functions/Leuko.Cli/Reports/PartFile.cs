@@ -14,4 +14,22 @@ internal readonly record struct PartFile(string Path)
 
     /// <summary>The half file is removed (nothing, once published).</summary>
     public void Discard() => File.Delete(Part);
+
+    /// <summary>
+    /// Closes the writers of a file being abandoned: what they still hold cannot be written (a full disk is why a run
+    /// ends so) and is not wanted, so their failure to flush does not stop the half files from being removed.
+    /// </summary>
+    public static void CloseAbandoned(params IDisposable[] writers)
+    {
+        foreach (var writer in writers)
+        {
+            try
+            {
+                writer.Dispose();
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
 }
