@@ -13,7 +13,7 @@ internal static class ExitCodes
     /// <summary>A native library the image code needs is missing.</summary>
     public const int MissingDependency = 3;
 
-    /// <summary>The results could not be written (a full disk, a folder where a result file goes): each is said.</summary>
+    /// <summary>The results could not be written (a full disk, a folder where a result file goes), or another file error ended the command: each is said.</summary>
     public const int OutputFailed = 4;
 
     /// <summary>Stopped by Ctrl+C (SIGINT) or SIGTERM before every input was analysed (the shell's 128 + SIGINT).</summary>

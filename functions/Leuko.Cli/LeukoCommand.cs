@@ -32,7 +32,26 @@ public static class LeukoCommand
         // images it has read and writes their results; serve stops its host) before the process is ended with 130.
         configuration ??= new InvocationConfiguration();
         configuration.ProcessTerminationTimeout ??= TimeSpan.FromSeconds(30);
-        int exit = await parse.InvokeAsync(configuration);
+        bool handleExceptions = configuration.EnableDefaultExceptionHandler;
+        configuration.EnableDefaultExceptionHandler = false;
+        int exit;
+        try
+        {
+            exit = await parse.InvokeAsync(configuration);
+        }
+        catch (Exception e) when (handleExceptions && e is IOException or UnauthorizedAccessException)
+        {
+            // A file the command writes (or a folder it lists) that the system refuses: a full disk, a folder removed
+            // meanwhile. Each input that cannot be read fails alone inside the commands; this is what ends a command.
+            configuration.Error.WriteLine($"error: {TerminalText.OneLine(e.Message)}");
+            return ExitCodes.OutputFailed;
+        }
+        catch (Exception e) when (handleExceptions && e is not OperationCanceledException)
+        {
+            configuration.Error.WriteLine($"Unhandled exception: {e}"); // as System.CommandLine's own handler says it
+            return 1;
+        }
+
         return parse.Errors.Count > 0 && exit != ExitCodes.Success ? ExitCodes.BadUsage : exit;
     }
 }

@@ -714,6 +714,21 @@ public class AnalyzeCommandTests
         Assert.Empty(Directory.GetFiles(output.Path, "*.part"));
     }
 
+    [Fact]
+    public async Task AFileErrorThatEndsACommandIsOneLineAndExit4()
+    {
+        using var output = new TempDir();
+        Directory.CreateDirectory(Path.Combine(output.Path, "segmentation.json")); // leuko segment's results cannot be written
+
+        var r = await CliRunner.RunAsync("segment", CliRunner.SampleImage("BloodImage_00000.jpg"), "--out", output.Path);
+
+        Assert.Equal(ExitCodes.OutputFailed, r.ExitCode);
+        Assert.StartsWith("error: ", r.Stderr.Split('\n').Last(l => l.Length > 0));
+        Assert.Contains("segmentation.json", r.Stderr);
+        Assert.DoesNotContain("   at ", r.Stderr);
+        Assert.DoesNotContain("Unhandled exception", r.Stderr);
+    }
+
     [Theory]
     [InlineData("--format", "json,pdf")]
     [InlineData("--parallel", "0")]
