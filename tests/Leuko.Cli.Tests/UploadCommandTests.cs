@@ -95,6 +95,9 @@ public class UploadCommandTests
             big.SetLength(ImageFile.MaxBytes + 1); // sparse
         }
 
+        File.CreateSymbolicLink(Path.Combine(inputs.Path, "linked.jpg"), "field.jpg"); // sent as the file it leads to
+        File.CreateSymbolicLink(Path.Combine(inputs.Path, "pipe-link.jpg"), "pipe.jpg");
+        File.Copy(CliRunner.SampleImage("BloodImage_00009.jpg"), Path.Combine(inputs.Path, "tab\tname.jpg")); // a tab would split the printed line's columns
         var prefix = Azurite.Unique("upload-link");
 
         var run = Upload(inputs.Path, "--storage", Azurite.ConnectionString, "--prefix", prefix);
@@ -105,8 +108,11 @@ public class UploadCommandTests
         Assert.Contains($"failed: {Path.Combine(inputs.Path, "broken.jpg")}: the file is gone: removed after the run began, or a link to nothing", r.Stderr);
         Assert.Contains($"failed: {Path.Combine(inputs.Path, "pipe.jpg")}: {ImageFile.Empty}", r.Stderr);
         Assert.Contains($"failed: {Path.Combine(inputs.Path, "big.png")}: file too large (268,435,457 bytes)", r.Stderr);
+        Assert.Contains($"failed: {Path.Combine(inputs.Path, "pipe-link.jpg")}: {ImageFile.Empty}", r.Stderr);
         Assert.DoesNotContain("Could not find file", r.Stderr);
-        Assert.Equal(new[] { $"uploads/{prefix}/field.jpg" }, Lines(r.Stdout).Keys);
+        Assert.Equal(new[] { $"uploads/{prefix}/field.jpg", $"uploads/{prefix}/linked.jpg", $"uploads/{prefix}/tab\\tname.jpg" }, Lines(r.Stdout).Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(File.ReadAllBytes(CliRunner.SampleImage("BloodImage_00000.jpg")),
+            (await Azurite.Blobs.GetBlobContainerClient(Containers.Uploads).GetBlobClient($"{prefix}/linked.jpg").DownloadContentAsync()).Value.Content.ToArray());
     }
 
     [Fact]

@@ -94,7 +94,7 @@ internal static class UploadCommand
                 var path = archive ? LeukoApi.BatchPath(id) : LeukoApi.ImagePath(id);
                 lock (output)
                 {
-                    stdout.WriteLine($"{container}/{name}\t{kind} {id}\t{server.TrimEnd('/')}{path}");
+                    stdout.WriteLine($"{TerminalText.OneLine($"{container}/{name}")}\t{kind} {id}\t{server.TrimEnd('/')}{path}"); // one line of three columns, whatever the name holds
                 }
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException or RequestFailedException or AggregateException or InvalidImageException)
