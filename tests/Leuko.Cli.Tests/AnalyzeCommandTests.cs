@@ -731,6 +731,8 @@ public class AnalyzeCommandTests
 
     [Theory]
     [InlineData("--format", "json,pdf")]
+    [InlineData("--format", "")]
+    [InlineData("--format", ",")]
     [InlineData("--parallel", "0")]
     public async Task BadOptionsAreUsageErrors(string option, string value)
     {

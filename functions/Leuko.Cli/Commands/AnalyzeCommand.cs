@@ -36,10 +36,15 @@ internal static class AnalyzeCommand
         };
         format.Validators.Add(r =>
         {
-            var bad = (r.TryGetValue<string[]>(out var formats) ? formats : null)?.Where(f => !Formats.Contains(f)).ToList() ?? [];
+            var formats = r.TryGetValue<string[]>(out var given) ? given : null;
+            var bad = formats?.Where(f => !Formats.Contains(f)).ToList() ?? [];
             if (bad.Count > 0)
             {
                 r.AddError($"unknown --format {string.Join(", ", bad)}: choose from {string.Join(", ", Formats)}");
+            }
+            else if (formats is { Length: 0 })
+            {
+                r.AddError($"--format names no result file: choose one or more of {string.Join(", ", Formats)}"); // a run that writes nothing is lost
             }
         });
         var parallel = new Option<int>("--parallel", "-p")
