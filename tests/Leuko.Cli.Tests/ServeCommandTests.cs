@@ -25,6 +25,17 @@ public class ServeCommandTests
     }
 
     [Fact]
+    public void AScaleForEveryUploadIsTakenAndValidatedAsAnalyzesIs()
+    {
+        Assert.Null(Parse("--storage", "UseDevelopmentStorage=true").GetValue<double?>("--microns-per-pixel")); // estimated per image
+        var given = Parse("--storage", "UseDevelopmentStorage=true", "--microns-per-pixel", "0.1");
+        Assert.Empty(given.Errors);
+        Assert.Equal(0.1, given.GetValue<double?>("--microns-per-pixel"));
+        Assert.Contains(Parse("--storage", "UseDevelopmentStorage=true", "--microns-per-pixel", "-1").Errors,
+            e => e.Message.Contains("--microns-per-pixel must be between", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void AWebhookRetryScheduleIsTaken()
     {
         var parse = Parse("--storage", "UseDevelopmentStorage=true", "--webhook-retry", "1", "2.5", "60");

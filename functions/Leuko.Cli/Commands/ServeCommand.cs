@@ -96,9 +96,11 @@ internal static class ServeCommand
                           "their roles from Leuko__ApiClients__NAME (e.g. read,subscribe).",
         };
         var model = EvaluateClassification.ModelOption();
+        var micronsPerPixel = ScaleOption.Create();
         var command = new Command("serve", "Run the cloud pipeline locally against Azurite or a storage account: watch uploads/ and archives/, classify, and serve the HTTP API.")
         {
             storage, transport, serviceBus, urls, queue, queueLock, stuckAfter, webhookRetry, loopbackWebhooks, secretsKeyFile, apiKey, apiKeys, model,
+            micronsPerPixel,
         };
         command.Validators.Add(r =>
         {
@@ -123,6 +125,7 @@ internal static class ServeCommand
                 PublicApiUrl = parse.GetRequiredValue(urls).Split(';')[0].TrimEnd('/') + "/api",
                 Model = parse.GetRequiredValue(model),
                 SecretsKeyFile = parse.GetValue(secretsKeyFile),
+                MicronsPerPixel = parse.GetValue(micronsPerPixel), // Leuko:MicronsPerPixel; an upload's metadata overrides it
             },
             parse.GetRequiredValue(urls),
             new ServeAccess(
