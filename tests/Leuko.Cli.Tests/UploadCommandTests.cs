@@ -67,6 +67,33 @@ public class UploadCommandTests
     }
 
     [Fact]
+    public async Task AGivenScaleTravelsAsEachBlobsMetadataAndSegmentationUsesIt()
+    {
+        await Azurite.RequireAsync();
+        using var inputs = new TempDir();
+        var field = File.ReadAllBytes(CliRunner.SampleImage("BloodImage_00000.jpg"));
+        File.WriteAllBytes(Path.Combine(inputs.Path, "field.jpg"), field);
+        File.WriteAllBytes(Path.Combine(inputs.Path, "fields.zip"), Zips.Build(("a.jpg", field)));
+        var prefix = Azurite.Unique("upload-scale");
+
+        var r = await Upload(inputs.Path, "--storage", Azurite.ConnectionString, "--prefix", prefix, "--microns-per-pixel", "0.2");
+
+        Assert.Equal(0, r.ExitCode);
+        foreach (var (container, name) in new[] { (Containers.Uploads, $"{prefix}/field.jpg"), (Containers.Archives, $"{prefix}/fields.zip") })
+        {
+            var properties = await Azurite.Blobs.GetBlobContainerClient(container).GetBlobClient(name).GetPropertiesAsync();
+            Assert.Equal("0.2", properties.Value.Metadata[Containers.MicronsPerPixelKey]);
+        }
+
+        await using var api = await ApiAsync();
+        var row = await api.Services.GetRequiredService<SegmentationStage>().ProcessAsync($"{prefix}/field.jpg", null, CancellationToken.None);
+        Assert.Equal(("given", 0.2), (row.Scale!.Source, row.Scale.MicronsPerPixel));
+        var refused = await Upload(inputs.Path, "--storage", Azurite.ConnectionString, "--microns-per-pixel", "0");
+        Assert.Equal(ExitCodes.BadUsage, refused.ExitCode);
+        Assert.Contains("--microns-per-pixel must be between", refused.Stderr);
+    }
+
+    [Fact]
     public async Task AMissingFileIsAUsageErrorAndNothingIsSent()
     {
         using var inputs = new TempDir();

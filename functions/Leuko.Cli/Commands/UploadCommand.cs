@@ -39,19 +39,26 @@ internal static class UploadCommand
             Description = "Where leuko serve (or the function app) answers, for the URLs printed.",
             DefaultValueFactory = _ => ServeCommand.DefaultUrls,
         };
+        var micronsPerPixel = ScaleOption.Create();
+        micronsPerPixel.Description = $"The scale of these images in µm per pixel, sent as each blob's {Containers.MicronsPerPixelKey} metadata " +
+                                      "(an archive's applies to each of its images); default: the pipeline's (Leuko:MicronsPerPixel, else each image's own estimate).";
         var command = new Command("upload", "Upload images to uploads/ and zip archives to archives/ (told apart by content) for leuko serve or the function app; prints each id and the URL to poll.")
         {
-            inputs, storage, prefix, server,
+            inputs, storage, prefix, server, micronsPerPixel,
         };
         command.SetAction((parse, ct) => RunAsync(
             parse.GetRequiredValue(inputs), parse.GetRequiredValue(storage), parse.GetValue(prefix), parse.GetRequiredValue(server),
-            parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct));
+            parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct, parse.GetValue(micronsPerPixel)));
         return command;
     }
 
     internal static async Task<int> RunAsync(
-        string[] paths, string connectionString, string? prefix, string server, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+        string[] paths, string connectionString, string? prefix, string server, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken,
+        double? micronsPerPixel = null)
     {
+        var metadata = micronsPerPixel is { } mpp
+            ? new Dictionary<string, string> { [Containers.MicronsPerPixelKey] = mpp.ToString("R", System.Globalization.CultureInfo.InvariantCulture) }
+            : null;
         IReadOnlyList<InputFile> files;
         try
         {
@@ -89,7 +96,7 @@ internal static class UploadCommand
                     ImageFile.Check(ImageFile.Target(file.Path).Length); // an empty file or a pipe is not sent; nor one no image can be
                 }
 
-                await service.GetBlobContainerClient(container).GetBlobClient(name).UploadAsync(file.Path, new BlobUploadOptions(), ct);
+                await service.GetBlobContainerClient(container).GetBlobClient(name).UploadAsync(file.Path, new BlobUploadOptions { Metadata = metadata }, ct);
                 var (kind, id) = archive ? ("batch", PipelineIds.Batch(name)) : ("image", PipelineIds.Image(name));
                 var path = archive ? LeukoApi.BatchPath(id) : LeukoApi.ImagePath(id);
                 lock (output)
