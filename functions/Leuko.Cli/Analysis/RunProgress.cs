@@ -44,7 +44,7 @@ internal static class RunProgress
 
                     task.Increment(1);
                 });
-                task.Value = task.MaxValue;
+                task.StopTask(); // at the count reached: a stopped run's bar does not claim every image
                 return result;
             });
     }
