@@ -110,6 +110,31 @@ public sealed class ImageDecoderTests
     [Fact]
     public void Refuses_a_text_file() => Assert.Contains("unsupported format", ReasonFor("hello, this is not an image\n"u8.ToArray()));
 
+    [Theory]
+    [InlineData("000000186674797068656963000000006D69663168656963", "HEIC/HEIF")] // an iPhone's photograph
+    [InlineData("0000001C667479706176696600000000617669666D696631", "AVIF")]
+    [InlineData("0000000C4A584C200D0A870A", "JPEG XL")]
+    [InlineData("FF0AFA7F", "JPEG XL")]
+    [InlineData("0000000C6A5020200D0A870A", "JPEG 2000")]
+    [InlineData("FF4FFF51002F", "JPEG 2000")]
+    [InlineData("38425053000100000000", "Photoshop")]
+    public void Names_the_formats_a_laboratory_may_have_and_how_to_convert_them(string headHex, string named)
+    {
+        var data = new byte[256];
+        Convert.FromHexString(headHex).CopyTo(data, 0);
+        var reason = ReasonFor(data);
+        Assert.StartsWith($"unsupported format ({named}", reason);
+        Assert.Matches("(save|export)[^;]* as (JPEG|TIFF)", reason); // and the way out
+    }
+
+    [Fact]
+    public void Names_DICOM_by_its_marker_after_the_preamble()
+    {
+        var data = new byte[256];
+        "DICM"u8.CopyTo(data.AsSpan(128));
+        Assert.StartsWith("unsupported format (DICOM", ReasonFor(data));
+    }
+
     [Fact]
     public void Names_a_known_unsupported_format() =>
         Assert.Contains("GIF", ReasonFor("GIF89a\u0001\u0000\u0001\u0000\u0000\u0000\u0000;"u8.ToArray()));

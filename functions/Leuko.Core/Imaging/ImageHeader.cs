@@ -429,6 +429,41 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
             return "a zip archive";
         }
 
+        // Formats a laboratory may have from a phone, a slide scanner or an imaging system: named, with the way out.
+        if (data.Length >= 12 && data.Slice(4, 4).SequenceEqual("ftyp"u8))
+        {
+            var brand = System.Text.Encoding.ASCII.GetString(data.Slice(8, 4));
+            if (brand is "avif" or "avis")
+            {
+                return "AVIF: save or export the photograph as JPEG, PNG or TIFF";
+            }
+
+            if (brand is "heic" or "heix" or "hevc" or "hevx" or "heim" or "heis" or "mif1" or "msf1")
+            {
+                return "HEIC/HEIF, as phones save photographs: save or export it as JPEG (on an iPhone, Settings > Camera > Formats > Most Compatible)";
+            }
+        }
+
+        if ((data.Length >= 2 && data[0] == 0xFF && data[1] == 0x0A) || (data.Length >= 8 && data[4..8].SequenceEqual("JXL "u8)))
+        {
+            return "JPEG XL: export it as JPEG, PNG or TIFF";
+        }
+
+        if ((data.Length >= 4 && data[..4].SequenceEqual(new byte[] { 0xFF, 0x4F, 0xFF, 0x51 })) || (data.Length >= 8 && data[4..8].SequenceEqual("jP  "u8)))
+        {
+            return "JPEG 2000, as slide scanners store fields: export it as TIFF or PNG";
+        }
+
+        if (data.Length >= 132 && data[128..132].SequenceEqual("DICM"u8))
+        {
+            return "DICOM: export the image as TIFF or PNG";
+        }
+
+        if (data.Length >= 4 && data[..4].SequenceEqual("8BPS"u8))
+        {
+            return "Photoshop (PSD): save it as TIFF or PNG";
+        }
+
         var head = data[..Math.Min(16, data.Length)];
         return "first bytes " + Convert.ToHexString(head);
     }
