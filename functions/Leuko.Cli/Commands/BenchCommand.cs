@@ -103,6 +103,12 @@ internal static class BenchCommand
                 var clock = Stopwatch.StartNew();
                 while (clock.Elapsed.TotalSeconds < seconds)
                 {
+                    if (ct.IsCancellationRequested)
+                    {
+                        stderr.WriteLine("interrupted: no figure is printed for a measurement stopped before its time");
+                        return ExitCodes.Interrupted; // a stopped pass finishes the images it read; the bench stops with it
+                    }
+
                     using var plan = Analysis.AnalysisPlan.Create(inputs, Leuko.Pipeline.Archives.ArchiveLimits.Default);
                     var output = Path.Combine(scratch.FullName, $"p{parallel}-{passes++}");
                     var passStart = clock.Elapsed;
