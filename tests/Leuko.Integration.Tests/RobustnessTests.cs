@@ -115,6 +115,40 @@ public class RobustnessTests
         await EventuallyAsync(async () => (await PipelineHarness.CellEntitiesAsync(imageId)).Count == 0 && (await CropsAsync(imageId)).Count == 0, "no cells and no crops");
     }
 
+    [Fact]
+    public async Task AnUploadLongerThanAnyImageFileFailsWithItsLengthWithoutBeingRead()
+    {
+        await using var pipeline = await PipelineHarness.StartAsync();
+        var name = $"{Azurite.Unique("huge")}/video.jpg";
+        var path = Path.GetTempFileName();
+        try
+        {
+            using (var sparse = File.Create(path))
+            {
+                sparse.SetLength(Leuko.Core.Imaging.ImageFile.MaxBytes + 1); // no disk used; a mistaken upload of a video or a disk image
+            }
+
+            await Azurite.Blobs.GetBlobContainerClient(Containers.Uploads).GetBlobClient(name).UploadAsync(path, overwrite: true);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+
+        var etag = await ETagAsync(Containers.Uploads, name);
+        var deadline = DateTime.UtcNow + Patience;
+        ImageRow? row;
+        while ((row = await pipeline.Results.GetImageAsync(PipelineIds.Image(name), CancellationToken.None)) is not { IsFinal: true } || row.BlobETag != etag)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"{name} not final after {Patience} ({row?.Status ?? "no row"})");
+            await Task.Delay(250);
+        }
+
+        Assert.Equal(ImageStatus.Failed, row.Status);
+        Assert.StartsWith("file too large (268,435,457 bytes): an image file is at most 256 MB", row.Error); // the CLI's reason, from its length alone
+        await Azurite.Blobs.GetBlobContainerClient(Containers.Uploads).GetBlobClient(name).DeleteAsync(); // 256 MB of Azurite's memory
+    }
+
     private static async Task EventuallyAsync(Func<Task<bool>> condition, string what)
     {
         var deadline = DateTime.UtcNow + Patience;

@@ -26,6 +26,29 @@ public sealed class AzureBlobStore(BlobServiceClient service) : IBlobStore
         }
     }
 
+    /// <summary>Reads the body only after its length is known: a blob over <paramref name="maxBytes"/> is not downloaded (its response is dropped unread).</summary>
+    public async Task<StoredBlob?> GetAtMostAsync(string container, string name, long maxBytes, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var response = (await service.GetBlobContainerClient(container).GetBlobClient(name).DownloadStreamingAsync(cancellationToken: cancellationToken)).Value;
+            var details = response.Details;
+            var metadata = new Dictionary<string, string>(details.Metadata, StringComparer.OrdinalIgnoreCase);
+            if (details.ContentLength > maxBytes)
+            {
+                return new StoredBlob(name, ReadOnlyMemory<byte>.Empty, Version(details.ETag), metadata) { Length = details.ContentLength };
+            }
+
+            var content = new byte[details.ContentLength];
+            await response.Content.ReadExactlyAsync(content, cancellationToken);
+            return new StoredBlob(name, content, Version(details.ETag), metadata);
+        }
+        catch (RequestFailedException e) when (e.Status == 404)
+        {
+            return null;
+        }
+    }
+
     public async Task<Leuko.Pipeline.Storage.BlobInfo?> GetInfoAsync(string container, string name, CancellationToken cancellationToken)
     {
         try

@@ -77,7 +77,7 @@ public sealed class SegmentationStage(
     /// </summary>
     private async Task<ImageRow?> ProcessOnceAsync(string uploadName, string imageId, string trace, Activity? activity, bool readRow, CancellationToken cancellationToken)
     {
-        var blob = await blobs.GetAsync(Containers.Uploads, uploadName, cancellationToken);
+        var blob = await blobs.GetAtMostAsync(Containers.Uploads, uploadName, ImageFile.MaxBytes, cancellationToken);
         if (blob is null)
         {
             // Deleted between the event and now: nothing to analyse, and nothing to report under a new row.
@@ -111,6 +111,11 @@ public sealed class SegmentationStage(
         ImageScale? given;
         try
         {
+            if (blob.Length > ImageFile.MaxBytes)
+            {
+                ImageFile.Check(blob.Length); // not read: no image file is this long (the reason says so, as for a file)
+            }
+
             given = GivenScale(blob.Metadata);
             if (ImageArchive.IsZip(blob.Content.Span))
             {

@@ -1,7 +1,11 @@
 namespace Leuko.Pipeline.Storage;
 
 /// <summary>A blob's content, version and metadata.</summary>
-public sealed record StoredBlob(string Name, ReadOnlyMemory<byte> Content, string ETag, IReadOnlyDictionary<string, string> Metadata);
+public sealed record StoredBlob(string Name, ReadOnlyMemory<byte> Content, string ETag, IReadOnlyDictionary<string, string> Metadata)
+{
+    /// <summary>The blob's length: that of <see cref="Content"/>, unless the blob was too long to be read (<see cref="IBlobStore.GetAtMostAsync"/>): then Content is empty.</summary>
+    public long Length { get; init; } = Content.Length;
+}
 
 /// <summary>A blob's version, size and metadata, without its content.</summary>
 public sealed record BlobInfo(string ETag, long Length, IReadOnlyDictionary<string, string> Metadata);
@@ -17,6 +21,17 @@ public interface IBlobStore
 {
     /// <summary>The blob, or null when it does not exist.</summary>
     Task<StoredBlob?> GetAsync(string container, string name, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The blob, or null when it does not exist; one longer than <paramref name="maxBytes"/> is not read (what a
+    /// mistaken upload of gigabytes would cost in memory and time): its content is empty and its Length says how long
+    /// it is, with its version and metadata.
+    /// </summary>
+    async Task<StoredBlob?> GetAtMostAsync(string container, string name, long maxBytes, CancellationToken cancellationToken)
+    {
+        var blob = await GetAsync(container, name, cancellationToken); // in memory already: the limit is only applied
+        return blob is not null && blob.Content.Length > maxBytes ? blob with { Content = ReadOnlyMemory<byte>.Empty, Length = blob.Content.Length } : blob;
+    }
 
     /// <summary>The blob's version (ETag), size and metadata, or null when it does not exist.</summary>
     Task<BlobInfo?> GetInfoAsync(string container, string name, CancellationToken cancellationToken);
