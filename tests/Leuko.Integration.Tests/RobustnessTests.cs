@@ -149,6 +149,31 @@ public class RobustnessTests
         await Azurite.Blobs.GetBlobContainerClient(Containers.Uploads).GetBlobClient(name).DeleteAsync(); // 256 MB of Azurite's memory
     }
 
+    [Theory]
+    [InlineData("a/b", false)] // a key Table Storage cannot hold: it failed as "gave up after 3 attempts: ... 500"
+    [InlineData("x#y?z", false)]
+    [InlineData("no-such-batch", false)]
+    [InlineData("0123456789abcdef01234567", true)] // well formed, of no batch: no member row to update
+    public async Task AnUploadsBatchMetadataSetByHandIsNoBatchsUnlessItIsABatchIdAndTheImageIsAnalysed(string batchId, bool wellFormed)
+    {
+        await using var pipeline = await PipelineHarness.StartAsync();
+        var name = $"{Azurite.Unique("crafted")}/field.jpg";
+        var one = Samples.All().Single(s => s.Name.EndsWith("BloodImage_00000.jpg", StringComparison.Ordinal)).Data;
+        await PipelineHarness.UploadAsync(Containers.Uploads, name, one, metadata: new Dictionary<string, string> { [Containers.BatchIdKey] = batchId });
+        var etag = await ETagAsync(Containers.Uploads, name);
+        var deadline = DateTime.UtcNow + Patience;
+        ImageRow? row;
+        while ((row = await pipeline.Results.GetImageAsync(PipelineIds.Image(name), CancellationToken.None)) is not { IsFinal: true } || row.BlobETag != etag)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"{name} not final after {Patience} ({row?.Status ?? "no row"})");
+            await Task.Delay(250);
+        }
+
+        Assert.True(row.Status == ImageStatus.Completed, $"{row.Status}: {row.Error}");
+        Assert.Equal(wellFormed ? batchId : null, row.BatchId);
+        Assert.Equal($"{Containers.Uploads}/{name}", row.Source);
+    }
+
     private static async Task EventuallyAsync(Func<Task<bool>> condition, string what)
     {
         var deadline = DateTime.UtcNow + Patience;

@@ -85,7 +85,7 @@ public sealed class SegmentationStage(
                 ImageStatus.Failed, "the upload no longer exists", null, null, trace, null);
         }
 
-        var batchId = blob.Metadata.GetValueOrDefault(Containers.BatchIdKey);
+        var batchId = PipelineIds.BatchOf(blob.Metadata);
         var source = blob.Metadata.TryGetValue(Containers.SourceKey, out var escaped)
             ? Uri.UnescapeDataString(escaped)
             : batchId is not null && await results.GetBatchMemberAsync(batchId, imageId, cancellationToken) is { } member
@@ -229,7 +229,7 @@ public sealed class SegmentationStage(
 
             var metadata = (await blobs.GetInfoAsync(Containers.Uploads, uploadName, cancellationToken))?.Metadata ?? new Dictionary<string, string>();
             var source = metadata.TryGetValue(Containers.SourceKey, out var escaped) ? Uri.UnescapeDataString(escaped) : $"{Containers.Uploads}/{uploadName}";
-            var row = Row(imageId, source, uploadName, metadata.GetValueOrDefault(Containers.BatchIdKey), ImageStatus.Failed, reason, null, null, existing?.TraceParent, etag);
+            var row = Row(imageId, source, uploadName, PipelineIds.BatchOf(metadata), ImageStatus.Failed, reason, null, null, existing?.TraceParent, etag);
             if (await FinishAsync(row, existing, cancellationToken) is not null || conflicts == MaxWriteConflicts)
             {
                 return await results.GetImageAsync(imageId, cancellationToken) ?? row;

@@ -30,7 +30,17 @@ public static class PipelineIds
     /// <summary>The manifest of one version of an upload, as the classification message names it (<c>crops/IMAGEID/VERSION/manifest.json</c>).</summary>
     public static string Manifest(string imageId, string etag) => $"{Containers.Crops}/{CropFolder(imageId, etag)}manifest.json";
 
-    private static string Hash(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..24];
+    /// <summary>
+    /// The batch an upload belongs to, from its <see cref="Containers.BatchIdKey"/> metadata: only an id such as the
+    /// archive stage writes (<see cref="Batch"/>); anything else (metadata set by hand, a key the tables cannot hold,
+    /// such as <c>a/b</c>) is no batch's, and the image is analysed on its own.
+    /// </summary>
+    public static string? BatchOf(IReadOnlyDictionary<string, string> metadata) =>
+        metadata.GetValueOrDefault(Containers.BatchIdKey) is { Length: IdLength } id && id.All(char.IsAsciiHexDigitLower) ? id : null;
+
+    private const int IdLength = 24;
+
+    private static string Hash(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..IdLength];
 }
 
 /// <summary>
