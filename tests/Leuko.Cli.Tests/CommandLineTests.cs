@@ -127,6 +127,25 @@ public sealed class CommandLineTests
         Assert.Contains("--iou", result.Stderr);
     }
 
+    [Theory]
+    [InlineData("not xml", "is not a readable annotation")]
+    [InlineData("<annotation><object><name>WBC</name><bndbox><xmin>abc</xmin><ymin>1</ymin><xmax>2</xmax><ymax>3</ymax></bndbox></object></annotation>", "bndbox xmin 'abc' is not a pixel coordinate")]
+    public async Task Evaluate_segmentation_names_the_annotation_it_cannot_read(string xml, string says)
+    {
+        using var dir = new TempDir();
+        Directory.CreateDirectory(Path.Combine(dir.Path, "JPEGImages"));
+        Directory.CreateDirectory(Path.Combine(dir.Path, "Annotations"));
+        File.Copy(CliRunner.SampleImage("BloodImage_00000.jpg"), Path.Combine(dir.Path, "JPEGImages", "BloodImage_00000.jpg"));
+        File.WriteAllText(Path.Combine(dir.Path, "Annotations", "BloodImage_00000.xml"), xml);
+
+        var result = await CliRunner.RunAsync("evaluate", "segmentation", "--voc", dir.Path);
+
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains(says, result.Stderr);
+        Assert.Contains("BloodImage_00000.xml", result.Stderr);
+        Assert.DoesNotContain("   at ", result.Stderr);
+    }
+
     [Fact]
     public async Task Evaluate_classification_json_is_exactly_one_object_with_the_documented_keys()
     {

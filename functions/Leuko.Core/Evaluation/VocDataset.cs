@@ -24,7 +24,16 @@ public static class VocDataset
         var result = new List<VocImage>();
         foreach (var xml in Directory.EnumerateFiles(annotations, "*.xml").Order(StringComparer.Ordinal))
         {
-            var doc = XDocument.Load(xml);
+            XDocument doc;
+            try
+            {
+                doc = XDocument.Load(xml);
+            }
+            catch (System.Xml.XmlException e)
+            {
+                throw new InvalidDataException($"'{xml}' is not a readable annotation: {e.Message}", e);
+            }
+
             var fileName = doc.Root?.Element("filename")?.Value;
             var imagePath = fileName is { Length: > 0 } ? Path.Combine(images, fileName) : null;
             if (imagePath is null || !File.Exists(imagePath))
@@ -46,8 +55,12 @@ public static class VocDataset
         return result;
     }
 
-    private static int Coordinate(XElement box, string name, string file) =>
-        (int)Math.Round(double.Parse(
-            box.Element(name)?.Value ?? throw new InvalidDataException($"bndbox without {name} in '{file}'"),
-            System.Globalization.CultureInfo.InvariantCulture));
+    private static int Coordinate(XElement box, string name, string file)
+    {
+        var text = box.Element(name)?.Value ?? throw new InvalidDataException($"bndbox without {name} in '{file}'");
+        return double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double value) &&
+               double.IsFinite(value) && Math.Abs(value) < int.MaxValue
+            ? (int)Math.Round(value)
+            : throw new InvalidDataException($"bndbox {name} '{text.Trim()}' is not a pixel coordinate in '{file}'");
+    }
 }
