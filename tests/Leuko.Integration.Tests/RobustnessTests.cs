@@ -135,14 +135,7 @@ public class RobustnessTests
             File.Delete(path);
         }
 
-        var etag = await ETagAsync(Containers.Uploads, name);
-        var deadline = DateTime.UtcNow + Patience;
-        ImageRow? row;
-        while ((row = await pipeline.Results.GetImageAsync(PipelineIds.Image(name), CancellationToken.None)) is not { IsFinal: true } || row.BlobETag != etag)
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"{name} not final after {Patience} ({row?.Status ?? "no row"})");
-            await Task.Delay(250);
-        }
+        var row = await FinalRowAsync(pipeline, name);
 
         Assert.Equal(ImageStatus.Failed, row.Status);
         Assert.StartsWith("file too large (268,435,457 bytes): an image file is at most 256 MB", row.Error); // the CLI's reason, from its length alone
@@ -160,14 +153,7 @@ public class RobustnessTests
         var name = $"{Azurite.Unique("crafted")}/field.jpg";
         var one = Samples.All().Single(s => s.Name.EndsWith("BloodImage_00000.jpg", StringComparison.Ordinal)).Data;
         await PipelineHarness.UploadAsync(Containers.Uploads, name, one, metadata: new Dictionary<string, string> { [Containers.BatchIdKey] = batchId });
-        var etag = await ETagAsync(Containers.Uploads, name);
-        var deadline = DateTime.UtcNow + Patience;
-        ImageRow? row;
-        while ((row = await pipeline.Results.GetImageAsync(PipelineIds.Image(name), CancellationToken.None)) is not { IsFinal: true } || row.BlobETag != etag)
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"{name} not final after {Patience} ({row?.Status ?? "no row"})");
-            await Task.Delay(250);
-        }
+        var row = await FinalRowAsync(pipeline, name);
 
         Assert.True(row.Status == ImageStatus.Completed, $"{row.Status}: {row.Error}");
         Assert.Equal(wellFormed ? batchId : null, row.BatchId);
@@ -666,6 +652,12 @@ public class RobustnessTests
     private static async Task<ImageRow> UploadAndWaitAsync(PipelineHarness pipeline, string name, byte[] data)
     {
         await PipelineHarness.UploadAsync(Containers.Uploads, name, data);
+        return await FinalRowAsync(pipeline, name);
+    }
+
+    /// <summary>The final row of the upload's version now in <c>uploads/</c>.</summary>
+    private static async Task<ImageRow> FinalRowAsync(PipelineHarness pipeline, string name)
+    {
         var etag = await ETagAsync(Containers.Uploads, name);
         var deadline = DateTime.UtcNow + Patience;
         while (true)
