@@ -11,6 +11,11 @@ namespace Leuko.Cli.Tests;
 
 public class AnalyzeCommandTests
 {
+    private const int Sigterm = 15;
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill")]
+    private static extern int Kill(int pid, int signal);
+
     private static JsonNode Results(string dir) => JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "results.json")))!;
 
     private static JsonArray Images(JsonNode results) => results["images"]!.AsArray();
@@ -674,10 +679,7 @@ public class AnalyzeCommandTests
         };
         process.BeginErrorReadLine();
         await progressed.Task.WaitAsync(TimeSpan.FromMinutes(2));
-        using (var kill = System.Diagnostics.Process.Start("kill", ["-TERM", $"{process.Id}"]))
-        {
-            await kill.WaitForExitAsync();
-        }
+        Assert.Equal(0, Kill(process.Id, Sigterm));
 
         await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(2));
         string stderr;
