@@ -266,6 +266,30 @@ public class ServeProcessTests
         }
     }
 
+    [Theory]
+    [InlineData("storage", "error: --storage is not a storage connection string")] // was an unhandled FormatException
+    [InlineData("model", "error: model card not found")] // was the host's failure log with a stack, then the line
+    public async Task ServeWithAStorageStringOrAModelItCannotUseSaysSoInOneLine(string wrong, string says)
+    {
+        var model = Path.Combine(Path.GetTempPath(), $"leuko-model-{Guid.NewGuid():N}.onnx");
+        File.WriteAllText(model, "not a model");
+        try
+        {
+            using var serve = ServeProcess.Start(wrong == "storage"
+                ? ["--storage", "AccountName=devstoreaccount1;garbage", "--urls", $"http://127.0.0.1:{FreePort()}"]
+                : ["--storage", Azurite.ConnectionString, "--model", model, "--urls", $"http://127.0.0.1:{FreePort()}"]);
+
+            Assert.Equal(2, await serve.WaitForExitAsync(TimeSpan.FromMinutes(2))); // only a bound on a hang
+            Assert.Contains(says, serve.Stderr);
+            Assert.DoesNotContain("Unhandled exception", serve.Stderr);
+            Assert.DoesNotContain("   at ", serve.Stderr + serve.Stdout);
+        }
+        finally
+        {
+            File.Delete(model);
+        }
+    }
+
     [Fact]
     public async Task ServeWithAStorageAccountThatDoesNotAnswerSaysSoInOneLine()
     {

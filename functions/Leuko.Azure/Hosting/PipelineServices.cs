@@ -32,7 +32,8 @@ public static class PipelineServices
         return services.AddLeukoPipeline(options, runConsumer);
     }
 
-    public static IServiceCollection AddLeukoPipeline(this IServiceCollection services, PipelineOptions options, bool runConsumer = true)
+    /// <param name="classifier">The model, loaded by the caller (who reports a bad one itself); null: loaded from <see cref="PipelineOptions.Model"/> when first needed.</param>
+    public static IServiceCollection AddLeukoPipeline(this IServiceCollection services, PipelineOptions options, bool runConsumer = true, LeukocyteClassifier? classifier = null)
     {
         services.AddSingleton(options);
         var clients = AzureClients.From(options);
@@ -47,7 +48,7 @@ public static class PipelineServices
         {
             // One ONNX Runtime thread per core left to each concurrent call, none spin-waiting: segmentation shares the cores.
             using var session = LeukocyteClassifier.SessionOptionsFor(options.ModelCalls);
-            return LeukocyteClassifier.Load(options.Model ?? LeukocyteClassifier.DefaultModelPath, session);
+            return classifier ?? LeukocyteClassifier.Load(options.Model ?? LeukocyteClassifier.DefaultModelPath, session);
         });
         services.AddSingleton(new LeukocyteSegmenter());
         services.AddSingleton(sp => CellClasses.Of(sp.GetRequiredService<LeukocyteClassifier>().Card));

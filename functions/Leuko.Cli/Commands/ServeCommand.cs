@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Leuko.Azure.Hosting;
+using Leuko.Core.Classification;
 using Leuko.Pipeline.Stages;
 using Leuko.Pipeline.Webhooks;
 using Microsoft.AspNetCore.Builder;
@@ -172,10 +173,22 @@ internal static class ServeCommand
             return ExitCodes.MissingDependency;
         }
 
+        // What the command line got wrong is one line before the host starts (whose own failure log carries a stack).
+        if (options.Storage is null || UploadCommand.Parse(options.Storage, stderr) is null)
+        {
+            return ExitCodes.BadUsage;
+        }
+
+        using var sessionOptions = LeukocyteClassifier.SessionOptionsFor(options.ModelCalls);
+        if (EvaluateClassification.LoadClassifier(options.Model ?? LeukocyteClassifier.DefaultModelPath, stderr, sessionOptions) is not { } classifier)
+        {
+            return ExitCodes.BadUsage;
+        }
+
         builder.WebHost.UseUrls(urls);
         builder.Logging.ClearProviders().AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning).AddFilter("Azure", LogLevel.Warning);
-        builder.Services.AddLeukoPipeline(options);
+        builder.Services.AddLeukoPipeline(options, classifier: classifier);
         if (keyed)
         {
             builder.Services.AddLeukoApiAccess(access.AdminKey, access.KeysFile);

@@ -128,17 +128,11 @@ internal static class UploadCommand
     /// </summary>
     internal static async Task<BlobServiceClient?> ConnectAsync(string connectionString, TextWriter stderr, CancellationToken cancellationToken)
     {
-        BlobServiceClient service;
-        try
+        var options = new BlobClientOptions();
+        options.Retry.MaxRetries = 2;
+        options.Retry.NetworkTimeout = TimeSpan.FromSeconds(30);
+        if (Parse(connectionString, stderr, options) is not { } service)
         {
-            var options = new BlobClientOptions();
-            options.Retry.MaxRetries = 2;
-            options.Retry.NetworkTimeout = TimeSpan.FromSeconds(30);
-            service = new BlobServiceClient(connectionString, options);
-        }
-        catch (Exception e) when (e is FormatException or ArgumentException or InvalidOperationException)
-        {
-            stderr.WriteLine($"error: --storage is not a storage connection string ({e.Message})");
             return null;
         }
 
@@ -157,5 +151,19 @@ internal static class UploadCommand
         }
 
         return service;
+    }
+
+    /// <summary>The blob service a connection string names, without reaching it; null (the error written) when it is not one.</summary>
+    internal static BlobServiceClient? Parse(string connectionString, TextWriter stderr, BlobClientOptions? options = null)
+    {
+        try
+        {
+            return new BlobServiceClient(connectionString, options);
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException or InvalidOperationException)
+        {
+            stderr.WriteLine($"error: --storage is not a storage connection string ({e.Message})");
+            return null;
+        }
     }
 }
