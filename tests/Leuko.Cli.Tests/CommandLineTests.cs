@@ -128,6 +128,22 @@ public sealed class CommandLineTests
     }
 
     [Theory]
+    [InlineData("segmentation")]
+    [InlineData("classification")]
+    public async Task A_bench_leaves_out_an_input_that_is_no_image_and_says_so(string bench)
+    {
+        using var dir = new TempDir();
+        File.Copy(CliRunner.SampleImage("BloodImage_00000.jpg"), Path.Combine(dir.Path, "field.jpg"));
+        File.WriteAllText(Path.Combine(dir.Path, "notes.jpg"), "not a photograph");
+
+        var result = await CliRunner.RunAsync("bench", bench, dir.Path, "--seconds", "0.2");
+
+        Assert.Equal(0, result.ExitCode);
+        Assert.Contains($"skipped: {Path.Combine(dir.Path, "notes.jpg")}: unsupported format", result.Stderr);
+        Assert.DoesNotContain("Unhandled exception", result.Stderr); // it ended the bench
+    }
+
+    [Theory]
     [InlineData("not xml", "is not a readable annotation")]
     [InlineData("<annotation><object><name>WBC</name><bndbox><xmin>abc</xmin><ymin>1</ymin><xmax>2</xmax><ymax>3</ymax></bndbox></object></annotation>", "bndbox xmin 'abc' is not a pixel coordinate")]
     public async Task Evaluate_segmentation_names_the_annotation_it_cannot_read(string xml, string says)

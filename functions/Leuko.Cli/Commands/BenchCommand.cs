@@ -146,6 +146,30 @@ internal static class BenchCommand
         }
     }
 
+    /// <summary>
+    /// The inputs that are images, read: a file that is not (or cannot be read) is said in a <c>skipped:</c> line and
+    /// left out of the measurement, as it would fail alone in a run.
+    /// </summary>
+    private static IEnumerable<(InputFile File, byte[] Data)> Decodable(IEnumerable<InputFile> files, TextWriter stderr)
+    {
+        foreach (var file in files)
+        {
+            byte[] data;
+            try
+            {
+                data = ImageFile.ReadAll(file.Path);
+                ImageDecoder.Decode(data).Dispose(); // before the clock: one that fails would fail the whole measurement
+            }
+            catch (Exception e) when (e is InvalidImageException or IOException or UnauthorizedAccessException)
+            {
+                stderr.WriteLine($"skipped: {TerminalText.OneLine(file.Path)}: {TerminalText.OneLine(e.Message)}");
+                continue;
+            }
+
+            yield return (file, data);
+        }
+    }
+
     /// <summary>CPU milliseconds per image by stage, on one thread (ONNX Runtime on it too), and the classifier's GFLOP/s.</summary>
     private static void PrintProfile(string[] inputs, int limit, string modelPath, TextWriter stdout, TextWriter stderr)
     {
@@ -336,9 +360,9 @@ internal static class BenchCommand
 
         var segmenter = new LeukocyteSegmenter();
         var crops = new List<Mat>();
-        foreach (var file in InputFiles.Expand(paths))
+        foreach (var (_, data) in Decodable(InputFiles.Expand(paths), stderr))
         {
-            using var image = ImageDecoder.DecodeFile(file.Path);
+            using var image = ImageDecoder.Decode(data);
             using var result = segmenter.Segment(image);
             crops.AddRange(result.Leukocytes.Select(l => l.Crop.Clone()));
         }
@@ -403,7 +427,7 @@ internal static class BenchCommand
             return ExitCodes.MissingDependency;
         }
 
-        var encoded = InputFiles.Expand(paths).Select(f => ImageFile.ReadAll(f.Path)).ToArray();
+        var encoded = Decodable(InputFiles.Expand(paths), stderr).Select(d => d.Data).ToArray();
         if (encoded.Length == 0)
         {
             stderr.WriteLine("error: no images to measure");
