@@ -83,6 +83,21 @@ public class ServeCommandTests
         Assert.Contains(parse.Errors, e => e.Message.Contains("--queue-lock must be between 2 and 600 seconds", StringComparison.Ordinal));
     }
 
+    [Theory]
+    [InlineData("Bad_Queue!")] // the storage refused it at start, after the host's stack trace
+    [InlineData("ab")]
+    [InlineData("two--hyphens")]
+    [InlineData("-leading")]
+    [InlineData("a-name-that-is-too-long-once-the-webhook-queue-adds-its-suffix")]
+    public void AStorageQueueNameTheStorageWouldRefuseIsAUsageError(string name)
+    {
+        Assert.Contains(Parse("--storage", "UseDevelopmentStorage=true", "--queue", name).Errors,
+            e => e.Message.Contains("is not a storage queue name", StringComparison.Ordinal));
+        Assert.DoesNotContain(Parse("--storage", "UseDevelopmentStorage=true", "--queue", name, "--transport", "service-bus", "--service-bus", "Endpoint=sb://x/").Errors,
+            e => e.Message.Contains("is not a storage queue name", StringComparison.Ordinal)); // Service Bus names its queues by other rules
+        Assert.Empty(Parse("--storage", "UseDevelopmentStorage=true", "--queue", "ward-3").Errors);
+    }
+
     [Fact]
     public void AGivenQueueLockInRangeIsTaken()
     {

@@ -269,15 +269,21 @@ public class ServeProcessTests
     [Theory]
     [InlineData("storage", "error: --storage is not a storage connection string")] // was an unhandled FormatException
     [InlineData("model", "error: model card not found")] // was the host's failure log with a stack, then the line
+    [InlineData("keys", "error: cannot start: API keys file")] // the host's failure log is not printed
+    [InlineData("service-bus", "error: cannot start: The connection string could not be parsed")] // was an unhandled FormatException
     public async Task ServeWithAStorageStringOrAModelItCannotUseSaysSoInOneLine(string wrong, string says)
     {
         var model = Path.Combine(Path.GetTempPath(), $"leuko-model-{Guid.NewGuid():N}.onnx");
         File.WriteAllText(model, "not a model");
         try
         {
-            using var serve = ServeProcess.Start(wrong == "storage"
-                ? ["--storage", "AccountName=devstoreaccount1;garbage", "--urls", $"http://127.0.0.1:{FreePort()}"]
-                : ["--storage", Azurite.ConnectionString, "--model", model, "--urls", $"http://127.0.0.1:{FreePort()}"]);
+            using var serve = ServeProcess.Start(wrong switch
+            {
+                "storage" => ["--storage", "AccountName=devstoreaccount1;garbage", "--urls", $"http://127.0.0.1:{FreePort()}"],
+                "model" => ["--storage", Azurite.ConnectionString, "--model", model, "--urls", $"http://127.0.0.1:{FreePort()}"],
+                "keys" => ["--storage", Azurite.ConnectionString, "--api-keys", model + ".missing.json", "--urls", $"http://127.0.0.1:{FreePort()}"],
+                _ => ["--storage", Azurite.ConnectionString, "--transport", "service-bus", "--service-bus", "garbage", "--urls", $"http://127.0.0.1:{FreePort()}"],
+            });
 
             Assert.Equal(2, await serve.WaitForExitAsync(TimeSpan.FromMinutes(2))); // only a bound on a hang
             Assert.Contains(says, serve.Stderr);

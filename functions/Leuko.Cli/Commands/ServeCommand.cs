@@ -110,6 +110,12 @@ internal static class ServeCommand
             {
                 r.AddError("--transport service-bus needs --service-bus CONNECTION_STRING");
             }
+
+            if (r.GetValue(transport) is null or Transports.StorageQueue && r.GetValue(queue) is { } name && !(IsStorageQueueName(name) && IsStorageQueueName(name + WebhookQueueSuffix)))
+            {
+                r.AddError($"--queue '{TerminalText.OneLine(name)}' is not a storage queue name: 3 to {63 - WebhookQueueSuffix.Length} lowercase letters, " +
+                           $"digits and single hyphens, starting and ending with a letter or digit (the webhook queue is the name with {WebhookQueueSuffix})");
+            }
         });
         command.SetAction((parse, ct) => RunAsync(
             new PipelineOptions
@@ -120,7 +126,7 @@ internal static class ServeCommand
                 Queue = parse.GetRequiredValue(queue),
                 QueueVisibilityTimeout = TimeSpan.FromSeconds(parse.GetValue(queueLock)),
                 StuckAfter = TimeSpan.FromSeconds(parse.GetValue(stuckAfter)),
-                WebhookQueue = parse.GetRequiredValue(queue) + "-webhooks",
+                WebhookQueue = parse.GetRequiredValue(queue) + WebhookQueueSuffix,
                 WebhookRetrySeconds = parse.GetRequiredValue(webhookRetry),
                 AllowLoopbackWebhooks = parse.GetValue(loopbackWebhooks),
                 PublicApiUrl = parse.GetRequiredValue(urls).Split(';')[0].TrimEnd('/') + "/api",
@@ -135,6 +141,14 @@ internal static class ServeCommand
             parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct));
         return command;
     }
+
+    /// <summary>The webhook delivery queue's name is the classification queue's with this after it.</summary>
+    private const string WebhookQueueSuffix = "-webhooks";
+
+    /// <summary>Azure Storage's rule for queue names: 3-63 lowercase letters, digits and single hyphens, a letter or digit at each end.</summary>
+    internal static bool IsStorageQueueName(string name) =>
+        name.Length is >= 3 and <= 63 && name.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c == '-') &&
+        name[0] != '-' && name[^1] != '-' && !name.Contains("--", StringComparison.Ordinal);
 
     /// <summary>The environment variable that gives <c>--api-key</c> (kept out of the process list).</summary>
     internal const string ApiKeyVariable = "LEUKO_API_KEY";
@@ -188,6 +202,9 @@ internal static class ServeCommand
         builder.WebHost.UseUrls(urls);
         builder.Logging.ClearProviders().AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning).AddFilter("Azure", LogLevel.Warning);
+        // The host's own error for a start that failed is a stack trace; serve says why in one line (below). A service that
+        // fails later is still logged, with its exception, at Critical as the host stops.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
         builder.Services.AddLeukoPipeline(options, classifier: classifier);
         if (keyed)
         {
@@ -211,9 +228,11 @@ internal static class ServeCommand
             api = app.Services.GetRequiredService<ApiAccess>();
         }
         catch (Exception e) when (e is InvalidOperationException or global::Azure.RequestFailedException or IOException or Leuko.Core.Classification.ModelLoadException
-                                      or Microsoft.Extensions.Options.OptionsValidationException or Leuko.Azure.Hosting.StorageUnreachableException)
+                                      or Microsoft.Extensions.Options.OptionsValidationException or Leuko.Azure.Hosting.StorageUnreachableException
+                                      or FormatException or ArgumentException or UnauthorizedAccessException)
         {
-            stderr.WriteLine($"error: cannot start: {e.Message}");
+            // The storage service's messages go on with its request id and headers: the first line says it.
+            stderr.WriteLine($"error: cannot start: {TerminalText.OneLine(e.Message.Split('\n')[0].Trim())}");
             return ExitCodes.BadUsage;
         }
 
