@@ -74,6 +74,20 @@ public class ServeCommandTests
     }
 
     [Theory]
+    [InlineData("evaluate segmentation --voc v --iou NaN", "--iou must be in (0, 1]")] // NaN passed the range check and threw later
+    [InlineData("bench analyze in --parallel 0", "--parallel takes parallelisms between 1 and 256")] // an unhandled exception
+    [InlineData("bench analyze in --parallel 2 300", "--parallel takes parallelisms between 1 and 256")]
+    [InlineData("bench analyze in --seconds -1", "--seconds must be above 0")] // measured nothing and printed it
+    [InlineData("bench segmentation in --seconds 0", "--seconds must be above 0")]
+    [InlineData("bench classification in --seconds NaN", "--seconds must be above 0")]
+    public void AValueOutsideItsOptionsRangeIsAUsageError(string line, string says)
+    {
+        var parse = LeukoCommand.Create().Parse(line.Split(' '));
+
+        Assert.Contains(parse.Errors, e => e.Message.Contains(says, StringComparison.Ordinal));
+    }
+
+    [Theory]
     [InlineData("1")]
     [InlineData("601")]
     public void AQueueLockOutsideItsRangeIsRefused(string seconds)

@@ -11,6 +11,20 @@ namespace Leuko.Cli.Commands;
 /// <summary><c>leuko bench</c>: throughput figures, printed (never asserted in tests: machines are shared and noisy).</summary>
 internal static class BenchCommand
 {
+    /// <summary>A bench's <c>--seconds</c>: how long to measure, above 0 (NaN, 0 or less measured nothing and printed it).</summary>
+    private static Option<double> SecondsOption(string description, double seconds)
+    {
+        var option = new Option<double>("--seconds") { Description = description, DefaultValueFactory = _ => seconds };
+        option.Validators.Add(r =>
+        {
+            if (r.TryGetValue<double>(out var v) && !(v > 0 && v <= 24 * 3600))
+            {
+                r.AddError("--seconds must be above 0 (and at most a day)");
+            }
+        });
+        return option;
+    }
+
     public static Command Create() =>
         new("bench", "Measure throughput on this machine.")
         {
@@ -28,13 +42,20 @@ internal static class BenchCommand
             Description = "Images, folders or zip archives to analyse again and again (e.g. ../shared/data/bccd/JPEGImages).",
             Arity = ArgumentArity.OneOrMore,
         };
-        var seconds = new Option<double>("--seconds") { Description = "Minimum time to measure each parallelism.", DefaultValueFactory = _ => 20 };
+        var seconds = SecondsOption("Minimum time to measure each parallelism.", 20);
         var parallel = new Option<int[]>("--parallel")
         {
             Description = "Parallelisms to measure (default: 1 and the number of cores).",
             DefaultValueFactory = _ => Environment.ProcessorCount > 1 ? [1, Environment.ProcessorCount] : [1],
             AllowMultipleArgumentsPerToken = true,
         };
+        parallel.Validators.Add(r =>
+        {
+            if (r.TryGetValue<int[]>(out var values) && values is not null && values.Any(v => v is < 1 or > 256))
+            {
+                r.AddError("--parallel takes parallelisms between 1 and 256"); // as leuko analyze --parallel
+            }
+        });
         var profileImages = new Option<int>("--profile-images")
         {
             Description = "Images (of the first in the inputs) whose CPU time is profiled stage by stage on one thread; 0: no profile.",
@@ -334,7 +355,7 @@ internal static class BenchCommand
             Description = "Images or folders whose leukocytes are cut out and classified (e.g. samples/).",
             Arity = ArgumentArity.OneOrMore,
         };
-        var seconds = new Option<double>("--seconds") { Description = "Minimum time to measure each batch size.", DefaultValueFactory = _ => 5 };
+        var seconds = SecondsOption("Minimum time to measure each batch size.", 5);
         var model = EvaluateClassification.ModelOption();
         var command = new Command("classification", "Crops per second of classification (preprocessing and inference) at batch 1 and batch 16, on one thread of calls.")
         {
@@ -411,7 +432,7 @@ internal static class BenchCommand
             Description = "Images or folders to segment (e.g. samples/ or BCCD JPEGImages/).",
             Arity = ArgumentArity.OneOrMore,
         };
-        var seconds = new Option<double>("--seconds") { Description = "Minimum time to measure each configuration.", DefaultValueFactory = _ => 5 };
+        var seconds = SecondsOption("Minimum time to measure each configuration.", 5);
         var command = new Command("segmentation", "Images per second of decode + segmentation, on one thread and on all cores.")
         {
             images, seconds,

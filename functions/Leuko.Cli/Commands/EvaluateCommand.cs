@@ -26,7 +26,7 @@ internal static class EvaluateCommand
         var iou = new Option<double>("--iou") { Description = "IoU a detection needs to match a truth box.", DefaultValueFactory = _ => 0.5 };
         iou.Validators.Add(r =>
         {
-            if (r.TryGetValue<double>(out var v) && v is <= 0 or > 1)
+            if (r.TryGetValue<double>(out var v) && !(v > 0 && v <= 1)) // NaN too
             {
                 r.AddError("--iou must be in (0, 1]");
             }
