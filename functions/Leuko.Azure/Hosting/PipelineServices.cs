@@ -44,12 +44,19 @@ public static class PipelineServices
         services.AddSingleton<IBlobStore>(sp => sp.GetRequiredService<AzureBlobStore>());
         services.AddSingleton<TableResultStore>();
         services.AddSingleton<IResultStore>(sp => sp.GetRequiredService<TableResultStore>());
-        services.AddSingleton(sp =>
+        if (classifier is not null)
         {
-            // One ONNX Runtime thread per core left to each concurrent call, none spin-waiting: segmentation shares the cores.
-            using var session = LeukocyteClassifier.SessionOptionsFor(options.ModelCalls);
-            return classifier ?? LeukocyteClassifier.Load(options.Model ?? LeukocyteClassifier.DefaultModelPath, session);
-        });
+            services.AddSingleton(classifier);
+        }
+        else
+        {
+            services.AddSingleton(sp =>
+            {
+                // One ONNX Runtime thread per core left to each concurrent call, none spin-waiting: segmentation shares the cores.
+                using var session = LeukocyteClassifier.SessionOptionsFor(options.ModelCalls);
+                return LeukocyteClassifier.Load(options.Model ?? LeukocyteClassifier.DefaultModelPath, session);
+            });
+        }
         services.AddSingleton(new LeukocyteSegmenter());
         services.AddSingleton(sp => CellClasses.Of(sp.GetRequiredService<LeukocyteClassifier>().Card));
         services.AddSingleton<IMessageTransport>(sp => CreateTransport(options, options.Queue, sp));

@@ -12,19 +12,8 @@ public sealed class AzureBlobStore(BlobServiceClient service) : IBlobStore
 {
     private readonly ConcurrentDictionary<string, bool> _created = new();
 
-    public async Task<StoredBlob?> GetAsync(string container, string name, CancellationToken cancellationToken)
-    {
-        try
-        {
-            var response = await service.GetBlobContainerClient(container).GetBlobClient(name).DownloadContentAsync(cancellationToken);
-            var details = response.Value.Details;
-            return new StoredBlob(name, response.Value.Content.ToMemory(), Version(details.ETag), new Dictionary<string, string>(details.Metadata, StringComparer.OrdinalIgnoreCase));
-        }
-        catch (RequestFailedException e) when (e.Status == 404)
-        {
-            return null;
-        }
-    }
+    public Task<StoredBlob?> GetAsync(string container, string name, CancellationToken cancellationToken) =>
+        GetAtMostAsync(container, name, long.MaxValue, cancellationToken);
 
     /// <summary>Reads the body only after its length is known: a blob over <paramref name="maxBytes"/> is not downloaded (its response is dropped unread).</summary>
     public async Task<StoredBlob?> GetAtMostAsync(string container, string name, long maxBytes, CancellationToken cancellationToken)

@@ -117,18 +117,10 @@ internal static class AnalyzeCommand
                 return ExitCodes.BadUsage;
             }
 
-            AnalysisOutcome outcome;
-            try
-            {
-                outcome = await RunProgress.RunAsync(stderr, plan.Images.Count, progress =>
-                    AnalyzeAsync(plan, classifier, outputDir, formats, parallel, progress, cancellationToken, scale));
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                // Inputs that cannot be read fail alone, inside the run: what ends it is writing (a full disk, a removed folder).
-                stderr.WriteLine($"error: cannot write to the output folder '{TerminalText.OneLine(outputDir)}': {TerminalText.OneLine(e.Message)}; the run was stopped");
-                return ExitCodes.OutputFailed;
-            }
+            // Inputs that cannot be read fail alone, inside the run; a write that fails (a full disk) ends it, as every
+            // command's file error does (LeukoCommand: one line, exit 4), its half files removed on the way out.
+            var outcome = await RunProgress.RunAsync(stderr, plan.Images.Count, progress =>
+                AnalyzeAsync(plan, classifier, outputDir, formats, parallel, progress, cancellationToken, scale));
 
             var card = classifier.Card;
 
