@@ -33,6 +33,7 @@ internal static class BenchCommand
             CreateSegmentation(),
             CreateClassification(),
             ServeBenchmark.Create(),
+            StorageBenchmark.Create(),
         };
 
     private static Command CreateAnalysis()
