@@ -11,8 +11,7 @@ internal sealed class OutputAmongInputsException(string message) : Exception(mes
 /// <summary>Expands the files and folders given on a command line into image files.</summary>
 internal static class InputFiles
 {
-    public static readonly IReadOnlySet<string> ImageExtensions =
-        new HashSet<string>(StringComparer.OrdinalIgnoreCase) { ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff" };
+    public static IReadOnlySet<string> ImageExtensions => Leuko.Core.Imaging.ImageFormats.Extensions;
 
     /// <summary>Why an input listed cannot be read as a file any more (FileNotFoundException): said alike by every command.</summary>
     public const string Gone = "the file is gone: removed after the run began, or a link to nothing";
@@ -76,9 +75,11 @@ internal static class InputFiles
                 return;
             }
 
+            // Unique by the name without its extension: outputs replace it (annotated/NAME.jpg, crops/NAME_0.png), so
+            // field.jpg and field.png would otherwise write one file.
             name = name.Replace('\\', '/');
             var unique = name;
-            for (int n = 2; !names.Add(unique); n++)
+            for (int n = 2; !names.Add(System.IO.Path.ChangeExtension(unique, null)); n++)
             {
                 unique = $"{System.IO.Path.ChangeExtension(name, null)}~{n}{System.IO.Path.GetExtension(name)}";
             }

@@ -61,6 +61,35 @@ public class AnalyzeCommandTests
     }
 
     [Fact]
+    public async Task AWebPInAFolderIsAnalysedAsItsJpegIsAndEachKeepsItsAnnotatedImage()
+    {
+        using var inputs = new TempDir();
+        using var output = new TempDir();
+        using (var field = OpenCvSharp.Cv2.ImRead(CliRunner.SampleImage("BloodImage_00000.jpg")))
+        {
+            // Lossless, so that the pixels are the JPEG's as decoded.
+            OpenCvSharp.Cv2.ImEncode(".webp", field, out byte[] webp, [(int)OpenCvSharp.ImwriteFlags.WebPQuality, 101]);
+            File.WriteAllBytes(Path.Combine(inputs.Path, "field.webp"), webp);
+        }
+
+        File.Copy(CliRunner.SampleImage("BloodImage_00000.jpg"), Path.Combine(inputs.Path, "field.jpg"));
+
+        var r = await Analyze(output.Path, inputs.Path);
+
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var results = Results(output.Path);
+        Assert.Empty(results["skipped"]!.AsArray());
+        var (jpeg, webpCells) = (Image(results, "field.jpg")["cells"]!.ToJsonString(), Image(results, "field.webp")["cells"]!.ToJsonString());
+        Assert.Equal(jpeg, webpCells);
+        Assert.Equal("completed", Image(results, "field.webp")["status"]!.GetValue<string>());
+
+        // Two inputs whose names differ only in their extension keep an annotated image each (both were annotated/field.jpg).
+        var annotated = new[] { "field.jpg", "field.webp" }.Select(n => Image(results, n)["annotated"]!.GetValue<string>()).ToList();
+        Assert.Equal(["annotated/field.jpg", "annotated/field~2.jpg"], annotated);
+        Assert.All(annotated, a => Assert.True(File.Exists(Path.Combine(output.Path, a)), a));
+    }
+
+    [Fact]
     public async Task AFoldersFilesThatAreNotImagesByTheirNamesAreListedAsSkippedAndABrokenLinkFailsWithItsReason()
     {
         using var inputs = new TempDir();

@@ -8,7 +8,15 @@ public sealed class ImageDecoderTests
 {
     private static byte[] Encode(Mat image, string extension)
     {
-        Cv2.ImEncode(extension, image, out byte[] data);
+        // WebP lossless (quality above 100), so that pixels can be compared exactly, as with PNG.
+        Cv2.ImEncode(extension, image, out byte[] data, extension == ".webp" ? [(int)ImwriteFlags.WebPQuality, 101] : []);
+        return data;
+    }
+
+    /// <summary>A lossy WebP, as most WebP files are.</summary>
+    private static byte[] LossyWebP(Mat image)
+    {
+        Cv2.ImEncode(".webp", image, out byte[] data, [(int)ImwriteFlags.WebPQuality, 80]);
         return data;
     }
 
@@ -21,6 +29,7 @@ public sealed class ImageDecoderTests
     [InlineData(".png")]
     [InlineData(".bmp")]
     [InlineData(".tiff")]
+    [InlineData(".webp")]
     public void Decodes_each_supported_format_to_8_bit_BGR(string extension)
     {
         using var source = Colour();
@@ -60,6 +69,9 @@ public sealed class ImageDecoderTests
     [InlineData(".png", 6)]
     [InlineData(".png", 7)]
     [InlineData(".png", 8)]
+    [InlineData(".webp", 3)]
+    [InlineData(".webp", 6)]
+    [InlineData(".webp", 8)]
     public void Applies_the_EXIF_orientation(string extension, int orientation)
     {
         // Every pixel different, so that any wrong turn or mirror shows.
@@ -74,7 +86,7 @@ public sealed class ImageDecoderTests
 
         var plain = Encode(source, extension);
         using var stored = ImageDecoder.Decode(plain, out int none);
-        var tagged = extension == ".jpg" ? Exif.Jpeg(plain, orientation) : Exif.Png(plain, orientation);
+        var tagged = extension switch { ".jpg" => Exif.Jpeg(plain, orientation), ".png" => Exif.Png(plain, orientation), _ => Exif.WebP(plain, orientation) };
 
         Assert.Equal(orientation, ImageHeader.Read(tagged).Orientation);
         using var shown = ImageDecoder.Decode(tagged, out int applied);
@@ -392,5 +404,63 @@ public sealed class ImageDecoderTests
         Assert.Equal(MatType.CV_8UC3, decoded.Type());
         Assert.Equal(new Vec3b(255, 0, 0), decoded.At<Vec3b>(10, 10));
         Assert.Equal(new Vec3b(255, 255, 255), decoded.At<Vec3b>(10, 50));
+    }
+
+    [Fact]
+    public void Reads_a_lossy_WebP_and_its_size_from_its_header()
+    {
+        using var source = Colour(100, 60);
+        var data = LossyWebP(source);
+
+        var header = ImageHeader.Read(data);
+        using var decoded = ImageDecoder.Decode(data);
+
+        Assert.Equal((ImageFormat.WebP, 100, 60), (header.Format, header.Width, header.Height));
+        Assert.Equal(new Size(100, 60), decoded.Size());
+        Assert.InRange(decoded.At<Vec3b>(30, 50).Item0, 190, 210);
+    }
+
+    [Fact]
+    public void Reads_the_orientation_of_a_WebP_whose_EXIF_keeps_the_JPEG_prefix()
+    {
+        using var source = Colour(64, 48);
+        var tagged = Exif.WebP(Encode(source, ".webp"), 6, exifPrefix: true);
+
+        using var shown = ImageDecoder.Decode(tagged, out int applied);
+
+        Assert.Equal(6, applied);
+        Assert.Equal(new Size(48, 64), shown.Size());
+    }
+
+    [Fact]
+    public void Refuses_an_animated_WebP_rather_than_report_its_first_frame()
+    {
+        using var source = Colour();
+        var reason = ReasonFor(Exif.AnimatedWebP(Encode(source, ".webp"), 2));
+
+        Assert.Contains("animated WebP (2 frames): only one field is read from a file", reason);
+    }
+
+    [Fact]
+    public void Refuses_a_WebP_cut_short_and_reads_one_with_bytes_after_its_end()
+    {
+        using var source = Colour();
+        var data = LossyWebP(source);
+
+        Assert.Contains("truncated WebP: its header declares", ReasonFor(data[..(data.Length / 2)]));
+        using var decoded = ImageDecoder.Decode([.. data, .. "trailing bytes"u8.ToArray()]);
+        Assert.Equal(new Size(64, 48), decoded.Size());
+    }
+
+    [Fact]
+    public void Refuses_a_WebP_too_large_before_decoding_it()
+    {
+        // A lossless WebP header claiming 16384 x 16384 (268 megapixels): refused from the header alone.
+        using var source = Colour();
+        var data = Encode(source, ".webp");
+        uint bits = BitConverter.ToUInt32(data, 21) & ~0x0FFFFFFFu | 0x3FFFu | (0x3FFFu << 14);
+        BitConverter.GetBytes(bits).CopyTo(data, 21);
+
+        Assert.Contains("image too large: 16384x16384", ReasonFor(data));
     }
 }

@@ -59,12 +59,13 @@ public class ImageArchiveTests
             ("notes.txt", "hello"u8.ToArray()),
             ("inner.zip", Zips.Build(("b.jpg", image))),
             ("__MACOSX/fields/._a.jpg", [0, 5, 22, 7]),
-            ("fields/", []));
+            ("fields/", []),
+            ("fields/c.WebP", image));
         using var archive = Open(zip);
 
-        Assert.Equal(["fields/a.jpg", "../escape.jpg", "notes.txt", "inner.zip", "__MACOSX/fields/._a.jpg"], archive.Entries.Select(e => e.Name));
+        Assert.Equal(["fields/a.jpg", "../escape.jpg", "notes.txt", "inner.zip", "__MACOSX/fields/._a.jpg", "fields/c.WebP"], archive.Entries.Select(e => e.Name));
         Assert.Equal(
-            [ArchiveEntryKind.Image, ArchiveEntryKind.Refused, ArchiveEntryKind.Skipped, ArchiveEntryKind.Skipped, ArchiveEntryKind.Skipped],
+            [ArchiveEntryKind.Image, ArchiveEntryKind.Refused, ArchiveEntryKind.Skipped, ArchiveEntryKind.Skipped, ArchiveEntryKind.Skipped, ArchiveEntryKind.Image],
             archive.Entries.Select(e => e.Kind));
         Assert.Contains("unsafe name", archive.Entries[1].Reason);
         Assert.Contains("not an image (.txt)", archive.Entries[2].Reason);
@@ -79,7 +80,7 @@ public class ImageArchiveTests
         Assert.Contains("archive holds no images: it has no files", Assert.Throws<ArchiveRejectedException>(() => Open(Zips.Build())).Message);
         Assert.Contains("it has no files", Assert.Throws<ArchiveRejectedException>(() => Open(Zips.Build(("a/", []), ("a/b/", [])))).Message);
         var skipped = Assert.Throws<ArchiveRejectedException>(() => Open(Zips.Build(("notes.txt", "hi"u8.ToArray()), ("__MACOSX/._a.jpg", [1])))).Message;
-        Assert.Contains("none of its 2 files is a JPEG, PNG, BMP or TIFF image (notes.txt: not an image (.txt)", skipped);
+        Assert.Contains("none of its 2 files is a JPEG, PNG, BMP, TIFF or WebP image (notes.txt: not an image (.txt)", skipped);
 
         // An entry refused for safety is reported on its own, so its archive is not refused as empty.
         using var refused = Open(Zips.Build(("../escape.jpg", Zips.SampleBytes())));
@@ -178,8 +179,8 @@ public class ImageArchiveTests
     public void OutputNamesKeepBothOfTwoEntriesOfOneName()
     {
         var names = new OutputNames();
-        Assert.Equal(["a/f.jpg", "a/f~2.jpg", "A/F~3.JPG", "a/f~2~2.jpg", "g.png"],
-            new[] { "a/f.jpg", "a\\f.jpg", "A/F.JPG", "a/f~2.jpg", "g.png" }.Select(names.Add));
+        Assert.Equal(["a/f.jpg", "a/f~2.jpg", "A/F~3.JPG", "a/f~2~2.jpg", "g.png", "g~2.webp", "h"],
+            new[] { "a/f.jpg", "a\\f.jpg", "A/F.JPG", "a/f~2.jpg", "g.png", "g.webp", "h" }.Select(names.Add));
     }
 
     [Fact]

@@ -22,7 +22,7 @@ internal static class AnalyzeCommand
     {
         var inputs = new Argument<string[]>("inputs")
         {
-            Description = "Image files (JPEG, PNG, BMP, TIFF), folders (searched recursively for images and zip archives) and zip archives.",
+            Description = $"Image files ({Leuko.Core.Imaging.ImageFormats.Names}), folders (searched recursively for images and zip archives) and zip archives.",
             Arity = ArgumentArity.OneOrMore,
         };
         var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Folder for results.json, results.csv, report.html and annotated/.", Required = true };
@@ -112,7 +112,7 @@ internal static class AnalyzeCommand
         {
             if (plan.Images.Count == 0)
             {
-                stderr.WriteLine($"error: no images found in {string.Join(", ", inputPaths)} (images are JPEG, PNG, BMP or TIFF; archives are zip)" +
+                stderr.WriteLine($"error: no images found in {string.Join(", ", inputPaths)} (images are {Leuko.Core.Imaging.ImageFormats.Names}; archives are zip)" +
                                  (plan.Skipped.Count > 0 ? $": none of the {plan.Skipped.Count:N0} files found is ({string.Join("; ", plan.Skipped.Take(3).Select(f => $"{TerminalText.OneLine(f.Source)}: {f.Reason}"))}{(plan.Skipped.Count > 3 ? "; ..." : "")})" : ""));
                 return ExitCodes.BadUsage;
             }

@@ -17,7 +17,7 @@ internal static class SegmentCommand
     {
         var inputs = new Argument<string[]>("inputs")
         {
-            Description = "Image files (JPEG, PNG, BMP, TIFF) and folders (searched recursively).",
+            Description = $"Image files ({Leuko.Core.Imaging.ImageFormats.Names}) and folders (searched recursively).",
             Arity = ArgumentArity.ZeroOrMore,
         };
         var output = new Option<DirectoryInfo>("--out", "-o") { Description = "Folder for crops/, masks/ and segmentation.json (or, with --dataset, the crops in the dataset's folder structure).", Required = true };

@@ -76,7 +76,7 @@ internal static class ServeBenchmark
 
         if (files.Count == 0)
         {
-            stderr.WriteLine($"error: no images found in {string.Join(", ", paths)} (images are JPEG, PNG, BMP or TIFF)");
+            stderr.WriteLine($"error: no images found in {string.Join(", ", paths)} (images are {Leuko.Core.Imaging.ImageFormats.Names})");
             return ExitCodes.BadUsage;
         }
 

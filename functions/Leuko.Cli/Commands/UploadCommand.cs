@@ -72,7 +72,7 @@ internal static class UploadCommand
 
         if (files.Count == 0)
         {
-            stderr.WriteLine($"error: no images or zip archives found in {string.Join(", ", paths)} (images are JPEG, PNG, BMP or TIFF)");
+            stderr.WriteLine($"error: no images or zip archives found in {string.Join(", ", paths)} (images are {Leuko.Core.Imaging.ImageFormats.Names})");
             return ExitCodes.BadUsage;
         }
 

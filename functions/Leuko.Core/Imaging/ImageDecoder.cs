@@ -21,7 +21,7 @@ public static class ImageDecoder
 
     /// <summary>
     /// Decodes <paramref name="data"/> and turns it as its EXIF orientation says (<see cref="ImageHeader.Orientation"/>,
-    /// JPEG and PNG), so that the pixels, and every box found in them, are as viewers show the picture;
+    /// JPEG, PNG and WebP), so that the pixels, and every box found in them, are as viewers show the picture;
     /// <paramref name="orientation"/> is the EXIF value applied (1: none). Throws <see cref="InvalidImageException"/>
     /// for anything unusable.
     /// </summary>
@@ -95,7 +95,7 @@ public static class ImageDecoder
         }
     }
 
-    private static string Name(ImageFormat format) => format.ToString().ToUpperInvariant();
+    private static string Name(ImageFormat format) => ImageFormats.Name(format);
 
     /// <summary>Reads (<see cref="ImageFile.ReadAll"/>) and decodes a file.</summary>
     public static Mat DecodeFile(string path) => Decode(ImageFile.ReadAll(path));

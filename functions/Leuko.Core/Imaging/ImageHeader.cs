@@ -9,6 +9,21 @@ public enum ImageFormat
     Png,
     Bmp,
     Tiff,
+    WebP,
+}
+
+/// <summary>What the pipeline reads, said one way everywhere.</summary>
+public static class ImageFormats
+{
+    /// <summary>The formats accepted, for messages: "images are ...".</summary>
+    public const string Names = "JPEG, PNG, BMP, TIFF or WebP";
+
+    /// <summary>The file extensions taken for images in a folder or an archive (a file named on its own is read by its content).</summary>
+    public static readonly IReadOnlySet<string> Extensions =
+        new HashSet<string>(StringComparer.OrdinalIgnoreCase) { ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp" };
+
+    /// <summary>As messages name a format: JPEG, PNG, BMP, TIFF, WebP.</summary>
+    public static string Name(ImageFormat format) => format == ImageFormat.WebP ? "WebP" : format.ToString().ToUpperInvariant();
 }
 
 /// <summary>
@@ -19,7 +34,7 @@ public enum ImageFormat
 public readonly record struct ImageHeader(ImageFormat Format, int Width, int Height)
 {
     /// <summary>
-    /// The EXIF orientation (1-8) of a JPEG's APP1 Exif segment or a PNG's eXIf chunk: how the stored pixels must be
+    /// The EXIF orientation (1-8) of a JPEG's APP1 Exif segment, a PNG's eXIf chunk or a WebP's EXIF chunk: how the stored pixels must be
     /// turned to show the picture as cameras mean it and viewers show it. 1 (as stored) without one, or when it is unreadable.
     /// </summary>
     public int Orientation { get; init; } = 1;
@@ -38,7 +53,8 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
             ImageFormat.Png => ReadPng(data),
             ImageFormat.Bmp => ReadBmp(data),
             ImageFormat.Tiff => ReadTiff(data),
-            _ => throw new InvalidImageException($"unsupported format ({Describe(data)}); expected JPEG, PNG, BMP or TIFF"),
+            ImageFormat.WebP => ReadWebP(data),
+            _ => throw new InvalidImageException($"unsupported format ({Describe(data)}); expected {ImageFormats.Names}"),
         };
     }
 
@@ -67,6 +83,11 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
                               || (data[0] == (byte)'M' && data[1] == (byte)'M' && data[2] == 0 && data[3] == 42)))
         {
             return ImageFormat.Tiff;
+        }
+
+        if (data.Length >= 12 && data[..4].SequenceEqual("RIFF"u8) && data.Slice(8, 4).SequenceEqual("WEBP"u8))
+        {
+            return ImageFormat.WebP;
         }
 
         return null;
@@ -284,6 +305,93 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
         }
     }
 
+    /// <summary>
+    /// A WebP file: a RIFF container of chunks (type, little-endian length, data padded to an even length). Its first
+    /// chunk is the picture itself, lossy (<c>VP8 </c>) or lossless (<c>VP8L</c>), each with its size, or the extended
+    /// header (<c>VP8X</c>: the canvas size and which chunks follow), after which an <c>EXIF</c> chunk may give the
+    /// orientation, as a JPEG's does. The file ends where its RIFF length says (bytes after it are ignored, as decoders
+    /// ignore them); one cut short is refused. An animation is refused as a multi-page TIFF is: only one field is read
+    /// from a file.
+    /// </summary>
+    private static ImageHeader ReadWebP(ReadOnlySpan<byte> data)
+    {
+        long end = 8L + BinaryPrimitives.ReadUInt32LittleEndian(data[4..]);
+        if (end > data.Length)
+        {
+            throw new InvalidImageException($"truncated WebP: its header declares {end:N0} bytes, the file has {data.Length:N0}");
+        }
+
+        data = data[..(int)end];
+        if (data.Length < 30)
+        {
+            throw new InvalidImageException("truncated WebP: no image chunk");
+        }
+
+        var first = data.Slice(12, 4);
+        var payload = data[20..];
+        if (first.SequenceEqual("VP8 "u8))
+        {
+            // Frame tag (3), start code 9D 01 2A, then width and height: 14 bits each (the top 2 bits are an upscaling hint).
+            if (!(payload[3] == 0x9D && payload[4] == 0x01 && payload[5] == 0x2A))
+            {
+                throw new InvalidImageException("corrupt WebP: its lossy picture has no frame start code");
+            }
+
+            return Checked(ImageFormat.WebP, BinaryPrimitives.ReadUInt16LittleEndian(payload[6..]) & 0x3FFFu, BinaryPrimitives.ReadUInt16LittleEndian(payload[8..]) & 0x3FFFu);
+        }
+
+        if (first.SequenceEqual("VP8L"u8))
+        {
+            // Signature 0x2F, then width - 1 and height - 1 in 14 bits each, least significant bit first.
+            if (payload[0] != 0x2F)
+            {
+                throw new InvalidImageException("corrupt WebP: its lossless picture has no signature");
+            }
+
+            uint bits = BinaryPrimitives.ReadUInt32LittleEndian(payload[1..]);
+            return Checked(ImageFormat.WebP, (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1);
+        }
+
+        if (!first.SequenceEqual("VP8X"u8))
+        {
+            throw new InvalidImageException($"corrupt WebP: its first chunk is '{System.Text.Encoding.ASCII.GetString(first)}', not a picture");
+        }
+
+        // Flags (1: ICC 0x20, alpha 0x10, EXIF 0x08, XMP 0x04, animation 0x02), 3 reserved, canvas width - 1 and height - 1 (24 bits each).
+        uint width = (payload[4] | ((uint)payload[5] << 8) | ((uint)payload[6] << 16)) + 1;
+        uint height = (payload[7] | ((uint)payload[8] << 8) | ((uint)payload[9] << 16)) + 1;
+        int orientation = 1, frames = 0;
+        for (long pos = 12; pos + 8 <= data.Length;)
+        {
+            var type = data.Slice((int)pos, 4);
+            long next = pos + 8 + BinaryPrimitives.ReadUInt32LittleEndian(data[((int)pos + 4)..]);
+            if (next > data.Length)
+            {
+                throw new InvalidImageException("truncated WebP: the file ends inside a chunk");
+            }
+
+            if (type.SequenceEqual("ANMF"u8))
+            {
+                frames++;
+            }
+            else if (type.SequenceEqual("EXIF"u8))
+            {
+                var exif = data[((int)pos + 8)..(int)next];
+                orientation = ExifOrientation(exif.StartsWith("Exif\0\0"u8) ? exif[6..] : exif); // some writers keep JPEG's prefix
+            }
+
+            pos = next + (next & 1);
+        }
+
+        if ((payload[0] & 0x02) != 0 || frames > 0)
+        {
+            throw new InvalidImageException(
+                $"animated WebP ({frames} frames): only one field is read from a file, so it is refused rather than reported on its first frame; save each field as its own image");
+        }
+
+        return Checked(ImageFormat.WebP, width, height) with { Orientation = orientation };
+    }
+
     private static ImageHeader ReadBmp(ReadOnlySpan<byte> data)
     {
         if (data.Length < 26)
@@ -401,7 +509,7 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
     {
         if (width == 0 || height == 0 || width > int.MaxValue || height > int.MaxValue)
         {
-            throw new InvalidImageException($"corrupt {format.ToString().ToUpperInvariant()} header: dimensions {width}x{height}");
+            throw new InvalidImageException($"corrupt {ImageFormats.Name(format)} header: dimensions {width}x{height}");
         }
 
         return new ImageHeader(format, (int)width, (int)height);
@@ -412,11 +520,6 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
         if (data.Length >= 4 && data[..4].SequenceEqual("GIF8"u8))
         {
             return "GIF";
-        }
-
-        if (data.Length >= 12 && data[..4].SequenceEqual("RIFF"u8) && data.Slice(8, 4).SequenceEqual("WEBP"u8))
-        {
-            return "WebP";
         }
 
         if (data.Length >= 4 && data[..4].SequenceEqual("%PDF"u8))

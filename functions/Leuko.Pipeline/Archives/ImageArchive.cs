@@ -1,5 +1,6 @@
 using System.IO.Compression;
 using System.IO.Hashing;
+using Leuko.Core.Imaging;
 
 namespace Leuko.Pipeline.Archives;
 
@@ -36,7 +37,7 @@ public sealed class ArchiveEntryException(string message, Exception? inner = nul
 /// </summary>
 public sealed class ImageArchive : IDisposable
 {
-    private static readonly HashSet<string> ImageExtensions = new(StringComparer.OrdinalIgnoreCase) { ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff" };
+    private static IReadOnlySet<string> ImageExtensions => ImageFormats.Extensions;
 
     private static readonly HashSet<string> ArchiveExtensions = new(StringComparer.OrdinalIgnoreCase)
         { ".zip", ".7z", ".rar", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".jar" };
@@ -125,7 +126,7 @@ public sealed class ImageArchive : IDisposable
             {
                 throw new ArchiveRejectedException(entries.Count == 0
                     ? "archive holds no images: it has no files"
-                    : $"archive holds no images: none of its {entries.Count:N0} files is a JPEG, PNG, BMP or TIFF image " +
+                    : $"archive holds no images: none of its {entries.Count:N0} files is a {ImageFormats.Names} image " +
                       $"({string.Join(", ", entries.Take(3).Select(e => $"{e.Name}: {e.Reason}"))}{(entries.Count > 3 ? ", ..." : "")})");
             }
 
@@ -167,7 +168,7 @@ public sealed class ImageArchive : IDisposable
 
         if (!ImageExtensions.Contains(extension))
         {
-            return (ArchiveEntryKind.Skipped, $"not an image ({(extension.Length > 0 ? extension : "no extension")}); images are JPEG, PNG, BMP or TIFF");
+            return (ArchiveEntryKind.Skipped, $"not an image ({(extension.Length > 0 ? extension : "no extension")}); images are {ImageFormats.Names}");
         }
 
         if (length > limits.MaxEntryBytes)

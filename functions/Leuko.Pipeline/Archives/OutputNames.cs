@@ -8,8 +8,9 @@ namespace Leuko.Pipeline.Archives;
 /// the input's own relative name where it can be, made unique and short enough for every file system and blob store.
 /// Both paths name outputs with this one class, so an archive comes out the same in both:
 /// <list type="bullet">
-/// <item>Two inputs of one name (compared ignoring case, with <c>\</c> read as <c>/</c>: a zip may hold both
-/// <c>a.jpg</c> and <c>A.jpg</c>, or one name twice) are both kept: the second is <c>NAME~2.EXT</c>, the third <c>~3</c>.</item>
+/// <item>Two inputs of one name (compared ignoring case and the extension, with <c>\</c> read as <c>/</c>: a zip may
+/// hold both <c>a.jpg</c> and <c>A.jpg</c>, one name twice, or <c>a.jpg</c> and <c>a.png</c>, whose annotated images
+/// would both be <c>a.jpg</c>) are both kept: the second is <c>NAME~2.EXT</c>, the third <c>~3</c>.</item>
 /// <item>A folder or file name longer than <see cref="MaxSegmentBytes"/> (UTF-8) is cut and given the first 12 hex
 /// digits of its SHA-256 (<c>PREFIX~HASH.EXT</c>); a name longer than <see cref="MaxNameBytes"/> in all keeps only its
 /// file name, under a folder named by the hash of the whole. File systems allow 255 bytes a name and 4,096 a path,
@@ -34,7 +35,7 @@ public sealed class OutputNames
     {
         var shortened = Shorten(name);
         var unique = shortened;
-        for (int n = 2; !_used.Add(unique); n++)
+        for (int n = 2; !_used.Add(Split(unique).Stem); n++)
         {
             var (stem, extension) = Split(shortened);
             unique = $"{stem}~{n}{extension}";
