@@ -11,8 +11,6 @@ internal sealed class OutputAmongInputsException(string message) : Exception(mes
 /// <summary>Expands the files and folders given on a command line into image files.</summary>
 internal static class InputFiles
 {
-    public static IReadOnlySet<string> ImageExtensions => Leuko.Core.Imaging.ImageFormats.Extensions;
-
     /// <summary>Why an input listed cannot be read as a file any more (FileNotFoundException): said alike by every command.</summary>
     public const string Gone = "the file is gone: removed after the run began, or a link to nothing";
 
@@ -28,7 +26,7 @@ internal static class InputFiles
     public static IReadOnlyList<InputFile> Expand(IEnumerable<string> paths, IReadOnlySet<string>? extensions = null,
         ICollection<(string Path, string Reason)>? skipped = null, string? output = null)
     {
-        extensions ??= ImageExtensions;
+        extensions ??= Leuko.Core.Imaging.ImageFormats.Extensions;
         var outputReal = output is not null && Directory.Exists(output) ? RealPath(output) : null;
         var seen = new HashSet<string>(StringComparer.Ordinal);
         var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);

@@ -24,7 +24,7 @@ internal sealed record SkippedInput(string Source, string Reason);
 internal sealed class AnalysisPlan : IDisposable
 {
     private static readonly HashSet<string> Extensions =
-        new(InputFiles.ImageExtensions.Append(".zip"), StringComparer.OrdinalIgnoreCase);
+        new(Leuko.Core.Imaging.ImageFormats.Extensions.Append(".zip"), StringComparer.OrdinalIgnoreCase);
 
     private readonly List<ImageArchive> _archives = [];
 

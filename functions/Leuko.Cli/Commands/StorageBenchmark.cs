@@ -72,7 +72,7 @@ internal static class StorageBenchmark
     {
         if (serverPid is { } pid && ProcessCpu(pid) is null)
         {
-            stderr.WriteLine($"error: --server-pid {pid}: no such process whose CPU time this machine shows (/proc/{pid}/stat)");
+            stderr.WriteLine($"error: --server-pid {pid}: no such process whose CPU time this machine shows");
             return ExitCodes.BadUsage;
         }
 
@@ -110,10 +110,9 @@ internal static class StorageBenchmark
                     await subscriptions.AddEntityAsync(new TableEntity("subscriptions", $"s{i}") { ["Url"] = $"https://receiver.example/hook/{i}", ["Types"] = "image.completed,image.failed,batch.completed", ["Enabled"] = true }, cancellationToken);
                 }
             }
-            catch (Exception e) when (e is RequestFailedException or AggregateException or HttpRequestException)
+            catch (Exception e) when (UploadCommand.IsUnreachable(e))
             {
-                var reason = e is AggregateException a ? a.InnerExceptions[^1].Message : e.Message;
-                stderr.WriteLine($"error: cannot reach the storage at {blobService.Uri}: {reason.Split('\n')[0].Trim()}");
+                stderr.WriteLine(UploadCommand.Unreachable(blobService.Uri, e));
                 return ExitCodes.BadUsage;
             }
 
@@ -214,7 +213,7 @@ internal static class StorageBenchmark
         {
             await delete();
         }
-        catch (Exception e) when (e is RequestFailedException or AggregateException or HttpRequestException)
+        catch (Exception e) when (UploadCommand.IsUnreachable(e))
         {
         }
     }
@@ -241,22 +240,17 @@ internal static class StorageBenchmark
     /// <summary>Incompressible bytes, as a JPEG's or a PNG's are.</summary>
     private static byte[] RandomBytes(int length) => System.Security.Cryptography.RandomNumberGenerator.GetBytes(length);
 
-    /// <summary>A process's CPU time so far in milliseconds (user and system, from /proc), or null where there is none.</summary>
+    /// <summary>A process's CPU time so far in milliseconds (user and system, as the runtime reads it), or null where there is none.</summary>
     private static double? ProcessCpu(int pid)
     {
         try
         {
-            // Fields after the command name, which is in parentheses and may hold spaces: utime and stime are the 12th and 13th.
-            var stat = File.ReadAllText($"/proc/{pid}/stat");
-            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) * 1000.0 / ClockTicksPerSecond;
+            using var process = Process.GetProcessById(pid);
+            return process.TotalProcessorTime.TotalMilliseconds;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException or ArgumentOutOfRangeException)
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception or UnauthorizedAccessException)
         {
             return null;
         }
     }
-
-    /// <summary>The kernel's USER_HZ, the unit of /proc's CPU times: 100 on Linux.</summary>
-    private const double ClockTicksPerSecond = 100;
 }

@@ -16,7 +16,7 @@ namespace Leuko.Cli.Commands;
 /// </summary>
 internal static class UploadCommand
 {
-    private static readonly HashSet<string> Extensions = new(InputFiles.ImageExtensions.Append(".zip"), StringComparer.OrdinalIgnoreCase);
+    private static readonly HashSet<string> Extensions = new(Leuko.Core.Imaging.ImageFormats.Extensions.Append(".zip"), StringComparer.OrdinalIgnoreCase);
 
     public static Command Create()
     {
@@ -143,14 +143,23 @@ internal static class UploadCommand
                 await service.GetBlobContainerClient(container).CreateIfNotExistsAsync(cancellationToken: cancellationToken);
             }
         }
-        catch (Exception e) when (e is RequestFailedException or AggregateException or HttpRequestException)
+        catch (Exception e) when (IsUnreachable(e))
         {
-            var reason = e is AggregateException a ? a.InnerExceptions[^1].Message : e.Message;
-            stderr.WriteLine($"error: cannot reach the storage at {service.Uri}: {reason.Split('\n')[0].Trim()}");
+            stderr.WriteLine(Unreachable(service.Uri, e));
             return null;
         }
 
         return service;
+    }
+
+    /// <summary>What the storage client throws when the account does not answer or refuses (after its retries).</summary>
+    internal static bool IsUnreachable(Exception e) => e is RequestFailedException or AggregateException or HttpRequestException;
+
+    /// <summary>The one line that says so: the last attempt's reason, its first line.</summary>
+    internal static string Unreachable(Uri account, Exception e)
+    {
+        var reason = e is AggregateException a ? a.InnerExceptions[^1].Message : e.Message;
+        return $"error: cannot reach the storage at {account}: {reason.Split('\n')[0].Trim()}";
     }
 
     /// <summary>The blob service a connection string names, without reaching it; null (the error written) when it is not one.</summary>

@@ -49,13 +49,13 @@ public static class ImageDecoder
         }
         catch (OpenCVException e)
         {
-            throw new InvalidImageException($"corrupt {Name(header.Format)}: {e.Message}");
+            throw new InvalidImageException($"corrupt {ImageFormats.Name(header.Format)}: {e.Message}");
         }
 
         if (raw.Empty())
         {
             raw.Dispose();
-            throw new InvalidImageException($"corrupt {Name(header.Format)}: the decoder could not read the pixels");
+            throw new InvalidImageException($"corrupt {ImageFormats.Name(header.Format)}: the decoder could not read the pixels");
         }
 
         try
@@ -95,8 +95,6 @@ public static class ImageDecoder
         }
     }
 
-    private static string Name(ImageFormat format) => ImageFormats.Name(format);
-
     /// <summary>Reads (<see cref="ImageFile.ReadAll"/>) and decodes a file.</summary>
     public static Mat DecodeFile(string path) => Decode(ImageFile.ReadAll(path));
 
@@ -118,12 +116,12 @@ public static class ImageDecoder
                 raw.ConvertTo(eightBit, MatType.CV_8U, 1.0 / 257.0);
                 break;
             default:
-                throw new InvalidImageException($"unsupported {Name(format)} sample type (only 8-bit and 16-bit images are supported)");
+                throw new InvalidImageException($"unsupported {ImageFormats.Name(format)} sample type (only 8-bit and 16-bit images are supported)");
         }
 
         if (eightBit.Channels() != 3 && eightBit.Channels() != 4)
         {
-            throw new InvalidImageException($"unsupported {Name(format)} layout with {eightBit.Channels()} channels");
+            throw new InvalidImageException($"unsupported {ImageFormats.Name(format)} layout with {eightBit.Channels()} channels");
         }
 
         var bgr = eightBit.Channels() == 3 ? eightBit.Clone() : CompositeOverWhite(eightBit);

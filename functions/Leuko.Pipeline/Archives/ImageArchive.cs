@@ -37,8 +37,6 @@ public sealed class ArchiveEntryException(string message, Exception? inner = nul
 /// </summary>
 public sealed class ImageArchive : IDisposable
 {
-    private static IReadOnlySet<string> ImageExtensions => ImageFormats.Extensions;
-
     private static readonly HashSet<string> ArchiveExtensions = new(StringComparer.OrdinalIgnoreCase)
         { ".zip", ".7z", ".rar", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".jar" };
 
@@ -166,7 +164,7 @@ public sealed class ImageArchive : IDisposable
             return (ArchiveEntryKind.Skipped, "nested archive: not expanded");
         }
 
-        if (!ImageExtensions.Contains(extension))
+        if (!ImageFormats.Extensions.Contains(extension))
         {
             return (ArchiveEntryKind.Skipped, $"not an image ({(extension.Length > 0 ? extension : "no extension")}); images are {ImageFormats.Names}");
         }
