@@ -173,7 +173,7 @@ public sealed class CommandLineTests
         var root = json.RootElement;
         Assert.Equal(
             ["samples", "unsegmented", "accuracy", "macroPrecision", "macroRecall", "macroF1", "coverage", "acceptedAccuracy",
-             "otherSamples", "otherSilentlyInDifferential", "flaggedBy", "scoring", "classes", "perClass", "confusion"],
+             "otherSamples", "otherSilentlyInDifferential", "flaggedBy", "scoring", "classes", "perClass", "confusion", "groups"],
             root.EnumerateObject().Select(p => p.Name).ToArray());
         int files = Directory.GetFiles(cells, "*", SearchOption.AllDirectories).Count(f => !f.EndsWith(".md", StringComparison.Ordinal));
         Assert.Equal(files, root.GetProperty("samples").GetInt32());
@@ -223,6 +223,66 @@ public sealed class CommandLineTests
             Assert.Equal(plainDistance![0], float.Parse(f[3], System.Globalization.CultureInfo.InvariantCulture));
             Assert.Equal(eightDistance![0], float.Parse(f[4], System.Globalization.CultureInfo.InvariantCulture));
         }
+    }
+
+    [Fact]
+    public async Task Evaluate_classification_by_group_with_every_image_its_own_group_counts_the_images_right()
+    {
+        var cells = Path.Combine(AppContext.BaseDirectory, "samples", "cells");
+        using var dir = new TempDir();
+        var images = Directory.GetFiles(cells, "*", SearchOption.AllDirectories).Where(f => !f.EndsWith(".md", StringComparison.Ordinal)).ToArray();
+        var groups = Path.Combine(dir.Path, "groups.tsv");
+        // A header, then one group per image but the first, which the file leaves out: a group of its own all the same.
+        File.WriteAllLines(groups, ["file\tsource_image", .. images.Skip(1).Select((f, i) => $"{Path.GetRelativePath(cells, f).Replace('\\', '/')}\tphoto{i}")]);
+
+        var result = await CliRunner.RunAsync("evaluate", "classification", "--data", cells, "--json", "--groups", groups);
+
+        Assert.Equal(0, result.ExitCode);
+        Assert.Contains($"warning: 1 of {images.Length} images are not in --groups", result.Stderr);
+        using var json = JsonDocument.Parse(result.Stdout);
+        var root = json.RootElement;
+        var g = root.GetProperty("groups");
+        Assert.Equal(images.Length, g.GetProperty("count").GetInt32());
+        int right = (int)Math.Round(root.GetProperty("accuracy").GetDouble() * images.Length);
+        Assert.Equal(right, g.GetProperty("right").GetInt32());
+        var interval = g.GetProperty("interval95").EnumerateArray().Select(v => v.GetDouble()).ToArray();
+        Assert.InRange(g.GetProperty("accuracy").GetDouble(), interval[0], interval[1]);
+        Assert.Equal(images.Length, g.GetProperty("perClass").EnumerateObject().Sum(c => c.Value.GetProperty("total").GetInt32()));
+    }
+
+    [Fact]
+    public async Task Evaluate_classification_by_group_counts_a_groups_images_once()
+    {
+        var cells = Path.Combine(AppContext.BaseDirectory, "samples", "cells");
+        using var dir = new TempDir();
+        var groups = Path.Combine(dir.Path, "groups.tsv");
+        // Every image of a class from one photograph: as many groups as classes.
+        var images = Directory.GetFiles(cells, "*", SearchOption.AllDirectories).Where(f => !f.EndsWith(".md", StringComparison.Ordinal)).ToArray();
+        File.WriteAllLines(groups, images.Select(f => $"{Path.GetRelativePath(cells, f)}\t{Path.GetFileName(Path.GetDirectoryName(f))}"));
+
+        var result = await CliRunner.RunAsync("evaluate", "classification", "--data", cells, "--groups", groups);
+
+        Assert.Equal(0, result.ExitCode);
+        int classes = images.Select(f => Path.GetDirectoryName(f)).Distinct().Count();
+        Assert.Contains($"by group (groups.tsv): {classes} groups, ", result.Stdout);
+        Assert.DoesNotContain("warning", result.Stderr);
+    }
+
+    [Theory]
+    [InlineData("EOSINOPHIL/kaggle_0_3072.jpeg photo1", "line 1 of --groups")]
+    [InlineData("elsewhere/a.jpg\tphoto1", "names none of the")]
+    public async Task Evaluate_classification_refuses_a_groups_file_it_cannot_use(string line, string says)
+    {
+        var cells = Path.Combine(AppContext.BaseDirectory, "samples", "cells");
+        using var dir = new TempDir();
+        var groups = Path.Combine(dir.Path, "groups.tsv");
+        File.WriteAllText(groups, line + "\n");
+
+        var result = await CliRunner.RunAsync("evaluate", "classification", "--data", cells, "--groups", groups);
+
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains(says, result.Stderr);
+        Assert.Equal("", result.Stdout);
     }
 
     [Fact]

@@ -36,14 +36,20 @@ internal static class EvaluateClassification
                           "8-view mean's logits and feature distance), to fit a review rule or a test-time augmentation policy without running the model again " +
                           "(models/training/sure_policy.py).",
         };
+        var groups = new Option<FileInfo?>("--groups")
+        {
+            Description = "Also score by group: a TSV of each image's path under --data (CLASS/file.jpg), a tab, and its group (the photograph, slide " +
+                          "or patient it comes from). Where many images show one cell (augmented frames), the groups are what the accuracy is measured " +
+                          "on: a group counts right when most of its images are, with a 95% interval. Images the file does not name are each a group of their own.",
+        };
         var command = new Command("classification", "Accuracy, precision, recall, the review flag's coverage and accuracy, and the confusion matrix of segmentation + classification on labelled frames.")
         {
-            data, model, json, micronsPerPixel, cells,
+            data, model, json, micronsPerPixel, cells, groups,
         };
         command.SetAction((parse, ct) => RunAsync(
             parse.GetRequiredValue(data).FullName, parse.GetRequiredValue(model), parse.GetValue(json),
             parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct, ScaleOption.Of(parse.GetValue(micronsPerPixel)),
-            parse.GetValue(cells)?.FullName));
+            parse.GetValue(cells)?.FullName, parse.GetValue(groups)?.FullName));
         return command;
     }
 
@@ -64,6 +70,71 @@ internal static class EvaluateClassification
             writer.WriteLine(string.Join('\t', samples[i].Path.Replace('\t', ' '), classifier.Card.Classes[samples[i].Truth],
                 classifier.HasStainCheck ? stain[i].ToString("R", inv) : "", D(plainDistance, i), D(dihedralDistance, i), Row(plain, i), Row(dihedral, i)));
         }
+    }
+
+    /// <summary>The exact 95% interval of the share of groups right, as a fraction.</summary>
+    private static (double Low, double High) GroupInterval(GroupScores groups)
+    {
+        var (low, high) = Leuko.Pipeline.BinomialInterval.Percent(groups.Right, groups.Count);
+        return (low / 100, high / 100);
+    }
+
+    /// <summary>
+    /// Each image's group from <paramref name="path"/> (lines of path under <paramref name="dataPath"/>, a tab, group;
+    /// a header line is a path that names no image), or null with the reason written where the file cannot be used.
+    /// </summary>
+    private static Dictionary<string, string>? ReadGroups(string path, string dataPath, List<(string Path, int Truth)> samples, TextWriter stderr)
+    {
+        string[] lines;
+        try
+        {
+            lines = File.ReadAllLines(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            stderr.WriteLine($"error: cannot read --groups '{path}': {TerminalText.OneLine(e.Message)}");
+            return null;
+        }
+
+        var byName = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        for (int i = 0; i < lines.Length; i++)
+        {
+            if (lines[i].Length == 0)
+            {
+                continue;
+            }
+
+            var fields = lines[i].Split('\t');
+            if (fields.Length < 2 || fields[0].Length == 0 || fields[1].Length == 0)
+            {
+                stderr.WriteLine($"error: line {i + 1} of --groups '{path}' is not 'image path<TAB>group'");
+                return null;
+            }
+
+            byName[fields[0].Replace('\\', '/')] = fields[1];
+        }
+
+        var groupOf = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (image, _) in samples)
+        {
+            if (byName.TryGetValue(Path.GetRelativePath(dataPath, image).Replace(Path.DirectorySeparatorChar, '/'), out var group))
+            {
+                groupOf[image] = group;
+            }
+        }
+
+        if (groupOf.Count == 0)
+        {
+            stderr.WriteLine($"error: --groups '{path}' names none of the {samples.Count} images under '{dataPath}' (its first column is an image's path under --data, as CLASS/file.jpg)");
+            return null;
+        }
+
+        if (groupOf.Count < samples.Count)
+        {
+            stderr.WriteLine($"warning: {samples.Count - groupOf.Count} of {samples.Count} images are not in --groups '{path}': each is a group of its own");
+        }
+
+        return groupOf;
     }
 
     /// <summary>How these figures relate to what <c>leuko analyze</c> reports, printed with them.</summary>
@@ -93,7 +164,7 @@ internal static class EvaluateClassification
 
     internal static Task<int> RunAsync(
         string dataPath, string modelPath, bool json, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken,
-        Leuko.Core.Scale.ImageScale? scale = null, string? cellsPath = null)
+        Leuko.Core.Scale.ImageScale? scale = null, string? cellsPath = null, string? groupsPath = null)
     {
         if (!NativeDependencies.Check(stderr))
         {
@@ -124,6 +195,16 @@ internal static class EvaluateClassification
         {
             stderr.WriteLine($"error: no labelled images in '{dataPath}': it needs one subfolder per class ({string.Join(", ", classes)})");
             return Task.FromResult(ExitCodes.BadUsage);
+        }
+
+        Dictionary<string, string>? groupOf = null;
+        if (groupsPath is not null)
+        {
+            groupOf = ReadGroups(groupsPath, dataPath, samples, stderr);
+            if (groupOf is null)
+            {
+                return Task.FromResult(ExitCodes.BadUsage);
+            }
         }
 
         using var cellsOut = cellsPath is null ? null : new StreamWriter(cellsPath);
@@ -171,7 +252,7 @@ internal static class EvaluateClassification
 
             for (int i = 0; i < chunk.Length; i++)
             {
-                evaluator.Add(chunk[i].Truth, predicted[i], review[i]);
+                evaluator.Add(chunk[i].Truth, predicted[i], review[i], groupOf?.GetValueOrDefault(chunk[i].Path));
                 crops[i]?.Dispose();
             }
         }
@@ -198,6 +279,15 @@ internal static class EvaluateClassification
                     kv => kv.Key,
                     kv => new { precision = Math.Round(kv.Value.Precision, 4), recall = Math.Round(kv.Value.Recall, 4), f1 = Math.Round(kv.Value.F1, 4), support = kv.Value.Support }),
                 confusion = m.Confusion,
+                groups = m.Groups is { } g ? new
+                {
+                    count = g.Count,
+                    right = g.Right,
+                    accuracy = Math.Round((double)g.Right / g.Count, 4),
+                    interval95 = GroupInterval(g) is var (low, high) ? new[] { Math.Round(low, 4), Math.Round(high, 4) } : null,
+                    meanAccuracy = Math.Round(g.MeanAccuracy, 4),
+                    perClass = g.PerClass.ToDictionary(kv => kv.Key, kv => new { right = kv.Value.Right, total = kv.Value.Total }),
+                } : null,
             }));
             return Task.FromResult(ExitCodes.Success);
         }
@@ -213,6 +303,14 @@ internal static class EvaluateClassification
         }
 
         stdout.WriteLine($"  scoring: {ScoringNote}");
+        if (m.Groups is { } groupScores)
+        {
+            var (low, high) = GroupInterval(groupScores);
+            var inv = System.Globalization.CultureInfo.InvariantCulture;
+            stdout.WriteLine(string.Create(inv, $"  by group ({Path.GetFileName(groupsPath)}): {groupScores.Count} groups, {groupScores.Right} right by most of their images, " +
+                                                $"{(double)groupScores.Right / groupScores.Count:0.0000} (95% interval {low:0.0000}-{high:0.0000}); mean of the groups' accuracies {groupScores.MeanAccuracy:0.0000}"));
+            stdout.WriteLine("    " + string.Join("  ", groupScores.PerClass.Select(kv => $"{kv.Key} {kv.Value.Right}/{kv.Value.Total}")));
+        }
         stdout.WriteLine();
         stdout.WriteLine($"  {"class",-12} {"precision",9} {"recall",7} {"f1",7} {"support",8}");
         foreach (var (name, s) in m.PerClass)
