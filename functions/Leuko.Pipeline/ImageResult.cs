@@ -47,7 +47,7 @@ public sealed record ImageResult(
 /// <param name="Probabilities">Calibrated probability of every class, in the model's class order.</param>
 /// <param name="NeedsReview">True when the confidence is below the model card's review threshold: a person should look.</param>
 /// <param name="Area">Pixels in the cell region.</param>
-/// <param name="ReviewReason">Why a person should look (<c>other-cell</c>, <c>possible-other-cell</c>, <c>unfamiliar-stain</c>, <c>low-confidence</c>, <c>atypical</c>); null when accepted.</param>
+/// <param name="ReviewReason">Why a person should look (<c>other-cell</c>, <c>possible-other-cell</c>, <c>unfamiliar-stain</c>, <c>low-resolution</c>, <c>low-confidence</c>, <c>atypical</c>); null when accepted.</param>
 public sealed record CellResult(
     int Index,
     Box Box,

@@ -61,6 +61,40 @@ public class AnalyzeCommandTests
     }
 
     [Fact]
+    public async Task CellsOfAnImageCoarserThanTheModelsInputAreFlaggedLowResolutionAndTheRunSaysSo()
+    {
+        using var temp = new TempDir();
+        var field = CliRunner.SampleImage("BloodImage_00000.jpg");
+        // The same field as a quarter of the magnification would show it (BCCD is about 0.08 µm per pixel): 0.32 µm per
+        // pixel, so the cell's 18 µm window is 56 pixels, fewer than the model's 64.
+        var small = Path.Combine(temp.Path, "quarter.png");
+        using (var image = OpenCvSharp.Cv2.ImRead(field))
+        using (var resized = new OpenCvSharp.Mat())
+        {
+            OpenCvSharp.Cv2.Resize(image, resized, new OpenCvSharp.Size(image.Width / 4, image.Height / 4), interpolation: OpenCvSharp.InterpolationFlags.Area);
+            OpenCvSharp.Cv2.ImWrite(small, resized);
+        }
+
+        var plain = await CliRunner.RunAsync("analyze", field, "--out", Path.Combine(temp.Path, "plain"), "--microns-per-pixel", "0.08");
+        var coarse = await CliRunner.RunAsync("analyze", small, "--out", Path.Combine(temp.Path, "coarse"), "--microns-per-pixel", "0.32");
+
+        Assert.Equal(0, plain.ExitCode);
+        Assert.Equal(0, coarse.ExitCode);
+        Assert.Equal(0, Results(Path.Combine(temp.Path, "plain"))["summary"]!["lowResolution"]!.GetValue<int>());
+        Assert.DoesNotContain("low-resolution", plain.Stderr);
+        var after = Results(Path.Combine(temp.Path, "coarse"));
+        var cells = Image(after, "quarter.png")["cells"]!.AsArray();
+        Assert.NotEmpty(cells);
+        Assert.All(cells, c => Assert.True(c!["needsReview"]!.GetValue<bool>()));
+        int low = cells.Count(c => c!["reviewReason"]!.GetValue<string>() == "low-resolution");
+        Assert.True(low > 0, "no cell flagged low-resolution");
+        // Only the reasons that come before it may take its place: the cell's kind, and its stain.
+        Assert.All(cells, c => Assert.Contains(c!["reviewReason"]!.GetValue<string>(), new[] { "low-resolution", "other-cell", "possible-other-cell", "unfamiliar-stain" }));
+        Assert.Equal(low, after["summary"]!["lowResolution"]!.GetValue<int>());
+        Assert.Contains($"warning: {low} of {cells.Count} cells are from images coarser than the model's input (64 px across its 18 µm window", coarse.Stderr);
+    }
+
+    [Fact]
     public async Task AWebPInAFolderIsAnalysedAsItsJpegIsAndEachKeepsItsAnnotatedImage()
     {
         using var inputs = new TempDir();

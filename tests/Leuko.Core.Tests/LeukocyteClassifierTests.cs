@@ -353,6 +353,32 @@ public sealed class LeukocyteClassifierTests : IDisposable
         Assert.Contains(result.Label, classifier.Card.Classes);
     }
 
+    [Theory]
+    [InlineData(64, 64, null)]
+    [InlineData(300, 300, null)]
+    [InlineData(63, 63, ReviewReasons.LowResolution)]
+    [InlineData(64, 40, ReviewReasons.LowResolution)]
+    [InlineData(20, 20, ReviewReasons.LowResolution)]
+    public void A_crop_with_fewer_pixels_than_the_model_takes_is_flagged_low_resolution(int width, int height, string? reason)
+    {
+        // Every other rule off: what is left is the crop's size against the model's input (64 x 64).
+        using var classifier = LeukocyteClassifier.Load(ModelWithCard(card =>
+        {
+            card["reviewThreshold"] = 0.0;
+            card["otherClasses"] = new JsonArray();
+            card.Remove("minEvidence");
+            card.Remove("maxDistance");
+            card.Remove("stainDomain");
+        }));
+        Assert.Equal(64, classifier.Card.Input.Width);
+        using var crop = new Mat(height, width, MatType.CV_8UC3, new Scalar(200, 120, 140));
+
+        var result = classifier.Classify(crop);
+
+        Assert.Equal(reason, result.ReviewReason);
+        Assert.Equal(reason is not null, result.NeedsReview);
+    }
+
     [Fact]
     public void A_cell_of_an_other_kind_or_with_too_little_evidence_always_needs_review()
     {

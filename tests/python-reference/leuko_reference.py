@@ -677,6 +677,8 @@ class Classifier:
                 reason = "possible-other-cell"
             elif stain[i] is not None and stain[i] > 1:
                 reason = "unfamiliar-stain"
+            elif crops[i].shape[0] < self.size or crops[i].shape[1] < self.size:
+                reason = "low-resolution"  # the crop has fewer pixels than the model takes
             elif confidence < self.review_threshold:
                 reason = "low-confidence"
             elif (self.min_evidence is not None and evidence[i] < self.min_evidence) or \
@@ -874,6 +876,7 @@ def main():
         "failed": sum(im["status"] == "failed" for im in images),
         "skipped": 0, "cells": len(cells), "needsReview": sum(c["needsReview"] for c in cells),
         "unfamiliarStain": sum(c["reviewReason"] == "unfamiliar-stain" for c in cells),
+        "lowResolution": sum(c["reviewReason"] == "low-resolution" for c in cells),
         "differential": differential(labels, card["differentialClasses"], classifier.others),
         "otherCells": {c: labels.count(c) for c in card["otherClasses"]},
         "seconds": round(seconds, 3), "imagesPerSecond": round(len(images) / max(seconds, 1e-6), 2),

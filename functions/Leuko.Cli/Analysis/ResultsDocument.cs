@@ -54,6 +54,7 @@ internal sealed record RunSummary(
     int Cells,
     int NeedsReview,
     int UnfamiliarStain,
+    int LowResolution,
     IReadOnlyDictionary<string, ClassCount> Differential,
     IReadOnlyDictionary<string, int> OtherCells,
     double Seconds,
@@ -67,7 +68,7 @@ internal sealed record RunSummary(
 internal sealed class RunTotals(CellClasses classes)
 {
     private readonly Dictionary<string, int> _counts = classes.All.ToDictionary(c => c, _ => 0, StringComparer.Ordinal);
-    private int _images, _completed, _noLeukocytes, _failed, _cells, _needsReview, _unfamiliarStain;
+    private int _images, _completed, _noLeukocytes, _failed, _cells, _needsReview, _unfamiliarStain, _lowResolution;
 
     public void Add(ImageRecord image)
     {
@@ -80,6 +81,7 @@ internal sealed class RunTotals(CellClasses classes)
             _cells++;
             _needsReview += cell.NeedsReview ? 1 : 0;
             _unfamiliarStain += cell.ReviewReason == ReviewReasons.UnfamiliarStain ? 1 : 0;
+            _lowResolution += cell.ReviewReason == ReviewReasons.LowResolution ? 1 : 0;
             _counts[cell.Class]++;
         }
     }
@@ -88,7 +90,7 @@ internal sealed class RunTotals(CellClasses classes)
     {
         var (differential, others) = classes.FromCounts(_counts);
         return new RunSummary(
-            _images, _completed, _noLeukocytes, _failed, skipped, notAnalysed, _cells, _needsReview, _unfamiliarStain, differential, others,
+            _images, _completed, _noLeukocytes, _failed, skipped, notAnalysed, _cells, _needsReview, _unfamiliarStain, _lowResolution, differential, others,
             Math.Round(elapsed.TotalSeconds, 3),
             Math.Round(_images / Math.Max(elapsed.TotalSeconds, 1e-6), 2),
             parallel,

@@ -142,6 +142,14 @@ internal static class AnalyzeCommand
                     "own cells before relying on it (models/README.md)");
             }
 
+            if (s.LowResolution > 0)
+            {
+                stderr.WriteLine(
+                    $"warning: {s.LowResolution} of {s.Cells} cells are from images coarser than the model's input ({card.Input.Width} px across its " +
+                    $"{card.Input.WindowMicrons ?? SegmentationOptions.Default.CropWindow:0.##} µm window; review reason {ReviewReasons.LowResolution}): they are flagged " +
+                    "whatever the model says; photograph at a higher magnification, or give the scale (--microns-per-pixel) if the estimate in the results is wrong");
+            }
+
             foreach (var path in outcome.Written)
             {
                 var shown = Path.GetRelativePath(Environment.CurrentDirectory, path);

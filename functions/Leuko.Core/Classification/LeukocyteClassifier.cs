@@ -246,7 +246,8 @@ public sealed class LeukocyteClassifier : IDisposable
             var probabilities = Softmax(row, Card.Output.SoftmaxTemperature);
             int top = Array.IndexOf(probabilities, probabilities.Max());
             var label = Card.Classes[top];
-            results[i] = new CellClassification(label, probabilities, ReviewReason(label, uncorrected, probabilities[top], Evidence(row), distance?[i], stain?[i]));
+            bool coarse = crops[i].Width < Card.Input.Width || crops[i].Height < Card.Input.Height;
+            results[i] = new CellClassification(label, probabilities, ReviewReason(label, uncorrected, coarse, probabilities[top], Evidence(row), distance?[i], stain?[i]));
         }
 
         return results;
@@ -255,14 +256,17 @@ public sealed class LeukocyteClassifier : IDisposable
     /// <summary>
     /// Why a person must look at a cell, by the card's review policy, or null when the model's answer can be accepted:
     /// a kind outside the differential (or one the model would give without its prior correction), a stain and camera unlike any the model was trained on (stain distance over 1,
-    /// <see cref="StainDomain"/>), a calibrated confidence under the threshold, or a cell unlike the training data
+    /// <see cref="StainDomain"/>), a crop with fewer pixels than the model's input (<paramref name="coarse"/>: the
+    /// image is coarser than the model's resolution, so the model would see detail the camera did not capture), a
+    /// calibrated confidence under the threshold, or a cell unlike the training data
     /// (less evidence than <see cref="ModelCard.MinEvidence"/>, or farther from the training classes in feature space
     /// than <see cref="ModelCard.MaxDistance"/>).
     /// </summary>
-    private string? ReviewReason(string label, string uncorrected, float confidence, double evidence, float? distance, double? stain) =>
+    private string? ReviewReason(string label, string uncorrected, bool coarse, float confidence, double evidence, float? distance, double? stain) =>
         Card.Others.Contains(label) ? ReviewReasons.OtherCell
         : Card.Others.Contains(uncorrected) ? ReviewReasons.PossibleOtherCell
         : stain > 1 ? ReviewReasons.UnfamiliarStain
+        : coarse ? ReviewReasons.LowResolution
         : confidence < Card.ReviewThreshold ? ReviewReasons.LowConfidence
         : evidence < Card.MinEvidence || distance > Card.MaxDistance ? ReviewReasons.Atypical
         : null;
