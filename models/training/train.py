@@ -28,8 +28,10 @@ from dataset import CLASSES, DIFFERENTIAL, OTHER, load_fields, load_source, log
 from flops import flops
 from model import LeukocyteCnn, layer_counts
 
-def grouped_split(labels, groups, fraction, rng):
-    """Validation = `fraction` of each class's source photographs (at least 2), drawn with `rng`."""
+def grouped_split(labels, groups, fraction, rng, fold=None):
+    """Validation = `fraction` of each class's source photographs (at least 2), drawn with `rng`. With `fold` (k, n):
+    fold k (1-based) of n of each class's photographs, shuffled with `rng`, so that n runs validate every photograph once
+    (grouped cross-validation; `fraction` is then not used)."""
     by_class = defaultdict(set)
     for y, g in zip(labels, groups):
         by_class[y].add(g)
@@ -37,9 +39,26 @@ def grouped_split(labels, groups, fraction, rng):
     for y in sorted(by_class):
         gs = sorted(by_class[y])
         rng.shuffle(gs)
-        val_groups.update(gs[: max(2, round(len(gs) * fraction))])
+        if fold is None:
+            val_groups.update(gs[: max(2, round(len(gs) * fraction))])
+        else:
+            k, n = fold
+            val_groups.update(gs[k - 1::n])
     val = np.array([g in val_groups for g in groups])
     return ~val, val
+
+
+def parse_fold(text):
+    """`--fold K/N` as (K, N), or None."""
+    if not text:
+        return None
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        sys.exit(f"--fold {text}: expected K/N, as 1/5")
+    if not 1 <= k <= n or n < 2:
+        sys.exit(f"--fold {text}: K must be 1 to N and N at least 2")
+    return k, n
 
 
 # Ruifrok & Johnston's stain vectors (haematoxylin, eosin, DAB) as rows, in RGB optical density, as in scikit-image.
@@ -655,6 +674,8 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--val-fraction", type=float, default=0.2)
+    ap.add_argument("--fold", help="K/N: grouped cross-validation, validating on fold K of N of each class's photographs "
+                    "(each source's); N runs validate every photograph once. Default: --val-fraction of them")
     ap.add_argument("--review-accuracy", type=float, default=0.98,
                     help="accepted cells (no needsReview) of every validation source are at least this accurate")
     ap.add_argument("--evidence-quantile", type=float, default=0.02,
@@ -753,7 +774,7 @@ def main():
     for name, (imgs, labels, gids, _) in sources.items():
         if name == args.hold_out:
             continue
-        train, val = grouped_split(labels, gids, args.val_fraction, rng)
+        train, val = grouped_split(labels, gids, args.val_fraction, rng, parse_fold(args.fold))
         split[name] = (train, val)
         log(f"{name}: train {train.sum()} crops / {len(set(np.array(gids)[train]))} groups, "
             f"validation {val.sum()} / {len(set(np.array(gids)[val]))}")
@@ -1060,7 +1081,9 @@ def main():
                          **({"scale": scales[n]} if n in scales else {})} for n in dirs},
             "sha256": sha256_of(crop_files),
             "cropsFrom": f"leuko segment --dataset DIR --out OUT --size N (largest leukocyte of each frame, {args.window:g} µm window at the frame's estimated scale)",
-            "split": f"grouped (Kaggle by source photograph, others by image), {args.val_fraction:.0%} of each class's groups for validation, seed {args.seed}",
+            "split": f"grouped (Kaggle by source photograph, others by image), "
+                     + (f"fold {args.fold} of each class's groups for validation" if args.fold else f"{args.val_fraction:.0%} of each class's groups for validation")
+                     + f", seed {args.seed}",
             "augmentations": "90-degree rotations, flips, shear +-0.2 and scale +-15%, brightness +-0.15, contrast +-20%, "
                              "haematoxylin/eosin stain jitter (x U(0.75,1.25), +-0.05 OD), white-balance cast +-10%, blur (1/3), noise (1/3)"
                              + (f"; Fourier amplitude mix (share {args.amplitude_mix:g}, band {args.amplitude_band:g})" if args.amplitude_mix > 0 else "")

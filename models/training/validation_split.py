@@ -24,6 +24,7 @@ def main():
     ap.add_argument("--data", required=True, help="folder holding the original images (kaggle-train/, pbc-dev/, ...)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--val-fraction", type=float, default=0.2)
+    ap.add_argument("--fold", help="K/N, as train.py --fold was given")
     ap.add_argument("--seed", type=int, default=20240501)
     args = ap.parse_args()
 
@@ -33,7 +34,7 @@ def main():
     links = 0
     for name, crop_dirs in dirs.items():
         _, labels, group_ids, _ = train.load_source(name, crop_dirs, groups.get(name))
-        _, val = train.grouped_split(labels, group_ids, args.val_fraction, rng)
+        _, val = train.grouped_split(labels, group_ids, args.val_fraction, rng, train.parse_fold(args.fold))
         chosen = {g for g, v in zip(group_ids, val) if v}
         for crops in crop_dirs:
             # The dataset folder the crops were cut from: the crop folder's name (kaggle-train, pbc-dev, ...).
