@@ -514,6 +514,58 @@ public sealed class LeukocyteClassifierTests : IDisposable
     }
 
     [Fact]
+    public void A_classifier_used_after_it_is_disposed_says_so_instead_of_calling_a_released_session()
+    {
+        var classifier = LeukocyteClassifier.Load(ModelPath);
+        using var crop = new Mat(100, 100, MatType.CV_8UC3, new Scalar(200, 120, 140));
+        classifier.Classify(crop);
+
+        classifier.Dispose();
+        classifier.Dispose(); // twice is harmless
+
+        Assert.Throws<ObjectDisposedException>(() => classifier.Classify(crop));
+    }
+
+    [Fact]
+    public async Task Dispose_waits_for_the_model_calls_in_flight_and_later_calls_are_refused()
+    {
+        var classifier = LeukocyteClassifier.Load(ModelPath);
+        var crops = Enumerable.Range(0, 64).Select(_ => new Mat(100, 100, MatType.CV_8UC3, new Scalar(200, 120, 140))).ToList();
+        try
+        {
+            using var started = new ManualResetEventSlim();
+            // Callers that keep classifying until the classifier is disposed under them, as a host's threads would at shutdown.
+            var callers = Enumerable.Range(0, 3).Select(_ => Task.Run(() =>
+            {
+                int calls = 0;
+                while (true)
+                {
+                    try
+                    {
+                        classifier.Classify(crops);
+                        calls++;
+                        started.Set();
+                    }
+                    catch (ObjectDisposedException)
+                    {
+                        return calls;
+                    }
+                }
+            })).ToList();
+            Assert.True(started.Wait(TimeSpan.FromMinutes(1)));
+
+            classifier.Dispose(); // while calls are running
+
+            var calls = await Task.WhenAll(callers).WaitAsync(TimeSpan.FromMinutes(1));
+            Assert.True(calls.Sum() > 0);
+        }
+        finally
+        {
+            crops.ForEach(c => c.Dispose());
+        }
+    }
+
+    [Fact]
     public void A_missing_model_is_refused_at_load()
     {
         var e = Assert.Throws<ModelLoadException>(() => LeukocyteClassifier.Load(Path.Combine(_temp, "none.onnx")));

@@ -406,10 +406,46 @@ public sealed class LeukocyteClassifier : IDisposable
         using var value = OrtValue.CreateTensorValueFromMemory(input, shape);
         using var runOptions = new RunOptions();
         string[] names = Card.HasDistance ? [Card.Output.Name, Card.Output.Distance!] : [Card.Output.Name];
-        using var outputs = _session.Run(runOptions, [Card.Input.Name], [value], names);
-        Interlocked.Add(ref _viewsRun, batch);
-        return (outputs[0].GetTensorDataAsSpan<float>().ToArray(), Card.HasDistance ? outputs[1].GetTensorDataAsSpan<float>().ToArray() : null);
+        Enter();
+        try
+        {
+            using var outputs = _session.Run(runOptions, [Card.Input.Name], [value], names);
+            Interlocked.Add(ref _viewsRun, batch);
+            return (outputs[0].GetTensorDataAsSpan<float>().ToArray(), Card.HasDistance ? outputs[1].GetTensorDataAsSpan<float>().ToArray() : null);
+        }
+        finally
+        {
+            Exit();
+        }
     }
+
+    /// <summary>
+    /// A model call begins: refused once the classifier is disposed. ONNX Runtime's session does not check: a call on a
+    /// released session dereferences a null handle and the process dies (a host stopping while a model call is queued).
+    /// </summary>
+    private void Enter()
+    {
+        lock (_lifetime)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _calls++;
+        }
+    }
+
+    private void Exit()
+    {
+        lock (_lifetime)
+        {
+            if (--_calls == 0 && _disposed)
+            {
+                Monitor.PulseAll(_lifetime);
+            }
+        }
+    }
+
+    private readonly object _lifetime = new();
+    private int _calls;
+    private bool _disposed;
 
     /// <summary>Views the model has been run on since it was loaded (each crop once, or once per symmetry it was averaged over).</summary>
     public long ViewsRun => Interlocked.Read(ref _viewsRun);
@@ -541,5 +577,23 @@ public sealed class LeukocyteClassifier : IDisposable
         return result;
     }
 
-    public void Dispose() => _session.Dispose();
+    /// <summary>Releases the model once the calls in flight have returned; later calls throw <see cref="ObjectDisposedException"/>.</summary>
+    public void Dispose()
+    {
+        lock (_lifetime)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            while (_calls > 0)
+            {
+                Monitor.Wait(_lifetime);
+            }
+        }
+
+        _session.Dispose();
+    }
 }
