@@ -23,6 +23,16 @@ public class AnalyzeCommandTests
     private static JsonNode Image(JsonNode results, string sourceEnd) =>
         Assert.Single(Images(results), i => i!["source"]!.GetValue<string>().EndsWith(sourceEnd, StringComparison.Ordinal))!;
 
+    /// <summary>Writes <paramref name="source"/> as <paramref name="transform"/> makes it to <paramref name="path"/>; returns the path.</summary>
+    private static string Transformed(string source, string path, Action<OpenCvSharp.Mat, OpenCvSharp.Mat> transform)
+    {
+        using var image = OpenCvSharp.Cv2.ImRead(source);
+        using var output = new OpenCvSharp.Mat();
+        transform(image, output);
+        OpenCvSharp.Cv2.ImWrite(path, output);
+        return path;
+    }
+
     private static Task<CliResult> Analyze(string output, params string[] inputs) =>
         CliRunner.RunAsync(["analyze", .. inputs, "--out", output]);
 
@@ -32,13 +42,7 @@ public class AnalyzeCommandTests
         using var temp = new TempDir();
         var field = CliRunner.SampleImage("BloodImage_00000.jpg");
         // The same field as a microscope with a greener lamp, or another stain, would give it: three quarters of its green.
-        var recoloured = Path.Combine(temp.Path, "greener-lamp.png");
-        using (var image = OpenCvSharp.Cv2.ImRead(field))
-        using (var scaled = new OpenCvSharp.Mat())
-        {
-            OpenCvSharp.Cv2.Multiply(image, new OpenCvSharp.Scalar(1, 0.75, 1), scaled);
-            OpenCvSharp.Cv2.ImWrite(recoloured, scaled);
-        }
+        var recoloured = Transformed(field, Path.Combine(temp.Path, "greener-lamp.png"), (image, output) => OpenCvSharp.Cv2.Multiply(image, new OpenCvSharp.Scalar(1, 0.75, 1), output));
 
         var plain = await Analyze(Path.Combine(temp.Path, "plain"), field);
         var shifted = await Analyze(Path.Combine(temp.Path, "shifted"), recoloured);
@@ -67,13 +71,8 @@ public class AnalyzeCommandTests
         var field = CliRunner.SampleImage("BloodImage_00000.jpg");
         // The same field as a quarter of the magnification would show it (BCCD is about 0.08 µm per pixel): 0.32 µm per
         // pixel, so the cell's 18 µm window is 56 pixels, fewer than the model's 64.
-        var small = Path.Combine(temp.Path, "quarter.png");
-        using (var image = OpenCvSharp.Cv2.ImRead(field))
-        using (var resized = new OpenCvSharp.Mat())
-        {
-            OpenCvSharp.Cv2.Resize(image, resized, new OpenCvSharp.Size(image.Width / 4, image.Height / 4), interpolation: OpenCvSharp.InterpolationFlags.Area);
-            OpenCvSharp.Cv2.ImWrite(small, resized);
-        }
+        var small = Transformed(field, Path.Combine(temp.Path, "quarter.png"), (image, output) =>
+            OpenCvSharp.Cv2.Resize(image, output, new OpenCvSharp.Size(image.Width / 4, image.Height / 4), interpolation: OpenCvSharp.InterpolationFlags.Area));
 
         var plain = await CliRunner.RunAsync("analyze", field, "--out", Path.Combine(temp.Path, "plain"), "--microns-per-pixel", "0.08");
         var coarse = await CliRunner.RunAsync("analyze", small, "--out", Path.Combine(temp.Path, "coarse"), "--microns-per-pixel", "0.32");
