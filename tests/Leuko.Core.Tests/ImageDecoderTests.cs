@@ -139,6 +139,25 @@ public sealed class ImageDecoderTests
         Assert.Matches("(save|export)[^;]* as (JPEG|TIFF)", reason); // and the way out
     }
 
+    [Theory]
+    [InlineData("1F8B0800", 0, "a gzip file")]
+    [InlineData("377ABCAF271C0004", 0, "a 7-Zip archive")]
+    [InlineData("526172211A0700", 0, "a RAR archive")]
+    [InlineData("526172211A070100", 0, "a RAR archive")]
+    [InlineData("FD377A585A00", 0, "an xz file")]
+    [InlineData("425A6839314159", 0, "a bzip2 file")]
+    [InlineData("28B52FFD", 0, "a Zstandard file")]
+    [InlineData("7573746172003030", 257, "a tar archive")] // "ustar\000" in a tar header's magic field
+    public void Names_archives_of_other_kinds_and_asks_for_a_zip(string hex, int at, string named)
+    {
+        var data = new byte[512];
+        data[0] = (byte)'f'; // a tar's first bytes are an entry's name
+        Convert.FromHexString(hex).CopyTo(data, at);
+        var reason = ReasonFor(data);
+        Assert.StartsWith($"unsupported format ({named}", reason);
+        Assert.Contains("only zip archives are expanded; make a zip of the images", reason);
+    }
+
     [Fact]
     public void Names_DICOM_by_its_marker_after_the_preamble()
     {

@@ -226,6 +226,31 @@ public class ImageArchiveTests
     }
 
     [Fact]
+    public void AnArchiveOfAnotherKindIsNamedWithTheWayOut()
+    {
+        // A .tar.gz (or a gzip renamed .zip): gzip's magic, then deflated bytes. Not "End of Central Directory ...".
+        using var memory = new MemoryStream();
+        using (var gzip = new System.IO.Compression.GZipStream(memory, System.IO.Compression.CompressionLevel.Optimal, leaveOpen: true))
+        {
+            gzip.Write(Zips.SampleBytes());
+        }
+
+        var e = Assert.Throws<ArchiveRejectedException>(() => Open(memory.ToArray()));
+        Assert.Equal("not a zip archive but a gzip file, such as a .tar.gz: only zip archives are expanded; make a zip of the images", e.Message);
+    }
+
+    [Fact]
+    public void AnEncryptedEntryIsSaidToBeEncryptedNotCorruptAndTheOthersAreRead()
+    {
+        var image = Zips.SampleBytes();
+        using var archive = Open(Zips.WithFirstEntryEncrypted(Zips.Build(("a.jpg", image), ("b.jpg", image))));
+        var e = Assert.Throws<ArchiveEntryException>(() => archive.Read(archive.Entries[0]));
+        Assert.StartsWith("entry is encrypted (password-protected)", e.Message);
+        Assert.DoesNotContain("corrupt", e.Message);
+        Assert.Equal(image, archive.Read(archive.Entries[1]));
+    }
+
+    [Fact]
     public void AZipWithBytesBeforeItWhoseOffsetsWereNotMovedIsRejectedNotThrown()
     {
         // As a self-extracting archive made by prepending a program: the end record is found, the directory it points

@@ -68,6 +68,16 @@ public static class Zips
     /// </summary>
     public static byte[] WithFirstEntryMethod(byte[] zip, ushort method) => WithFirstEntryField(zip, 8, 10, BitConverter.GetBytes(method));
 
+    /// <summary>
+    /// Sets the first entry's "encrypted" flag (bit 0 of the general purpose flags, local header and central directory), as
+    /// <c>zip -P</c> (ZipCrypto) writes it; its bytes stay as they were, so only the flag can tell a reader.
+    /// </summary>
+    public static byte[] WithFirstEntryEncrypted(byte[] zip)
+    {
+        ushort flags = BitConverter.ToUInt16(zip, 6);
+        return WithFirstEntryField(zip, 6, 8, BitConverter.GetBytes((ushort)(flags | 1)));
+    }
+
     /// <summary>Writes <paramref name="value"/> at one field of the first local file header (at 0) and of the first central directory header.</summary>
     private static byte[] WithFirstEntryField(byte[] zip, int localOffset, int centralOffset, byte[] value)
     {

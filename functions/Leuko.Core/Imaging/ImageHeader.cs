@@ -515,6 +515,42 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
         return new ImageHeader(format, (int)width, (int)height);
     }
 
+    /// <summary>The kind of a non-zip archive or compressed file that <paramref name="data"/> begins, or null.</summary>
+    public static string? OtherArchive(ReadOnlySpan<byte> data)
+    {
+        if (data.Length >= 2 && data[0] == 0x1F && data[1] == 0x8B)
+        {
+            return "a gzip file, such as a .tar.gz";
+        }
+
+        if (data.Length >= 6 && data[..6].SequenceEqual(new byte[] { 0x37, 0x7A, 0xBC, 0xAF, 0x27, 0x1C }))
+        {
+            return "a 7-Zip archive";
+        }
+
+        if (data.Length >= 6 && data[..6].SequenceEqual("Rar!\u001A\u0007"u8))
+        {
+            return "a RAR archive";
+        }
+
+        if (data.Length >= 6 && data[..6].SequenceEqual(new byte[] { 0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00 }))
+        {
+            return "an xz file, such as a .tar.xz";
+        }
+
+        if (data.Length >= 4 && data[..3].SequenceEqual("BZh"u8) && data[3] is >= (byte)'1' and <= (byte)'9')
+        {
+            return "a bzip2 file, such as a .tar.bz2";
+        }
+
+        if (data.Length >= 4 && data[..4].SequenceEqual(new byte[] { 0x28, 0xB5, 0x2F, 0xFD }))
+        {
+            return "a Zstandard file, such as a .tar.zst";
+        }
+
+        return data.Length >= 262 && data.Slice(257, 5).SequenceEqual("ustar"u8) ? "a tar archive" : null;
+    }
+
     private static string Describe(ReadOnlySpan<byte> data)
     {
         if (data.Length >= 4 && data[..4].SequenceEqual("GIF8"u8))
@@ -530,6 +566,12 @@ public readonly record struct ImageHeader(ImageFormat Format, int Width, int Hei
         if (data.Length >= 4 && data[..4].SequenceEqual("PK\u0003\u0004"u8))
         {
             return "a zip archive";
+        }
+
+        // Archives of other kinds: only zip is expanded, so the way out is a zip of the images.
+        if (OtherArchive(data) is { } archive)
+        {
+            return $"{archive}: only zip archives are expanded; make a zip of the images";
         }
 
         // Formats a laboratory may have from a phone, a slide scanner or an imaging system: named, with the way out.

@@ -61,6 +61,27 @@ public sealed class ImageArchive : IDisposable
     public static bool IsZip(ReadOnlySpan<byte> head) =>
         head.Length >= MagicLength && head[0] == 'P' && head[1] == 'K' && ((head[2] == 3 && head[3] == 4) || (head[2] == 5 && head[3] == 6));
 
+    /// <summary>The kind of archive of another format (gzip, 7-Zip, RAR, tar...) that a seekable stream begins with, or null.</summary>
+    private static string? OtherArchive(Stream stream)
+    {
+        if (!stream.CanSeek)
+        {
+            return null;
+        }
+
+        try
+        {
+            stream.Position = 0;
+            var head = new byte[262];
+            int read = stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+            return ImageHeader.OtherArchive(head.AsSpan(0, read));
+        }
+        catch (Exception e) when (e is IOException or NotSupportedException or ObjectDisposedException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>The end-of-central-directory record without a comment: the smallest zip, an empty one, is this long.</summary>
     private const int EndRecordLength = 22;
 
@@ -87,7 +108,9 @@ public sealed class ImageArchive : IDisposable
         }
         catch (InvalidDataException e)
         {
-            throw new ArchiveRejectedException($"not a readable zip archive: {e.Message}", e);
+            throw new ArchiveRejectedException(
+                OtherArchive(stream) is { } kind ? $"not a zip archive but {kind}: only zip archives are expanded; make a zip of the images" : $"not a readable zip archive: {e.Message}",
+                e);
         }
 
         try
@@ -225,6 +248,12 @@ public sealed class ImageArchive : IDisposable
         }
 
         var zipEntry = _zip.Entries[entry.Index];
+        if (zipEntry.IsEncrypted)
+        {
+            // Its bytes are ciphertext: inflating them fails as if the entry were corrupt, which it is not.
+            throw new ArchiveEntryException("entry is encrypted (password-protected): archives are read without a password; zip the images again without one");
+        }
+
         long allowed = Math.Min(entry.Length, _limits.MaxEntryBytes);
         Stream input;
         try
