@@ -250,13 +250,45 @@ public class ImageArchiveTests
         Assert.Equal(image, archive.Read(archive.Entries[1]));
     }
 
-    [Fact]
-    public void AZipWithBytesBeforeItWhoseOffsetsWereNotMovedIsRejectedNotThrown()
+    [Theory]
+    [InlineData(5000, "")]
+    [InlineData(1, "")]
+    [InlineData(70_000, "made by an archiver, with a comment")]
+    public void AZipWithBytesBeforeItIsReadAsUnzipReadsIt(int prefix, string comment)
     {
-        // As a self-extracting archive made by prepending a program: the end record is found, the directory it points
-        // to is not there. ZipArchive reads the directory at the first look at the entries, not when it opens.
+        // As a self-extracting archive made by prepending a program: the end record is found, the directory it points to
+        // is not there (its offsets count from the zip's first byte). unzip, 7-Zip and Python's zipfile read it.
+        var image = Zips.SampleBytes();
+        var zip = Zips.WithComment(Zips.Build(("fields/a.jpg", image), ("notes.txt", "hi"u8.ToArray()), ("b.jpg", image)), comment);
+        var program = new byte[prefix];
+        new Random(prefix).NextBytes(program);
+        using var archive = Open([.. program, .. zip]);
+        Assert.Equal(["fields/a.jpg", "notes.txt", "b.jpg"], archive.Entries.Select(e => e.Name));
+        Assert.Equal(image, archive.Read(archive.Entries[0]));
+        Assert.Equal(image, archive.Read(archive.Entries[2]));
+    }
+
+    [Fact]
+    public void BytesBeforeSomethingThatIsNotAZipStillRefuseIt()
+    {
+        // An end record whose directory is not where the shift would put it: refused as before, not read from a guess.
         var zip = Zips.Build(("a.jpg", Zips.SampleBytes()));
-        var e = Assert.Throws<ArchiveRejectedException>(() => Open([.. new byte[5000], .. zip]));
+        var broken = (byte[])zip.Clone();
+        int directory = Enumerable.Range(0, broken.Length - 4).First(i => BitConverter.ToUInt32(broken, i) == 0x02014b50);
+        broken[directory] ^= 0xFF;
+        var e = Assert.Throws<ArchiveRejectedException>(() => Open([.. new byte[300], .. broken]));
         Assert.StartsWith("not a readable zip archive", e.Message);
+    }
+
+    [Fact]
+    public void AStreamGivenToTheArchiveIsDisposedWhenTheArchiveIsRefused()
+    {
+        var stream = new MemoryStream("this is not a zip archive at all"u8.ToArray());
+        Assert.Throws<ArchiveRejectedException>(() => ImageArchive.Open(stream));
+        Assert.False(stream.CanRead);
+
+        var kept = new MemoryStream("this is not a zip archive at all"u8.ToArray());
+        Assert.Throws<ArchiveRejectedException>(() => ImageArchive.Open(kept, leaveOpen: true));
+        Assert.True(kept.CanRead);
     }
 }

@@ -99,6 +99,16 @@ public static class Zips
 
     public static byte[] SampleBytes(string name = "BloodImage_00000.jpg") => File.ReadAllBytes(Sample(name));
 
+    /// <summary>The archive with <paramref name="comment"/> as its comment (after the end record, whose last field is its length).</summary>
+    public static byte[] WithComment(byte[] zip, string comment)
+    {
+        var text = System.Text.Encoding.ASCII.GetBytes(comment);
+        var bytes = (byte[])zip.Clone();
+        int end = bytes.Length - 22; // an end record without a comment
+        BitConverter.GetBytes((ushort)text.Length).CopyTo(bytes, end + 20);
+        return [.. bytes, .. text];
+    }
+
     /// <summary>Rewrites where the end record says the central directory starts: an archive whose directory lies elsewhere.</summary>
     public static byte[] WithCentralDirectoryOffset(byte[] zip, uint offset)
     {

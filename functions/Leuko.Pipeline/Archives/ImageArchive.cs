@@ -41,12 +41,14 @@ public sealed class ImageArchive : IDisposable
         { ".zip", ".7z", ".rar", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".jar" };
 
     private readonly ZipArchive _zip;
+    private readonly Stream? _owned;
     private readonly ArchiveLimits _limits;
     private long _inflated;
 
-    private ImageArchive(ZipArchive zip, IReadOnlyList<ArchiveEntry> entries, ArchiveLimits limits)
+    private ImageArchive(ZipArchive zip, IReadOnlyList<ArchiveEntry> entries, ArchiveLimits limits, Stream? owned)
     {
         _zip = zip;
+        _owned = owned;
         Entries = entries;
         _limits = limits;
     }
@@ -88,12 +90,37 @@ public sealed class ImageArchive : IDisposable
     /// <summary>Every file entry (folders left out) in stored order, with its verdict.</summary>
     public IReadOnlyList<ArchiveEntry> Entries { get; }
 
-    /// <summary>Opens a zip and judges every entry from its central directory. The stream should be seekable (a file, a blob read stream).</summary>
+    /// <summary>
+    /// Opens a zip and judges every entry from its central directory. The stream should be seekable (a file, a blob read
+    /// stream). A zip with bytes before it (a self-extracting archive) is read as unzip reads it (<see cref="PrependedZip"/>).
+    /// Unless <paramref name="leaveOpen"/>, the stream is the archive's, and disposed with it or when it is refused.
+    /// </summary>
     /// <exception cref="ArchiveRejectedException">Not a zip archive, over the entry-count or total-size limit, or holding no
     /// image to analyse (empty, only folders, only skipped files).</exception>
     public static ImageArchive Open(Stream stream, ArchiveLimits? limits = null, bool leaveOpen = false)
     {
         limits ??= ArchiveLimits.Default;
+        var owned = leaveOpen ? null : stream;
+        try
+        {
+            try
+            {
+                return Read(stream, limits, owned);
+            }
+            catch (ArchiveRejectedException e) when (e.InnerException is InvalidDataException && PrependedZip.Shift(stream) is > 0 and var shift)
+            {
+                return Read(new StreamTail(stream, shift, leaveOpen: true), limits, owned);
+            }
+        }
+        catch when (owned is not null)
+        {
+            owned.Dispose();
+            throw;
+        }
+    }
+
+    private static ImageArchive Read(Stream stream, ArchiveLimits limits, Stream? owned)
+    {
         if (stream.CanSeek && stream.Length < EndRecordLength)
         {
             // Shorter than the record every zip ends with; ZipArchive would seek before the start to find it, which a
@@ -104,7 +131,7 @@ public sealed class ImageArchive : IDisposable
         ZipArchive zip;
         try
         {
-            zip = new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen);
+            zip = new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: true);
         }
         catch (InvalidDataException e)
         {
@@ -151,7 +178,7 @@ public sealed class ImageArchive : IDisposable
                       $"({string.Join(", ", entries.Take(3).Select(e => $"{e.Name}: {e.Reason}"))}{(entries.Count > 3 ? ", ..." : "")})");
             }
 
-            return new ImageArchive(zip, entries, limits);
+            return new ImageArchive(zip, entries, limits, owned);
         }
         catch (InvalidDataException e)
         {
@@ -314,5 +341,9 @@ public sealed class ImageArchive : IDisposable
         }
     }
 
-    public void Dispose() => _zip.Dispose();
+    public void Dispose()
+    {
+        _zip.Dispose();
+        _owned?.Dispose();
+    }
 }
