@@ -103,6 +103,31 @@ public class InputRulesTests
     }
 
     [Fact]
+    public async Task AZipWithBytesBeforeItAndAnEncryptedEntryAreAnsweredAsLeukoAnalyzeAnswersThem()
+    {
+        // Read from the blob's stream: a self-extracting archive's entries (offsets shifted by the program before the zip),
+        // and an encrypted entry failed as encrypted while the others complete.
+        await using var pipeline = await PipelineHarness.StartAsync();
+        var run = Azurite.Unique("sfx");
+        var image = Samples.All()[0].Data;
+        var program = new byte[200_000];
+        new Random(7).NextBytes(program);
+        var archiveName = $"{run}/setup.zip";
+        var zip = Zips.Build(("a.jpg", image), ("b.jpg", image));
+        await PipelineHarness.UploadAsync(Containers.Archives, archiveName, [.. program, .. Zips.WithFirstEntryEncrypted(zip)]);
+
+        var batch = await WaitForBatchAsync(pipeline, PipelineIds.Batch(archiveName));
+
+        Assert.Equal("completed", batch.Status);
+        Assert.Equal(2, batch.Total);
+        var source = $"{Containers.Archives}/{archiveName}!";
+        var encrypted = Assert.Single(batch.Images, i => i.Source == source + "a.jpg");
+        Assert.Equal(ImageStatus.Failed, encrypted.Status);
+        Assert.StartsWith("entry is encrypted (password-protected)", encrypted.Error);
+        Assert.Equal(ImageStatus.Completed, Assert.Single(batch.Images, i => i.Source == source + "b.jpg").Status);
+    }
+
+    [Fact]
     public async Task CorruptEntriesFailAndDuplicateOrLongNamesAreAnalysedUnderTheirOwnSources()
     {
         // As leuko analyze does: a corrupt entry fails, both entries of one name are analysed, and a name too long for a
