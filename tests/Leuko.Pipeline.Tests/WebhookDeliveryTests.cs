@@ -82,6 +82,9 @@ public sealed class WebhookDeliveryTests
 
         public Task AddAttemptAsync(WebhookAttempt attempt, CancellationToken cancellationToken) => inner.AddAttemptAsync(attempt, cancellationToken);
 
+        public Task<bool> WasDeliveredAsync(string subscriptionId, string webhookId, CancellationToken cancellationToken) =>
+            inner.WasDeliveredAsync(subscriptionId, webhookId, cancellationToken);
+
         public Task<IReadOnlyList<WebhookAttempt>> GetAttemptsAsync(string subscriptionId, int max, CancellationToken cancellationToken) =>
             inner.GetAttemptsAsync(subscriptionId, max, cancellationToken);
     }
@@ -156,6 +159,36 @@ public sealed class WebhookDeliveryTests
         Assert.Equal([(1, "retry", 500), (2, "retry", 503), (3, "delivered", 200)],
             attempts!.Reverse().Select(a => (a.Attempt, a.Outcome, a.StatusCode ?? 0)));
         Assert.Equal(0, (await rig.Store.GetAsync(created.Subscription.Id, CancellationToken.None))!.Failures);
+    }
+
+    [Fact]
+    public async Task AnEventPublishedAgainAfterACrashIsNotDeliveredAgainToASubscriberThatHasIt()
+    {
+        // A host killed after an image's event was queued and before its message was settled publishes the event again
+        // when the message comes back (here: a second host on the same store): the same webhook-id, queued again. The
+        // subscriber that has it does not get it twice; one that never got it (every attempt answered 500, the schedule
+        // exhausted) gets it now.
+        await using var receiver = await WebhookReceiver.StartAsync();
+        await using var failing = await WebhookReceiver.StartAsync(n => n <= 1 + Fast.RetrySchedule.Count ? (500, null) : (200, null));
+        var rig = new Rig(Fast);
+        var created = await rig.Service.CreateAsync(new WebhookRequest(receiver.Url, [WebhookEvents.ImageCompleted], null, null), Lims, CancellationToken.None);
+        await rig.Service.CreateAsync(new WebhookRequest(failing.Url, [WebhookEvents.ImageCompleted], null, null), Lims, CancellationToken.None);
+        await rig.Publisher.ImageFinalAsync(Completed("img1"), CancellationToken.None);
+        await rig.DeliverAllAsync();
+        Assert.Single(receiver.Requests);
+        Assert.All(failing.Requests, r => Assert.Equal(500, r.AnsweredWith));
+
+        var again = new InMemoryTransport(2);
+        await new WebhookPublisher(rig.Store, again, "http://127.0.0.1:7071/api", Classes).ImageFinalAsync(Completed("img1"), CancellationToken.None);
+        var sender = new WebhookSender(rig.Store, TestSecrets.Shared, again, WebhookSender.CreateHttpClient(Fast), Fast);
+        again.Complete();
+        await again.RunAsync(sender.HandleAsync, CancellationToken.None).WaitAsync(TimeSpan.FromMinutes(2));
+
+        Assert.Single(receiver.Requests);
+        Assert.Equal(200, failing.Requests.Last().AnsweredWith);
+        Assert.Single(failing.Requests.Select(r => r.Id).Distinct());
+        var attempts = await rig.Service.DeliveriesAsync(created.Subscription.Id, Lims, 10, CancellationToken.None);
+        Assert.Equal([(1, WebhookAttempt.Delivered)], attempts!.Select(a => (a.Attempt, a.Outcome)));
     }
 
     [Theory]

@@ -8,7 +8,7 @@ namespace Leuko.Azure.Storage;
 /// <summary>
 /// Webhook subscriptions and delivery attempts in Table Storage: <c>webhooks</c> (PartitionKey "webhook", RowKey =
 /// subscription id) and <c>webhookdeliveries</c> (PartitionKey = subscription id, RowKey = reversed time, so the
-/// newest attempts come first). Secrets are stored sealed (<see cref="WebhookSecrets"/>), never in plain text. Updates are conditional on the
+/// newest attempts come first; after them a row <c>~delivered-WEBHOOKID</c> for each webhook-id delivered). Secrets are stored sealed (<see cref="WebhookSecrets"/>), never in plain text. Updates are conditional on the
 /// ETag the subscription was read at (If-Match), so no writer undoes another's change.
 /// </summary>
 public sealed class TableWebhookStore(TableServiceClient service) : IWebhookStore
@@ -106,26 +106,56 @@ public sealed class TableWebhookStore(TableServiceClient service) : IWebhookStor
         }
     }
 
-    public Task AddAttemptAsync(WebhookAttempt a, CancellationToken cancellationToken) =>
-        service.GetTableClient(DeliveriesTable).UpsertEntityAsync(
-            new TableEntity(a.SubscriptionId, $"{DateTimeOffset.MaxValue.UtcTicks - a.At.UtcTicks:D19}-{a.WebhookId}-{a.Attempt}")
-            {
-                ["WebhookId"] = a.WebhookId,
-                ["Type"] = a.Type,
-                ["Attempt"] = a.Attempt,
-                ["StatusCode"] = a.StatusCode,
-                ["Outcome"] = a.Outcome,
-                ["Error"] = a.Error,
-                ["LatencyMs"] = a.LatencyMs,
-                ["At"] = a.At,
-            },
-            TableUpdateMode.Replace, cancellationToken);
+    public async Task AddAttemptAsync(WebhookAttempt a, CancellationToken cancellationToken)
+    {
+        var attempt = new TableEntity(a.SubscriptionId, $"{DateTimeOffset.MaxValue.UtcTicks - a.At.UtcTicks:D19}-{a.WebhookId}-{a.Attempt}")
+        {
+            ["WebhookId"] = a.WebhookId,
+            ["Type"] = a.Type,
+            ["Attempt"] = a.Attempt,
+            ["StatusCode"] = a.StatusCode,
+            ["Outcome"] = a.Outcome,
+            ["Error"] = a.Error,
+            ["LatencyMs"] = a.LatencyMs,
+            ["At"] = a.At,
+        };
+        var table = service.GetTableClient(DeliveriesTable);
+        if (a.Outcome != WebhookAttempt.Delivered)
+        {
+            await table.UpsertEntityAsync(attempt, TableUpdateMode.Replace, cancellationToken);
+            return;
+        }
+
+        // The attempt and the mark of its webhook-id delivered, in one transaction (one partition: the subscription's).
+        await table.SubmitTransactionAsync(
+            [
+                new TableTransactionAction(TableTransactionActionType.UpsertReplace, attempt),
+                new TableTransactionAction(TableTransactionActionType.UpsertReplace, new TableEntity(a.SubscriptionId, DeliveredKey(a.WebhookId)) { ["At"] = a.At }),
+            ],
+            cancellationToken);
+    }
+
+    public async Task<bool> WasDeliveredAsync(string subscriptionId, string webhookId, CancellationToken cancellationToken) =>
+        (await service.GetTableClient(DeliveriesTable).GetEntityIfExistsAsync<TableEntity>(subscriptionId, DeliveredKey(webhookId), ["At"], cancellationToken)).HasValue;
+
+    /// <summary>
+    /// The row that marks a webhook-id delivered: after every attempt's row in the partition ('~' sorts after the
+    /// attempts' reversed-time digits), so the newest attempts are still read first.
+    /// </summary>
+    private static string DeliveredKey(string webhookId) => $"{DeliveredPrefix}{webhookId}";
+
+    private const string DeliveredPrefix = "~delivered-";
 
     public async Task<IReadOnlyList<WebhookAttempt>> GetAttemptsAsync(string subscriptionId, int max, CancellationToken cancellationToken)
     {
         var list = new List<WebhookAttempt>();
         await foreach (var e in service.GetTableClient(DeliveriesTable).QueryAsync<TableEntity>(x => x.PartitionKey == subscriptionId, maxPerPage: max, cancellationToken: cancellationToken))
         {
+            if (e.RowKey.StartsWith(DeliveredPrefix, StringComparison.Ordinal))
+            {
+                break; // the marks of delivered webhook-ids come after every attempt
+            }
+
             list.Add(new WebhookAttempt(subscriptionId, e.GetString("WebhookId"), e.GetString("Type"), e.GetInt32("Attempt") ?? 0, e.GetInt32("StatusCode"),
                 e.GetString("Outcome"), e.GetString("Error"), e.GetDouble("LatencyMs") ?? 0, e.GetDateTimeOffset("At") ?? DateTimeOffset.MinValue));
             if (list.Count >= max)

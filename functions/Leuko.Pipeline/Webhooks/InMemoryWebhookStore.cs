@@ -43,6 +43,9 @@ public sealed class InMemoryWebhookStore : IWebhookStore
         return Task.CompletedTask;
     }
 
+    public Task<bool> WasDeliveredAsync(string subscriptionId, string webhookId, CancellationToken cancellationToken) =>
+        Task.FromResult(_attempts.Any(a => a.SubscriptionId == subscriptionId && a.WebhookId == webhookId && a.Outcome == WebhookAttempt.Delivered));
+
     public Task<IReadOnlyList<WebhookAttempt>> GetAttemptsAsync(string subscriptionId, int max, CancellationToken cancellationToken) =>
         Task.FromResult<IReadOnlyList<WebhookAttempt>>(_attempts.Where(a => a.SubscriptionId == subscriptionId).Reverse().Take(max).ToList());
 }

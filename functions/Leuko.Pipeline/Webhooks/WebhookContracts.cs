@@ -78,7 +78,11 @@ public sealed record WebhookSubscription(
 /// <param name="StatusCode">The receiver's HTTP status, or null when no response came (refused, timeout, network).</param>
 /// <param name="Outcome"><c>delivered</c>, <c>retry</c>, <c>disabled</c> (410), <c>failed</c> (gave up or refused).</param>
 public sealed record WebhookAttempt(
-    string SubscriptionId, string WebhookId, string Type, int Attempt, int? StatusCode, string Outcome, string? Error, double LatencyMs, DateTimeOffset At);
+    string SubscriptionId, string WebhookId, string Type, int Attempt, int? StatusCode, string Outcome, string? Error, double LatencyMs, DateTimeOffset At)
+{
+    /// <summary>The outcome of an attempt the receiver answered 2xx.</summary>
+    public const string Delivered = "delivered";
+}
 
 /// <summary>Subscriptions and the record of attempts: Table Storage in the cloud and on Azurite, memory in one process.</summary>
 public interface IWebhookStore
@@ -102,7 +106,11 @@ public interface IWebhookStore
     /// <summary>False when there was no such subscription.</summary>
     Task<bool> DeleteAsync(string id, CancellationToken cancellationToken);
 
+    /// <summary>Records an attempt; one with the outcome <c>delivered</c> also marks its webhook-id delivered to the subscription (<see cref="WasDeliveredAsync"/>).</summary>
     Task AddAttemptAsync(WebhookAttempt attempt, CancellationToken cancellationToken);
+
+    /// <summary>Whether an attempt of <paramref name="webhookId"/> was delivered to the subscription (answered 2xx).</summary>
+    Task<bool> WasDeliveredAsync(string subscriptionId, string webhookId, CancellationToken cancellationToken);
 
     /// <summary>A subscription's attempts, newest first.</summary>
     Task<IReadOnlyList<WebhookAttempt>> GetAttemptsAsync(string subscriptionId, int max, CancellationToken cancellationToken);
