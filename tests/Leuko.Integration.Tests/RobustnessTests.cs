@@ -567,7 +567,9 @@ public class RobustnessTests
             "cut" => zip[..(zip.Length - 30)], // the central directory cut off
             "shorter-than-an-end-record" => "not a zip"u8.ToArray(), // a blob read stream refuses the seek to its end record
             "directory-past-the-end" => Zips.WithCentralDirectoryOffset(zip, 0x7FFF_FFF0), // where no blob read stream can seek
-            _ => [.. new byte[5000], .. zip], // a program prepended, the offsets not moved: the directory is read late
+            // Bytes before a directory that is not one (a self-extracting archive whose directory is broken): the
+            // directory is read late, at the first look at the entries, and the shift unzip would apply finds none.
+            _ => [.. new byte[5000], .. Zips.WithBrokenCentralDirectory(zip)],
         };
         await PipelineHarness.UploadAsync(Containers.Archives, name, bytes);
 

@@ -99,6 +99,15 @@ public static class Zips
 
     public static byte[] SampleBytes(string name = "BloodImage_00000.jpg") => File.ReadAllBytes(Sample(name));
 
+    /// <summary>Spoils the signature of the first central directory header: the end record points at something that is not a directory.</summary>
+    public static byte[] WithBrokenCentralDirectory(byte[] zip)
+    {
+        var bytes = (byte[])zip.Clone();
+        int directory = Enumerable.Range(0, bytes.Length - 4).First(i => BitConverter.ToUInt32(bytes, i) == 0x02014b50);
+        bytes[directory] ^= 0xFF;
+        return bytes;
+    }
+
     /// <summary>The archive with <paramref name="comment"/> as its comment (after the end record, whose last field is its length).</summary>
     public static byte[] WithComment(byte[] zip, string comment)
     {
