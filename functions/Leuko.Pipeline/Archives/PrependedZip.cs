@@ -92,7 +92,12 @@ internal sealed class StreamTail(Stream inner, long start, bool leaveOpen) : Str
 
     public override int Read(Span<byte> buffer)
     {
-        inner.Position = start + _position;
+        long wanted = start + _position;
+        if (inner.Position != wanted)
+        {
+            inner.Position = wanted; // only where it moved: a blob read stream may drop its buffer on any seek
+        }
+
         int read = inner.Read(buffer);
         _position += read;
         return read;
