@@ -68,6 +68,61 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
             field ??= FieldColours.Of(bgr, redCells);
         }
 
+        return imageScale.MicronsPerPixel < Options.FinestMicronsPerPixel
+            ? SegmentResampled(bgr, imageScale, field, masks)
+            : SegmentAt(bgr, imageScale, field, masks);
+    }
+
+    /// <summary>
+    /// An image finer than <see cref="SegmentationOptions.FinestMicronsPerPixel"/>: the method on a copy resampled to that
+    /// scale (pixel areas averaged), its cells' boxes, areas, centroids, contours and masks mapped back to the image's
+    /// pixels; the crops stay at the working scale (the same µm window, more pixels than the classifier takes).
+    /// </summary>
+    private SegmentationResult SegmentResampled(Mat bgr, ImageScale imageScale, FieldColours field, bool masks)
+    {
+        double factor = imageScale.MicronsPerPixel / Options.FinestMicronsPerPixel;
+        using var small = new Mat();
+        Cv2.Resize(bgr, small, new Size(Math.Max(1, (int)Math.Round(bgr.Width * factor)), Math.Max(1, (int)Math.Round(bgr.Height * factor))),
+            interpolation: InterpolationFlags.Area);
+        double sx = (double)bgr.Width / small.Width, sy = (double)bgr.Height / small.Height;
+        using var found = SegmentAt(small, imageScale with { MicronsPerPixel = imageScale.MicronsPerPixel * sx }, field, masks);
+
+        Rect Box(Rect r)
+        {
+            int x = (int)Math.Floor(r.X * sx), y = (int)Math.Floor(r.Y * sy);
+            int right = Math.Min(bgr.Width, (int)Math.Ceiling(r.Right * sx)), bottom = Math.Min(bgr.Height, (int)Math.Ceiling(r.Bottom * sy));
+            return new Rect(x, y, right - x, bottom - y);
+        }
+
+        Point Pixel(Point p) => new(
+            Math.Clamp((int)Math.Round(((p.X + 0.5) * sx) - 0.5), 0, bgr.Width - 1), Math.Clamp((int)Math.Round(((p.Y + 0.5) * sy) - 0.5), 0, bgr.Height - 1));
+
+        Mat Native(Mat mask)
+        {
+            var native = new Mat();
+            Cv2.Resize(mask, native, bgr.Size(), interpolation: InterpolationFlags.Nearest);
+            return native;
+        }
+
+        var leukocytes = found.Leukocytes
+            .Select(c => c with
+            {
+                Box = Box(c.Box),
+                Area = (int)Math.Round(c.Area * sx * sy),
+                NucleusArea = (int)Math.Round(c.NucleusArea * sx * sy),
+                Centroid = new Point2d(((c.Centroid.X + 0.5) * sx) - 0.5, ((c.Centroid.Y + 0.5) * sy) - 0.5),
+                Contour = [.. c.Contour.Select(Pixel)],
+                Crop = c.Crop.Clone(),
+            })
+            .ToList();
+        return new SegmentationResult(
+            leukocytes, imageScale, found.BackgroundMask is { } b ? Native(b) : null, found.ErythrocyteMask is { } e ? Native(e) : null,
+            Native(found.LeukocyteMask), found.Field);
+    }
+
+    /// <summary>The method at the image's own scale.</summary>
+    private SegmentationResult SegmentAt(Mat bgr, ImageScale imageScale, FieldColours field, bool masks)
+    {
         double scale = imageScale.PixelsPerMicron; // pixels per µm: multiplies every length of the options
         using var smooth = new Mat();
         Cv2.GaussianBlur(bgr, smooth, new Size(0, 0), Options.SmoothingSigma * scale);
