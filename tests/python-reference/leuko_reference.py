@@ -53,6 +53,7 @@ CYTOPLASM_MARGIN = 0.25
 LOBE_MERGE_OVERLAP = 0.1  # SegmentationOptions.LobeMergeOverlap
 RED_CELL_RADIUS = 3.75
 CROP_WINDOW = 18
+FINEST_MICRONS_PER_PIXEL = 0.05  # SegmentationOptions.FinestMicronsPerPixel: finer images are segmented resampled to it
 BLUE_RED_CELLS = 5
 
 RED_CELL_DIAMETER_MICRONS = 7.5
@@ -352,6 +353,28 @@ def segment(bgr, erythrocytes=False):
     red, cut, blue_yellow_1 = red_cell_masks(bgr)
     mpp, source, red_cells = estimate_scale(bgr, red, cut, blue_yellow_1)
     field = field_colours(bgr, red, cut)
+    if mpp >= FINEST_MICRONS_PER_PIXEL:
+        return segment_at(bgr, mpp, erythrocytes), (mpp, source, red_cells), field
+    # Finer than the method needs (C# SegmentResampled): on a copy at FINEST_MICRONS_PER_PIXEL, mapped back.
+    height, width = bgr.shape[:2]
+    factor = mpp / FINEST_MICRONS_PER_PIXEL
+    small = cv2.resize(bgr, (max(1, round(width * factor)), max(1, round(height * factor))), interpolation=cv2.INTER_AREA)
+    sx, sy = width / small.shape[1], height / small.shape[0]
+    cells = segment_at(small, mpp * sx, erythrocytes)
+    for c in cells:
+        x, y, w, h = c["box"]
+        x0, y0 = math.floor(x * sx), math.floor(y * sy)
+        c["box"] = (x0, y0, min(width, math.ceil((x + w) * sx)) - x0, min(height, math.ceil((y + h) * sy)) - y0)
+        c["area"] = round(c["area"] * sx * sy)
+        c["nucleusArea"] = round(c["nucleusArea"] * sx * sy)
+        points = c["contour"].astype(np.float64)
+        points[..., 0] = np.clip(np.round((points[..., 0] + 0.5) * sx - 0.5), 0, width - 1)
+        points[..., 1] = np.clip(np.round((points[..., 1] + 0.5) * sy - 0.5), 0, height - 1)
+        c["contour"] = points.astype(np.int32)
+    return cells, (mpp, source, red_cells), field
+
+
+def segment_at(bgr, mpp, erythrocytes):
     scale = 1 / mpp
     height, width = bgr.shape[:2]
 
@@ -417,7 +440,7 @@ def segment(bgr, erythrocytes=False):
         background = cv2.subtract(background, ery)
 
     cells.sort(key=lambda c: -c["area"])
-    return cells, (mpp, source, red_cells), field
+    return cells
 
 
 def cell_region(labels, members, nucleus_box, nucleus_area):
