@@ -284,7 +284,7 @@ internal static class EvaluateClassification
                     count = g.Count,
                     right = g.Right,
                     accuracy = Math.Round((double)g.Right / g.Count, 4),
-                    interval95 = new[] { Math.Round(GroupInterval(g).Low, 4), Math.Round(GroupInterval(g).High, 4) },
+                    interval95 = GroupInterval(g) switch { var (low, high) => new[] { Math.Round(low, 4), Math.Round(high, 4) } },
                     meanAccuracy = Math.Round(g.MeanAccuracy, 4),
                     perClass = g.PerClass.ToDictionary(kv => kv.Key, kv => new { right = kv.Value.Right, total = kv.Value.Total }),
                 } : null,

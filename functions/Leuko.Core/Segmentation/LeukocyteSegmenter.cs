@@ -94,8 +94,10 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
             return new Rect(x, y, right - x, bottom - y);
         }
 
-        Point Pixel(Point p) => new(
-            Math.Clamp((int)Math.Round(((p.X + 0.5) * sx) - 0.5), 0, bgr.Width - 1), Math.Clamp((int)Math.Round(((p.Y + 0.5) * sy) - 0.5), 0, bgr.Height - 1));
+        // A pixel centre of the copy, in the image's pixel coordinates.
+        double X(double x) => ((x + 0.5) * sx) - 0.5;
+        double Y(double y) => ((y + 0.5) * sy) - 0.5;
+        Point Pixel(Point p) => new(Math.Clamp((int)Math.Round(X(p.X)), 0, bgr.Width - 1), Math.Clamp((int)Math.Round(Y(p.Y)), 0, bgr.Height - 1));
 
         Mat Native(Mat mask)
         {
@@ -110,7 +112,7 @@ public sealed class LeukocyteSegmenter(SegmentationOptions? options = null)
                 Box = Box(c.Box),
                 Area = (int)Math.Round(c.Area * sx * sy),
                 NucleusArea = (int)Math.Round(c.NucleusArea * sx * sy),
-                Centroid = new Point2d(((c.Centroid.X + 0.5) * sx) - 0.5, ((c.Centroid.Y + 0.5) * sy) - 0.5),
+                Centroid = new Point2d(X(c.Centroid.X), Y(c.Centroid.Y)),
                 Contour = [.. c.Contour.Select(Pixel)],
                 Crop = c.Crop.Clone(),
             })

@@ -85,7 +85,7 @@ public sealed class ImageArchive : IDisposable
     }
 
     /// <summary>The end-of-central-directory record without a comment: the smallest zip, an empty one, is this long.</summary>
-    private const int EndRecordLength = 22;
+    internal const int EndRecordLength = 22;
 
     /// <summary>Every file entry (folders left out) in stored order, with its verdict.</summary>
     public IReadOnlyList<ArchiveEntry> Entries { get; }

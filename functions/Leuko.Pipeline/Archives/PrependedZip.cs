@@ -11,7 +11,6 @@ namespace Leuko.Pipeline.Archives;
 internal static class PrependedZip
 {
     private const uint EndRecordSignature = 0x06054b50, CentralHeaderSignature = 0x02014b50, LocalHeaderSignature = 0x04034b50;
-    private const int EndRecordLength = 22;
 
     /// <summary>
     /// The number of bytes before the zip in <paramref name="stream"/> (seekable), or 0 where there are none or the end
@@ -20,21 +19,21 @@ internal static class PrependedZip
     /// </summary>
     public static long Shift(Stream stream)
     {
-        if (!stream.CanSeek || stream.Length < EndRecordLength)
+        if (!stream.CanSeek || stream.Length < ImageArchive.EndRecordLength)
         {
             return 0;
         }
 
         // The end record is the last 22 bytes plus a comment of at most 65,535.
-        int tailLength = (int)Math.Min(stream.Length, EndRecordLength + ushort.MaxValue);
+        int tailLength = (int)Math.Min(stream.Length, ImageArchive.EndRecordLength + ushort.MaxValue);
         var tail = new byte[tailLength];
         stream.Position = stream.Length - tailLength;
         stream.ReadExactly(tail);
-        for (int at = tailLength - EndRecordLength; at >= 0; at--)
+        for (int at = tailLength - ImageArchive.EndRecordLength; at >= 0; at--)
         {
             var record = tail.AsSpan(at);
             if (BinaryPrimitives.ReadUInt32LittleEndian(record) != EndRecordSignature
-                || at + EndRecordLength + BinaryPrimitives.ReadUInt16LittleEndian(record[20..]) != tailLength)
+                || at + ImageArchive.EndRecordLength + BinaryPrimitives.ReadUInt16LittleEndian(record[20..]) != tailLength)
             {
                 continue; // not a record, or one whose comment does not end the file
             }
